@@ -1,0 +1,29 @@
+"""auth genesis: {"accounts": [{"address", "recent_nonces": ["1", ...]}]} (optional; export round-trips)."""
+
+from __future__ import annotations
+
+from perpchain.v1 import state_pb2
+
+from app.auth import keys
+from app.auth.keeper import export_genesis as _export
+from app.auth.params import NONCE_WINDOW
+from app.bank.genesis import parse_uint
+from app.errors import ERR_INVALID_GENESIS, AppError
+from app.lib.address import decode_address_or_none
+from app.lib.encoding import encode_proto
+from app.store import BranchStore
+
+
+def init_genesis(store: BranchStore, state: dict) -> None:
+    for i, entry in enumerate(state.get("accounts", [])):
+        address = decode_address_or_none(entry.get("address", "")) if isinstance(entry, dict) else None
+        if address is None:
+            raise AppError(ERR_INVALID_GENESIS, f"auth.accounts[{i}].address is not a valid address")
+        nonces = sorted(parse_uint(n, f"auth.accounts[{i}].recent_nonces") for n in entry.get("recent_nonces", []))
+        if len(nonces) > NONCE_WINDOW or len(nonces) != len(dict.fromkeys(nonces)):
+            raise AppError(ERR_INVALID_GENESIS, f"auth.accounts[{i}].recent_nonces: too many or duplicated")
+        store.set(keys.nonce_window_key(address), encode_proto(state_pb2.NonceWindow(recent_nonces=nonces)))
+
+
+def export_genesis(store: BranchStore) -> dict:
+    return {"accounts": _export(store)}

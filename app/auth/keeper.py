@@ -1,0 +1,60 @@
+"""Sole owner of the auth prefix: nonce windows."""
+
+from __future__ import annotations
+
+import bisect
+
+from perpchain.v1 import state_pb2
+
+from app.auth import keys
+from app.auth.params import MAX_NONCE_JUMP, NONCE_WINDOW
+from app.errors import ERR_NONCE_TOO_FAR, ERR_NONCE_TOO_OLD, ERR_NONCE_USED, AppError
+from app.lib.address import encode_address
+from app.lib.encoding import encode_proto
+from app.store import BranchStore, CommittedReader
+
+
+def get_recent_nonces(store: CommittedReader, address: bytes) -> list[int]:
+    raw = store.get(keys.nonce_window_key(address))
+    if raw is None:
+        return []
+    window = state_pb2.NonceWindow()
+    window.ParseFromString(raw)
+    return list(window.recent_nonces)
+
+
+def validate_nonce(recent: list[int], nonce: int) -> None:
+    """Raise unless ``nonce`` may be used given the ascending ``recent`` window."""
+    if recent:
+        i = bisect.bisect_left(recent, nonce)
+        if i < len(recent) and recent[i] == nonce:
+            raise AppError(ERR_NONCE_USED, f"nonce {nonce} was already used")
+        if len(recent) >= NONCE_WINDOW and nonce < recent[0]:
+            raise AppError(
+                ERR_NONCE_TOO_OLD,
+                f"nonce {nonce} is below the account's window (smallest kept nonce {recent[0]})",
+            )
+        if nonce > recent[-1] + MAX_NONCE_JUMP:
+            raise AppError(
+                ERR_NONCE_TOO_FAR,
+                f"nonce {nonce} is more than {MAX_NONCE_JUMP} above the highest used nonce {recent[-1]}",
+            )
+
+
+def apply_nonce(store: BranchStore, address: bytes, nonce: int) -> None:
+    """Validate and record ``nonce`` for ``address``; raises AppError when not usable."""
+    recent = get_recent_nonces(store, address)
+    validate_nonce(recent, nonce)
+    bisect.insort(recent, nonce)
+    if len(recent) > NONCE_WINDOW:
+        del recent[: len(recent) - NONCE_WINDOW]
+    store.set(keys.nonce_window_key(address), encode_proto(state_pb2.NonceWindow(recent_nonces=recent)))
+
+
+def export_genesis(store: BranchStore) -> list[dict]:
+    out = []
+    for key, raw in store.iterate_prefix(keys.nonce_window_key(b"")):
+        window = state_pb2.NonceWindow()
+        window.ParseFromString(raw)
+        out.append({"address": encode_address(key[1:]), "recent_nonces": [str(n) for n in window.recent_nonces]})
+    return out

@@ -1,0 +1,9 @@
+from app.store import PREFIX_BANK
+
+BALANCE_PREFIX = PREFIX_BANK + b"\x00"
+SUPPLY_KEY = PREFIX_BANK + b"\x01"
+PARAMS_KEY = PREFIX_BANK + b"\x02"
+
+
+def balance_key(address: bytes) -> bytes:
+    return BALANCE_PREFIX + address

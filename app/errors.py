@@ -1,0 +1,88 @@
+"""Typed, expected errors with stable ABCI codes.
+
+Only :class:`AppError` is ever caught inside ``app/``: it becomes a non-zero
+result code and the state branch it happened in is discarded. Any other
+exception is a bug or an invariant violation and halts the node (a validator
+that diverges must stop, not limp on).
+
+Codes are append-only and globally unique; the codespace names the module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorCode:
+    codespace: str
+    code: int
+    name: str
+
+
+class AppError(Exception):
+    """An expected failure of one tx / query; carries a stable code."""
+
+    def __init__(self, error: ErrorCode, message: str) -> None:
+        super().__init__(f"{error.name}: {message}")
+        self.error = error
+        self.message = message
+
+    @property
+    def code(self) -> int:
+        return self.error.code
+
+    @property
+    def codespace(self) -> str:
+        return self.error.codespace
+
+    @property
+    def log(self) -> str:
+        return f"{self.error.name}: {self.message}"
+
+
+class InvariantViolation(Exception):
+    """Consensus-critical invariant broken. Never caught in app/: the node halts."""
+
+
+_REGISTRY: dict[int, ErrorCode] = {}
+
+
+def register(codespace: str, code: int, name: str) -> ErrorCode:
+    if code in _REGISTRY:
+        raise RuntimeError(f"error code {code} registered twice")
+    err = ErrorCode(codespace, code, name)
+    _REGISTRY[code] = err
+    return err
+
+
+def all_codes() -> list[ErrorCode]:
+    return [_REGISTRY[c] for c in sorted(_REGISTRY)]
+
+
+# --- tx envelope / authentication (codespace "tx") ------------------------
+ERR_TX_TOO_LARGE = register("tx", 2, "tx_too_large")
+ERR_TX_DECODE = register("tx", 3, "tx_decode")
+ERR_INVALID_SIGNATURE = register("tx", 4, "invalid_signature")
+ERR_WRONG_CHAIN_ID = register("tx", 5, "wrong_chain_id")
+ERR_NONCE_USED = register("tx", 6, "nonce_already_used")
+ERR_NONCE_TOO_OLD = register("tx", 7, "nonce_too_old")
+ERR_NONCE_TOO_FAR = register("tx", 8, "nonce_too_far_ahead")
+ERR_UNKNOWN_MESSAGE = register("tx", 9, "unknown_message")
+ERR_NO_MESSAGES = register("tx", 10, "no_messages")
+ERR_TOO_MANY_MESSAGES = register("tx", 11, "too_many_messages")
+ERR_MEMO_TOO_LONG = register("tx", 12, "memo_too_long")
+ERR_UNAUTHORIZED = register("tx", 13, "unauthorized")
+ERR_INVALID_ADDRESS = register("tx", 14, "invalid_address")
+ERR_INVALID_PUBKEY = register("tx", 15, "invalid_pub_key")
+ERR_APP_ONLY_TX = register("tx", 16, "app_only_tx")
+
+# --- bank (codespace "bank") ------------------------------------------------
+ERR_INSUFFICIENT_FUNDS = register("bank", 101, "insufficient_funds")
+ERR_INVALID_AMOUNT = register("bank", 102, "invalid_amount")
+ERR_BALANCE_OVERFLOW = register("bank", 103, "balance_overflow")
+
+# --- queries / genesis (codespace "app") -------------------------------------
+ERR_UNKNOWN_QUERY = register("app", 201, "unknown_query")
+ERR_INVALID_GENESIS = register("app", 202, "invalid_genesis")
+ERR_NOT_FOUND = register("app", 203, "not_found")

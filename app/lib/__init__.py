@@ -1,0 +1,1 @@
+"""Small deterministic helpers shared by every module (math, encoding, addresses)."""

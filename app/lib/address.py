@@ -1,0 +1,32 @@
+"""Account addresses: 20 bytes = sha256(ed25519 public key)[:20], shown as bech32 "perp1..."."""
+
+from __future__ import annotations
+
+import hashlib
+
+import bech32
+
+HRP = "perp"
+ADDRESS_LEN = 20
+
+
+def address_from_pubkey(pub_key: bytes) -> bytes:
+    return hashlib.sha256(pub_key).digest()[:ADDRESS_LEN]
+
+
+def encode_address(addr: bytes) -> str:
+    data = bech32.convertbits(addr, 8, 5, True)
+    return bech32.bech32_encode(HRP, data)
+
+
+def decode_address_or_none(text: str) -> bytes | None:
+    """Raw 20 bytes of a bech32 address with our prefix, or None if it is not one."""
+    if not isinstance(text, str) or len(text) > 90 or text != text.lower():
+        return None
+    hrp, data = bech32.bech32_decode(text)
+    if hrp != HRP or data is None:
+        return None
+    raw = bech32.convertbits(data, 5, 8, False)
+    if raw is None or len(raw) != ADDRESS_LEN:
+        return None
+    return bytes(raw)

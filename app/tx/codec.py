@@ -1,0 +1,95 @@
+"""Stateless decoding and verification of a tx's bytes.
+
+``decode_and_verify`` is a pure function of (tx bytes, chain id), used by
+CheckTx, PrepareProposal, ProcessProposal and FinalizeBlock alike, so an
+honest proposer's block always passes ProcessProposal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import nacl.exceptions
+import nacl.signing
+from perpchain.v1 import tx_pb2
+
+from app.errors import (
+    ERR_INVALID_PUBKEY,
+    ERR_INVALID_SIGNATURE,
+    ERR_MEMO_TOO_LONG,
+    ERR_NO_MESSAGES,
+    ERR_TOO_MANY_MESSAGES,
+    ERR_TX_DECODE,
+    ERR_TX_TOO_LARGE,
+    ERR_UNAUTHORIZED,
+    ERR_UNKNOWN_MESSAGE,
+    ERR_WRONG_CHAIN_ID,
+    AppError,
+)
+from app.lib.address import address_from_pubkey, encode_address
+from app.lib.encoding import decode_canonical
+from app.tx.router import ROUTES
+
+SIGN_DOMAIN = b"perpchain/tx/v1\x00"
+MAX_TX_BYTES = 32 * 1024  # bytes; CometBFT's mempool limit is larger, ours is the one enforced
+MAX_MESSAGES = 32  # per tx
+MAX_MEMO_BYTES = 256  # UTF-8 bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedTx:
+    signer: bytes  # 20-byte address
+    nonce: int
+    memo: str
+    msgs: tuple[tuple[str, object], ...]  # (route name, message)
+
+
+def sign_bytes(body: bytes) -> bytes:
+    return SIGN_DOMAIN + body
+
+
+def decode_and_verify(tx_bytes: bytes, chain_id: str) -> DecodedTx:
+    """Decode, check canonical encoding, chain id, signature and every message's signer.
+
+    Raises AppError with a specific code for each failure.
+    """
+    if len(tx_bytes) > MAX_TX_BYTES:
+        raise AppError(ERR_TX_TOO_LARGE, f"tx is {len(tx_bytes)} bytes, limit {MAX_TX_BYTES}")
+    tx = decode_canonical(tx_pb2.Tx, tx_bytes)
+    if tx is None:
+        raise AppError(ERR_TX_DECODE, "tx bytes are not a canonical perpchain.v1.Tx")
+    body = decode_canonical(tx_pb2.TxBody, tx.body)
+    if body is None:
+        raise AppError(ERR_TX_DECODE, "tx body is not a canonical perpchain.v1.TxBody")
+    if body.chain_id != chain_id:
+        raise AppError(ERR_WRONG_CHAIN_ID, f"tx is for chain {body.chain_id!r}, this chain is {chain_id!r}")
+    if len(body.signer_pub_key) != 32:
+        raise AppError(ERR_INVALID_PUBKEY, "signer_pub_key must be a 32-byte ed25519 key")
+    if len(tx.signature) != 64:
+        raise AppError(ERR_INVALID_SIGNATURE, "signature must be 64 bytes")
+    try:
+        nacl.signing.VerifyKey(body.signer_pub_key).verify(sign_bytes(tx.body), tx.signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
+        raise AppError(ERR_INVALID_SIGNATURE, "signature does not verify against signer_pub_key") from None
+    if len(body.memo.encode()) > MAX_MEMO_BYTES:
+        raise AppError(ERR_MEMO_TOO_LONG, f"memo longer than {MAX_MEMO_BYTES} bytes")
+    if not body.messages:
+        raise AppError(ERR_NO_MESSAGES, "tx carries no messages")
+    if len(body.messages) > MAX_MESSAGES:
+        raise AppError(ERR_TOO_MANY_MESSAGES, f"tx carries {len(body.messages)} messages, limit {MAX_MESSAGES}")
+    signer = address_from_pubkey(body.signer_pub_key)
+    msgs = []
+    for i, wrapper in enumerate(body.messages):
+        name = wrapper.WhichOneof("sum")
+        route = ROUTES.get(name) if name is not None else None
+        if route is None:
+            raise AppError(ERR_UNKNOWN_MESSAGE, f"message {i} has an unknown or empty type")
+        msg = getattr(wrapper, name)
+        for required in route.signers(msg):
+            if required != signer:
+                raise AppError(
+                    ERR_UNAUTHORIZED,
+                    f"message {i} must be signed by {encode_address(required)}, tx signer is {encode_address(signer)}",
+                )
+        msgs.append((name, msg))
+    return DecodedTx(signer=signer, nonce=body.nonce, memo=body.memo, msgs=tuple(msgs))
