@@ -123,6 +123,11 @@ class Application:
             return self._genesis.store, self._genesis.app_hash
         return self._store, self._store.last_app_hash()
 
+    def discard_pending(self) -> None:
+        """Forget uncommitted work (CometBFT restarted while the app kept running)."""
+        self._pending = None
+        self._check_state = BranchStore(self._base()[0])
+
     # --- mempool ---------------------------------------------------------------
     def check_tx(self, tx_bytes: bytes, recheck: bool = False) -> TxResult:
         """Full execution against the check state (reset at every Commit; rechecks rebuild it)."""

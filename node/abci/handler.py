@@ -1,0 +1,154 @@
+"""ABCI request -> app call -> ABCI response.
+
+The only place where CometBFT protobuf types meet ``app.Application``. Every
+response sets its status explicitly (an UNKNOWN status makes CometBFT panic).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from tendermint.abci import types_pb2 as abci
+
+from app.application import APP_VERSION, Application
+from app.events import Event
+
+log = logging.getLogger("perpd.abci")
+
+APP_NAME = "perpd"
+SOFTWARE_VERSION = "0.1.0"
+
+
+def timestamp_ns(ts) -> int:
+    return ts.seconds * 1_000_000_000 + ts.nanos
+
+
+def to_abci_events(events) -> list[abci.Event]:
+    return [
+        abci.Event(type=e.type, attributes=[abci.EventAttribute(key=k, value=v, index=True) for k, v in e.attributes])
+        for e in events
+    ]
+
+
+class AbciHandler:
+    """Dispatches decoded ABCI requests to the application; one instance per node."""
+
+    def __init__(self, app: Application, extend_vote: Callable[[int], bytes] | None = None) -> None:
+        self.app = app
+        # ExtendVote is allowed to be non-deterministic (the oracle daemon's view); b"" until #3.
+        self._extend_vote = extend_vote or (lambda height: b"")
+        self._methods: dict[str, Callable] = {
+            "info": self.info,
+            "init_chain": self.init_chain,
+            "query": self.query,
+            "check_tx": self.check_tx,
+            "prepare_proposal": self.prepare_proposal,
+            "process_proposal": self.process_proposal,
+            "extend_vote": self.extend_vote,
+            "verify_vote_extension": self.verify_vote_extension,
+            "finalize_block": self.finalize_block,
+            "commit": self.commit,
+            "list_snapshots": lambda r: abci.Response(list_snapshots=abci.ResponseListSnapshots()),
+            "offer_snapshot": lambda r: abci.Response(
+                offer_snapshot=abci.ResponseOfferSnapshot(result=abci.ResponseOfferSnapshot.REJECT)
+            ),
+            "load_snapshot_chunk": lambda r: abci.Response(load_snapshot_chunk=abci.ResponseLoadSnapshotChunk()),
+            "apply_snapshot_chunk": lambda r: abci.Response(
+                apply_snapshot_chunk=abci.ResponseApplySnapshotChunk(result=abci.ResponseApplySnapshotChunk.ABORT)
+            ),
+        }
+
+    def handle(self, req: abci.Request) -> abci.Response:
+        kind = req.WhichOneof("value")
+        if kind == "echo":
+            return abci.Response(echo=abci.ResponseEcho(message=req.echo.message))
+        if kind == "flush":
+            return abci.Response(flush=abci.ResponseFlush())
+        method = self._methods.get(kind)
+        if method is None:
+            return abci.Response(exception=abci.ResponseException(error=f"unsupported ABCI request {kind!r}"))
+        return method(getattr(req, kind))
+
+    def info(self, req: abci.RequestInfo) -> abci.Response:
+        height, app_hash = self.app.info()
+        log.info("info: cometbft %s, app at height %d", req.version, height)
+        return abci.Response(
+            info=abci.ResponseInfo(
+                data=APP_NAME,
+                version=SOFTWARE_VERSION,
+                app_version=APP_VERSION,
+                last_block_height=height,
+                last_block_app_hash=app_hash,
+            )
+        )
+
+    def init_chain(self, req: abci.RequestInitChain) -> abci.Response:
+        validators = [(v.pub_key.ed25519, v.power) for v in req.validators]
+        app_hash = self.app.init_chain(
+            chain_id=req.chain_id,
+            genesis_time_ns=timestamp_ns(req.time),
+            app_state_bytes=req.app_state_bytes,
+            validators=validators,
+            initial_height=req.initial_height or 1,
+        )
+        log.info("init_chain: chain %s, %d validators, app hash %s", req.chain_id, len(validators), app_hash.hex())
+        return abci.Response(init_chain=abci.ResponseInitChain(app_hash=app_hash))
+
+    def query(self, req: abci.RequestQuery) -> abci.Response:
+        res = self.app.query(req.path, req.data)
+        height, _ = self.app.info()
+        return abci.Response(
+            query=abci.ResponseQuery(code=res.code, codespace=res.codespace, log=res.log, value=res.value, height=height)
+        )
+
+    def check_tx(self, req: abci.RequestCheckTx) -> abci.Response:
+        res = self.app.check_tx(req.tx, recheck=req.type == abci.RECHECK)
+        return abci.Response(
+            check_tx=abci.ResponseCheckTx(
+                code=res.code, codespace=res.codespace, log=res.log, gas_wanted=1, events=to_abci_events(res.events)
+            )
+        )
+
+    def prepare_proposal(self, req: abci.RequestPrepareProposal) -> abci.Response:
+        txs = self.app.prepare_proposal(list(req.txs), req.max_tx_bytes)
+        return abci.Response(prepare_proposal=abci.ResponsePrepareProposal(txs=txs))
+
+    def process_proposal(self, req: abci.RequestProcessProposal) -> abci.Response:
+        ok = self.app.process_proposal(list(req.txs))
+        status = abci.ResponseProcessProposal.ACCEPT if ok else abci.ResponseProcessProposal.REJECT
+        if not ok:
+            log.warning("process_proposal: rejecting block at height %d", req.height)
+        return abci.Response(process_proposal=abci.ResponseProcessProposal(status=status))
+
+    def extend_vote(self, req: abci.RequestExtendVote) -> abci.Response:
+        return abci.Response(extend_vote=abci.ResponseExtendVote(vote_extension=self._extend_vote(req.height)))
+
+    def verify_vote_extension(self, req: abci.RequestVerifyVoteExtension) -> abci.Response:
+        ok = self.app.verify_vote_extension(req.vote_extension)
+        status = abci.ResponseVerifyVoteExtension.ACCEPT if ok else abci.ResponseVerifyVoteExtension.REJECT
+        return abci.Response(verify_vote_extension=abci.ResponseVerifyVoteExtension(status=status))
+
+    def finalize_block(self, req: abci.RequestFinalizeBlock) -> abci.Response:
+        res = self.app.finalize_block(req.height, timestamp_ns(req.time), list(req.txs))
+        return abci.Response(
+            finalize_block=abci.ResponseFinalizeBlock(
+                events=to_abci_events(res.events),
+                tx_results=[
+                    abci.ExecTxResult(code=r.code, codespace=r.codespace, log=r.log, events=to_abci_events(r.events))
+                    for r in res.tx_results
+                ],
+                app_hash=res.app_hash,
+            )
+        )
+
+    def commit(self, req: abci.RequestCommit) -> abci.Response:
+        retain = self.app.commit()
+        return abci.Response(commit=abci.ResponseCommit(retain_height=retain))
+
+    def on_consensus_lost(self) -> None:
+        """CometBFT went away: drop uncommitted work; it will re-handshake and replay."""
+        self.app.discard_pending()
+
+
+__all__ = ["AbciHandler", "Event"]

@@ -1,0 +1,50 @@
+"""Build and sign perpchain transactions (client side)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import nacl.signing
+from perpchain.v1 import tx_pb2
+
+from app.lib.encoding import encode_proto
+from app.tx.codec import sign_bytes
+
+
+def sign_tx(
+    signing_key: nacl.signing.SigningKey,
+    chain_id: str,
+    nonce: int,
+    messages: list[tx_pb2.Msg],
+    memo: str = "",
+) -> bytes:
+    body = tx_pb2.TxBody(
+        chain_id=chain_id,
+        signer_pub_key=bytes(signing_key.verify_key),
+        nonce=nonce,
+        memo=memo,
+        messages=messages,
+    )
+    body_bytes = encode_proto(body)
+    signature = signing_key.sign(sign_bytes(body_bytes)).signature
+    return encode_proto(tx_pb2.Tx(body=body_bytes, signature=signature))
+
+
+def msg_send(from_address: str, to_address: str, amount_quote_quantums: int) -> tx_pb2.Msg:
+    return tx_pb2.Msg(
+        send=tx_pb2.MsgSend(
+            from_address=from_address, to_address=to_address, amount_quote_quantums=amount_quote_quantums
+        )
+    )
+
+
+def tx_hash(tx_bytes: bytes) -> str:
+    """CometBFT's tx hash: uppercase hex sha256 of the raw bytes."""
+    return hashlib.sha256(tx_bytes).hexdigest().upper()
+
+
+def default_nonce(recent_nonces: list[int]) -> int:
+    """Milliseconds since the epoch, bumped above the highest used nonce (client side only)."""
+    now_ms = time.time_ns() // 1_000_000
+    return max(now_ms, (max(recent_nonces) + 1) if recent_nonces else 0)
