@@ -1,1 +1,394 @@
-def main(): pass
+"""The ``perpd`` command line (Cosmos conventions: init, start, keys, tx, query, status, localnet).
+
+Every failure prints one ``Error: ...`` line to stderr and exits non-zero;
+set PERPD_DEBUG=1 for a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import click
+
+from app.lib.address import decode_address_or_none
+from node import localnet as ln
+from node.client.keys import Keyring, KeyError_
+from node.client.rpc import RpcClient, RpcError
+from node.client.txbuilder import default_nonce, msg_send, sign_tx, tx_hash
+from node.client.units import UnitError, quote_quantums_to_usdc, usdc_to_quote_quantums
+from node.config import AppConfig, edit_cometbft_config, find_cometbft, write_app_config
+from node.genesis import patch_genesis
+
+DEFAULT_HOME = os.environ.get("PERPD_HOME", str(pathlib.Path.home() / ".perpd"))
+DEFAULT_NODE = os.environ.get("PERPD_NODE", "http://127.0.0.1:26657")
+DEFAULT_LOCALNET = os.environ.get("PERPD_LOCALNET_DIR", ".localnet")
+
+
+class CliError(click.ClickException):
+    """One clear line, exit code 1."""
+
+
+def emit(ctx_obj: dict, data, text: str | None = None) -> None:
+    if ctx_obj.get("output") == "json" or text is None:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+def common(f):
+    """--home / --node / -o on every command."""
+    @click.option("--home", default=DEFAULT_HOME, show_default=True, help="node / keyring home folder")
+    @click.option("--node", "node_url", default=DEFAULT_NODE, show_default=True, help="CometBFT RPC address")
+    @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+    @click.pass_context
+    @functools.wraps(f)
+    def wrapper(ctx, home, node_url, output, *args, **kwargs):
+        ctx.ensure_object(dict)
+        ctx.obj.update(home=pathlib.Path(home), node=node_url, output=output)
+        return ctx.invoke(f, *args, **kwargs)
+    return wrapper
+
+
+def rpc(ctx_obj: dict) -> RpcClient:
+    return RpcClient(ctx_obj["node"])
+
+
+def keyring(ctx_obj: dict) -> Keyring:
+    return Keyring(ctx_obj["home"] / "keys")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """perpd: perpetual-futures chain node and client."""
+
+
+# --- init / start -----------------------------------------------------------------
+@cli.command()
+@click.option("--chain-id", required=True, help="chain id written into genesis.json")
+@click.option("--moniker", default="perpd-node", show_default=True)
+@click.option("--app-state", type=click.Path(exists=True, dir_okay=False),
+              help="JSON file with the genesis app_state; default: a new key 'validator' funded with 1,000,000 USDC "
+                   "and made the bank authority")
+@common
+def init(chain_id: str, moniker: str, app_state: str | None) -> None:
+    """Create a node home: CometBFT config and keys, genesis with vote extensions on, app.toml."""
+    obj = click.get_current_context().obj
+    home: pathlib.Path = obj["home"]
+    if (home / "config" / "genesis.json").exists():
+        raise CliError(f"{home} is already initialized")
+    subprocess.run([find_cometbft(), "init", "--home", str(home)], check=True, capture_output=True)
+    if app_state:
+        state = json.loads(pathlib.Path(app_state).read_text())
+    else:
+        key = keyring(obj).add("validator")
+        state = {"bank": {"authority": key.address,
+                          "balances": [{"address": key.address, "amount_quote_quantums": "1000000000000"}]}}
+    cfg = AppConfig.default(home)
+    write_app_config(home, cfg)
+    edit_cometbft_config(home, {"": {"proxy_app": cfg.abci_address, "moniker": moniker}})
+    patch_genesis(home / "config" / "genesis.json", chain_id, state)
+    emit(obj, {"home": str(home), "chain_id": chain_id, "abci": cfg.abci_address},
+         f"initialized {home} for chain {chain_id}")
+
+
+@cli.command()
+@click.option("--home", default=DEFAULT_HOME, show_default=True)
+@click.option("--abci-only", is_flag=True, help="serve ABCI only; do not start the cometbft child")
+@click.argument("cometbft_args", nargs=-1, type=click.UNPROCESSED)
+def start(home: str, abci_only: bool, cometbft_args: tuple[str, ...]) -> None:
+    """Run the app and its supervised cometbft child (extra args after -- go to cometbft)."""
+    from node.runner import run_node
+
+    sys.exit(run_node(pathlib.Path(home), with_cometbft=not abci_only, cometbft_args=list(cometbft_args)))
+
+
+# --- keys ------------------------------------------------------------------------
+@cli.group()
+def keys() -> None:
+    """Manage the file keyring in <home>/keys (files are mode 0600)."""
+
+
+@keys.command("add")
+@click.argument("name")
+@common
+def keys_add(name: str) -> None:
+    obj = click.get_current_context().obj
+    key = keyring(obj).add(name)
+    emit(obj, key.public_info(), f"{key.name}\t{key.address}")
+
+
+@keys.command("list")
+@common
+def keys_list() -> None:
+    obj = click.get_current_context().obj
+    ks = keyring(obj).list()
+    emit(obj, [k.public_info() for k in ks], "\n".join(f"{k.name}\t{k.address}" for k in ks) or "(no keys)")
+
+
+@keys.command("show")
+@click.argument("name")
+@click.option("--address", "address_only", is_flag=True, help="print only the address")
+@common
+def keys_show(name: str, address_only: bool) -> None:
+    obj = click.get_current_context().obj
+    key = keyring(obj).get(name)
+    emit(obj, key.public_info(), key.address if address_only else f"{key.name}\t{key.address}\t{key.pub_key.hex()}")
+
+
+@keys.command("import")
+@click.argument("name")
+@click.argument("private_key_hex")
+@common
+def keys_import(name: str, private_key_hex: str) -> None:
+    obj = click.get_current_context().obj
+    key = keyring(obj).import_hex(name, private_key_hex)
+    emit(obj, key.public_info(), f"{key.name}\t{key.address}")
+
+
+@keys.command("export")
+@click.argument("name")
+@common
+def keys_export(name: str) -> None:
+    """Print the private key (hex). Anyone holding it controls the account."""
+    obj = click.get_current_context().obj
+    secret = keyring(obj).export_hex(name)
+    emit(obj, {"name": name, "private_key": secret}, secret)
+
+
+# --- tx --------------------------------------------------------------------------
+@cli.group()
+def tx() -> None:
+    """Sign and broadcast transactions; waits for the block and prints height, code and log."""
+
+
+def resolve_address(obj: dict, who: str) -> str:
+    if decode_address_or_none(who) is not None:
+        return who
+    try:
+        return keyring(obj).get(who).address
+    except KeyError_:
+        raise CliError(f"{who!r} is neither a perp1... address nor a key in {obj['home'] / 'keys'}") from None
+
+
+def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool) -> None:
+    res = client.broadcast_tx_sync(tx_bytes)
+    h = tx_hash(tx_bytes)
+    if int(res["code"]) != 0:
+        emit(obj, {"hash": h, "code": int(res["code"]), "codespace": res.get("codespace", ""), "log": res["log"],
+                   "stage": "check_tx"}, f"rejected by CheckTx: code {res['code']} ({res.get('codespace', '')}): "
+                   f"{res['log']}")
+        sys.exit(1)
+    if not wait:
+        emit(obj, {"hash": h, "code": 0, "stage": "mempool"}, f"in mempool: {h}")
+        return
+    result = client.wait_tx(h)
+    r = result["tx_result"]
+    code = int(r.get("code", 0))
+    emit(obj, {"hash": h, "height": int(result["height"]), "code": code, "codespace": r.get("codespace", ""),
+               "log": r.get("log", "")},
+         f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else ""))
+    if code != 0:
+        sys.exit(1)
+
+
+@tx.group("bank")
+def tx_bank() -> None:
+    """USDC transfers."""
+
+
+@tx_bank.command("send", context_settings={"ignore_unknown_options": True})
+@click.argument("from_key")
+@click.argument("to")
+@click.argument("amount_usdc")
+@click.option("--chain-id", help="defaults to the node's chain id")
+@click.option("--nonce", type=int, help="defaults to max(now in ms, highest used nonce + 1)")
+@click.option("--memo", default="")
+@click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")
+@common
+def tx_bank_send(from_key, to, amount_usdc, chain_id, nonce, memo, no_wait) -> None:
+    """Send AMOUNT_USDC (e.g. 12.5) from key FROM_KEY to address or key name TO."""
+    obj = click.get_current_context().obj
+    amount = usdc_to_quote_quantums(amount_usdc)
+    key = keyring(obj).get(from_key)
+    to_address = resolve_address(obj, to)
+    with rpc(obj) as client:
+        chain_id = chain_id or client.chain_id()
+        if nonce is None:
+            recent = client.query_json(f"/auth/account/{key.address}")["recent_nonces"]
+            nonce = default_nonce([int(n) for n in recent])
+        if nonce < 0:
+            raise CliError("nonce must be non-negative")
+        tx_bytes = sign_tx(key.signing_key, chain_id, nonce, [msg_send(key.address, to_address, amount)], memo)
+        broadcast_and_wait(obj, client, tx_bytes, wait=not no_wait)
+
+
+# --- query -----------------------------------------------------------------------
+@cli.group()
+def query() -> None:
+    """Read chain state through the node's abci_query."""
+
+
+@query.group("bank")
+def query_bank() -> None:
+    """USDC balances and supply."""
+
+
+@query_bank.command("balance")
+@click.argument("who")
+@common
+def query_bank_balance(who: str) -> None:
+    """Balance of an address or key name."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.query_json(f"/bank/balance/{resolve_address(obj, who)}")
+    n = int(res["amount_quote_quantums"])
+    emit(obj, {**res, "amount_usdc": quote_quantums_to_usdc(n)}, f"{quote_quantums_to_usdc(n)} USDC")
+
+
+@query_bank.command("supply")
+@common
+def query_bank_supply() -> None:
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.query_json("/bank/supply")
+    emit(obj, res, f"{quote_quantums_to_usdc(int(res['amount_quote_quantums']))} USDC")
+
+
+@query.command("account")
+@click.argument("who")
+@common
+def query_account(who: str) -> None:
+    """Recent nonces of an address or key name."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.query_json(f"/auth/account/{resolve_address(obj, who)}")
+    emit(obj, res, f"{res['address']}  recent nonces: {', '.join(res['recent_nonces']) or '(none)'}")
+
+
+@query.command("tx")
+@click.argument("tx_hash_hex")
+@common
+def query_tx(tx_hash_hex: str) -> None:
+    """A committed tx by hash: height, code, log, events."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.tx(tx_hash_hex.upper().removeprefix("0X"))
+    if res is None:
+        raise CliError(f"tx {tx_hash_hex} not found")
+    r = res["tx_result"]
+    out = {"hash": res["hash"], "height": int(res["height"]), "code": int(r.get("code", 0)),
+           "codespace": r.get("codespace", ""), "log": r.get("log", ""), "events": r.get("events", [])}
+    emit(obj, out, f"height {out['height']}  code {out['code']}" + (f"  log {out['log']}" if out["log"] else ""))
+
+
+@cli.command()
+@common
+def status() -> None:
+    """Node sync status and the app's committed height and hash."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        st = client.status()
+        app = client.query_json("/app/info")
+    si = st["sync_info"]
+    out = {"chain_id": st["node_info"]["network"], "moniker": st["node_info"]["moniker"],
+           "latest_block_height": int(si["latest_block_height"]), "latest_app_hash": si["latest_app_hash"],
+           "catching_up": si["catching_up"], "app": app}
+    emit(obj, out, f"{out['chain_id']}  {out['moniker']}  height {out['latest_block_height']}  "
+                   f"app hash {out['latest_app_hash']}  catching up {out['catching_up']}")
+
+
+# --- localnet --------------------------------------------------------------------
+@cli.group()
+def localnet() -> None:
+    """Run a multi-validator network on 127.0.0.1."""
+
+
+def localnet_options(f):
+    f = click.option("--dir", "dir_", default=DEFAULT_LOCALNET, show_default=True, help="localnet folder")(f)
+    f = click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)(f)
+    return f
+
+
+@localnet.command("up")
+@localnet_options
+@click.option("--validators", default=4, show_default=True)
+@click.option("--base-port", default=26656, show_default=True, help="node i: p2p base+10i, rpc base+10i+1")
+@click.option("--proxy-app", type=click.Choice(ln.PROXY_APPS), default="perpd", show_default=True,
+              help="kvstore runs CometBFT's built-in app (benchmark baseline)")
+@click.option("--timeout", default=180.0, show_default=True, help="seconds to wait for height 3")
+def localnet_up(dir_, output, validators, base_port, proxy_app, timeout) -> None:
+    """Create (if needed) and start the localnet; returns once every node is at height >= 3."""
+    manifest = ln.up(pathlib.Path(dir_), validators, base_port, proxy_app, timeout_s=timeout,
+                     progress=lambda s: click.echo(s, err=True))
+    endpoints = [{"node": n["index"], "rpc": ln.rpc_url(n), "home": n["home"]} for n in manifest["nodes"]]
+    emit({"output": output}, {"chain_id": manifest["chain_id"], "nodes": endpoints, "keys": str(pathlib.Path(dir_).resolve() / "keys")},
+         "\n".join([f"chain {manifest['chain_id']} is up; RPC endpoints:"]
+                   + [f"  node{e['node']}: {e['rpc']}" for e in endpoints]
+                   + [f"keys: perpd keys list --home {pathlib.Path(dir_).resolve()}"]))
+
+
+@localnet.command("status")
+@localnet_options
+def localnet_status(dir_, output) -> None:
+    rows = ln.status(pathlib.Path(dir_))
+    emit({"output": output}, rows, "\n".join(
+        f"node{r['node']}  {'up  ' if r['running'] else 'DOWN'}  height {r['height'] if r['height'] is not None else '-'}"
+        f"  app hash {r['app_hash'] or '-'}  {r['rpc']}" for r in rows))
+
+
+@localnet.command("down")
+@localnet_options
+@click.option("--reset", is_flag=True, help="also delete the localnet folder (all chain data)")
+def localnet_down(dir_, output, reset) -> None:
+    pids = ln.down(pathlib.Path(dir_), reset=reset)
+    emit({"output": output}, {"stopped_pids": pids}, f"stopped {len(pids)} processes" + (", deleted data" if reset else ""))
+
+
+@localnet.command("logs")
+@localnet_options
+@click.option("--node", "node_index", default=0, show_default=True)
+@click.option("--cometbft", "which", flag_value="cometbft", help="show cometbft's log instead of perpd's")
+@click.option("-n", "--lines", default=50, show_default=True)
+def localnet_logs(dir_, output, node_index, which, lines) -> None:
+    manifest = ln.load_manifest(pathlib.Path(dir_).resolve())
+    if not 0 <= node_index < len(manifest["nodes"]):
+        raise CliError(f"no node {node_index} (localnet has {len(manifest['nodes'])})")
+    path = pathlib.Path(manifest["nodes"][node_index]["home"]) / f"{which or 'perpd'}.log"
+    text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+    click.echo("\n".join(text))
+
+
+# --- entry point -------------------------------------------------------------------
+EXPECTED = (RpcError, KeyError_, UnitError, ln.LocalnetError, FileNotFoundError, subprocess.CalledProcessError,
+            json.JSONDecodeError, PermissionError)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"Error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code or 1)
+    except EXPECTED as e:
+        if os.environ.get("PERPD_DEBUG"):
+            raise
+        msg = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) and e.stderr else e
+        click.echo(f"Error: {msg}", err=True)
+        sys.exit(1)
+    except Exception as e:  # noqa: BLE001 -- CLI boundary: one line, no traceback
+        if os.environ.get("PERPD_DEBUG"):
+            raise
+        click.echo(f"Error: {e.__class__.__name__}: {e}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

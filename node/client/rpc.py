@@ -61,7 +61,7 @@ class RpcClient:
     def tx(self, hash_hex: str) -> dict | None:
         """The committed tx result, or None if not (yet) in a block."""
         try:
-            return self.call("tx", hash="0x" + hash_hex, prove=False)
+            return self.call("tx", hash=base64.b64encode(bytes.fromhex(hash_hex)).decode(), prove=False)
         except RpcError as e:
             if "not found" in str(e):
                 return None

@@ -1,0 +1,97 @@
+"""Node home layout and ``config/app.toml``.
+
+A home holds CometBFT's files (``config/config.toml``, ``config/genesis.json``,
+keys, ``data/``) and ours:
+
+- ``config/app.toml``  -- this node's perpd settings (below)
+- ``data/perpd.db``    -- committed app state (LevelDB)
+- ``keys/``            -- the file keyring (``perpd keys``)
+- ``perpd.pid``, ``cometbft.pid``, ``cometbft.log`` -- written by ``perpd start``
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import tomllib
+
+import tomlkit
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass
+class AppConfig:
+    abci_address: str  # unix:///abs/path.sock or tcp://127.0.0.1:PORT
+    db_path: str  # LevelDB directory, relative to home unless absolute
+    log_level: str = "info"
+
+    @staticmethod
+    def default(home: pathlib.Path) -> "AppConfig":
+        return AppConfig(abci_address=f"unix://{home.resolve() / 'perpd.sock'}", db_path="data/perpd.db")
+
+
+def app_toml_path(home: pathlib.Path) -> pathlib.Path:
+    return home / "config" / "app.toml"
+
+
+def load_app_config(home: pathlib.Path) -> AppConfig:
+    path = app_toml_path(home)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run `perpd init --home {home}` first")
+    doc = tomllib.loads(path.read_text())
+    return AppConfig(
+        abci_address=doc["abci"]["address"],
+        db_path=doc["storage"]["db_path"],
+        log_level=doc.get("log", {}).get("level", "info"),
+    )
+
+
+def write_app_config(home: pathlib.Path, cfg: AppConfig) -> None:
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("perpd application settings (see docs/configuration.md)"))
+    abci = tomlkit.table()
+    abci.add("address", cfg.abci_address)
+    abci["address"].comment("ABCI socket CometBFT connects to (must equal proxy_app in config.toml)")
+    doc.add("abci", abci)
+    storage = tomlkit.table()
+    storage.add("db_path", cfg.db_path)
+    doc.add("storage", storage)
+    lg = tomlkit.table()
+    lg.add("level", cfg.log_level)
+    doc.add("log", lg)
+    path = app_toml_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomlkit.dumps(doc))
+
+
+def db_path(home: pathlib.Path, cfg: AppConfig) -> pathlib.Path:
+    p = pathlib.Path(cfg.db_path)
+    return p if p.is_absolute() else home / p
+
+
+def find_cometbft() -> str:
+    """The pinned binary: $PERPD_COMETBFT, else the repo's bin/cometbft, else PATH."""
+    env = os.environ.get("PERPD_COMETBFT")
+    if env:
+        return env
+    local = REPO_ROOT / "bin" / "cometbft"
+    if local.exists():
+        return str(local)
+    found = shutil.which("cometbft")
+    if not found:
+        raise FileNotFoundError("cometbft binary not found: run `make cometbft` or set PERPD_COMETBFT")
+    return found
+
+
+def edit_cometbft_config(home: pathlib.Path, settings: dict[str, dict[str, object]]) -> None:
+    """Set keys in config/config.toml, keeping its comments. settings: {table or "": {key: value}}."""
+    path = home / "config" / "config.toml"
+    doc = tomlkit.parse(path.read_text())
+    for table, values in settings.items():
+        target = doc if table == "" else doc[table]
+        for k, v in values.items():
+            target[k] = v
+    path.write_text(tomlkit.dumps(doc))

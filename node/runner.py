@@ -1,0 +1,108 @@
+"""``perpd start``: the app's ABCI server plus its supervised ``cometbft`` child.
+
+One command per validator. The child gets PR_SET_PDEATHSIG so it dies with
+us even on ``kill -9``; if the child exits, we exit too (code 1) and the
+operator's supervisor (systemd, the localnet) restarts the pair. SIGTERM /
+SIGINT stop the child first, then close LevelDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+from app.application import Application
+from node.abci.handler import AbciHandler
+from node.abci.server import AbciServer
+from node.config import db_path, find_cometbft, load_app_config
+from node.storage.leveldb import LevelDBStore
+
+log = logging.getLogger("perpd")
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stdout,
+    )
+
+
+async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]) -> int:
+    cfg = load_app_config(home)
+    store = LevelDBStore(db_path(home, cfg))
+    app = Application(store)
+    handler = AbciHandler(app)
+    server = AbciServer(handler, cfg.abci_address)
+    await server.start()
+    (home / "perpd.pid").write_text(str(os.getpid()))
+    height, app_hash = app.info()
+    log.info("perpd: home %s, committed height %d, app hash %s", home, height, app_hash.hex())
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    child: subprocess.Popen | None = None
+    if with_cometbft:
+        cmt_log = open(home / "cometbft.log", "ab")  # noqa: SIM115 -- lives as long as the child
+        child = subprocess.Popen(
+            [find_cometbft(), "start", "--home", str(home), *cometbft_args],
+            stdout=cmt_log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        (home / "cometbft.pid").write_text(str(child.pid))
+        log.info("perpd: started cometbft pid %d (log %s)", child.pid, home / "cometbft.log")
+
+    async def child_exit() -> None:
+        while child is not None and child.poll() is None:
+            await asyncio.sleep(0.2)
+
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.wait_stopped())]
+    if child is not None:
+        waits.append(asyncio.ensure_future(child_exit()))
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in waits:
+        w.cancel()
+
+    code = 0
+    if server.fatal is not None:
+        log.critical("perpd: stopping after a fatal application error")
+        code = 1
+    elif child is not None and child.poll() is not None:
+        log.error("perpd: cometbft exited with code %s; stopping", child.returncode)
+        code = 1
+    if child is not None and child.poll() is None:
+        child.terminate()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, child.wait), timeout=15)
+        except TimeoutError:
+            child.kill()
+            child.wait()
+    server.stop()
+    store.close()
+    for name in ("perpd.pid", "cometbft.pid"):
+        (home / name).unlink(missing_ok=True)
+    log.info("perpd: stopped")
+    return code
+
+
+def run_node(home: pathlib.Path, with_cometbft: bool = True, cometbft_args: list[str] | None = None) -> int:
+    cfg = load_app_config(home)
+    setup_logging(cfg.log_level)
+    return asyncio.run(_run(home, with_cometbft, cometbft_args or []))
