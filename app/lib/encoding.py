@@ -41,6 +41,7 @@ def decode_canonical(cls: type[Message], data: bytes) -> Message | None:
         msg.ParseFromString(data)
     except (DecodeError, ValueError, RecursionError):
         return None
+    msg.DiscardUnknownFields()  # unknown fields would otherwise be re-emitted verbatim
     if encode_proto(msg) != data:
         return None
     return msg

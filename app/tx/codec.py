@@ -11,6 +11,7 @@ import dataclasses
 
 import nacl.exceptions
 import nacl.signing
+from google.protobuf.message import DecodeError
 from perpchain.v1 import tx_pb2
 
 from app.errors import (
@@ -48,6 +49,16 @@ def sign_bytes(body: bytes) -> bytes:
     return SIGN_DOMAIN + body
 
 
+def _has_unknown_message(body_bytes: bytes) -> bool:
+    """True if the body parses leniently and some message has no known type (for a precise error)."""
+    body = tx_pb2.TxBody()
+    try:
+        body.ParseFromString(body_bytes)
+    except (DecodeError, ValueError, RecursionError):
+        return False
+    return any(m.WhichOneof("sum") is None for m in body.messages)
+
+
 def decode_and_verify(tx_bytes: bytes, chain_id: str) -> DecodedTx:
     """Decode, check canonical encoding, chain id, signature and every message's signer.
 
@@ -56,10 +67,12 @@ def decode_and_verify(tx_bytes: bytes, chain_id: str) -> DecodedTx:
     if len(tx_bytes) > MAX_TX_BYTES:
         raise AppError(ERR_TX_TOO_LARGE, f"tx is {len(tx_bytes)} bytes, limit {MAX_TX_BYTES}")
     tx = decode_canonical(tx_pb2.Tx, tx_bytes)
-    if tx is None:
-        raise AppError(ERR_TX_DECODE, "tx bytes are not a canonical perpchain.v1.Tx")
+    if tx is None or not tx.body:
+        raise AppError(ERR_TX_DECODE, "tx bytes are not a canonical perpchain.v1.Tx with a body")
     body = decode_canonical(tx_pb2.TxBody, tx.body)
     if body is None:
+        if _has_unknown_message(tx.body):
+            raise AppError(ERR_UNKNOWN_MESSAGE, "tx carries a message type this chain does not know")
         raise AppError(ERR_TX_DECODE, "tx body is not a canonical perpchain.v1.TxBody")
     if body.chain_id != chain_id:
         raise AppError(ERR_WRONG_CHAIN_ID, f"tx is for chain {body.chain_id!r}, this chain is {chain_id!r}")

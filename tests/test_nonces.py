@@ -1,0 +1,70 @@
+"""Burst-safe nonces: any unused nonce inside the recent window; replays always rejected."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app import errors
+from app.auth.keeper import validate_nonce
+from app.auth.params import MAX_NONCE_JUMP, NONCE_WINDOW
+from app.errors import AppError
+from tests.helpers import ONE_USDC, send_tx
+
+
+def test_out_of_order_burst_all_accepted(replica):
+    nonces = [5, 3, 9, 1, 2, 8, 4, 7, 6]
+    assert all(replica.app.check_tx(send_tx(1, 2, ONE_USDC, n)).code == 0 for n in nonces)
+    res = replica.block([send_tx(1, 2, ONE_USDC, n) for n in nonces])
+    assert [r.code for r in res.tx_results] == [0] * len(nonces)
+    assert replica.balance(2) == 1_000_000 * ONE_USDC + 9 * ONE_USDC
+
+
+def test_window_full_rejects_nonces_below_it(replica):
+    replica.block([send_tx(1, 2, 1, n) for n in range(1000, 1000 + NONCE_WINDOW)])
+    res = replica.block([send_tx(1, 2, 1, 999), send_tx(1, 2, 1, 1000), send_tx(1, 2, 1, 2000)])
+    assert [r.code for r in res.tx_results] == [errors.ERR_NONCE_TOO_OLD.code, errors.ERR_NONCE_USED.code, 0]
+    # 1000 fell out of the window (2000 pushed it out) and is now too old: still a replay, still rejected.
+    assert replica.block([send_tx(1, 2, 1, 1000)]).tx_results[0].code == errors.ERR_NONCE_TOO_OLD.code
+
+
+def test_nonce_too_far_ahead(replica):
+    replica.block([send_tx(1, 2, 1, 10)])
+    res = replica.block([send_tx(1, 2, 1, 10 + MAX_NONCE_JUMP + 1), send_tx(1, 2, 1, 10 + MAX_NONCE_JUMP)])
+    assert [r.code for r in res.tx_results] == [errors.ERR_NONCE_TOO_FAR.code, 0]
+
+
+def test_check_tx_state_resets_at_commit_and_rechecks(replica):
+    tx = send_tx(1, 2, ONE_USDC, 77)
+    assert replica.app.check_tx(tx).code == 0
+    replica.block([tx])  # commit resets the check state
+    assert replica.app.check_tx(tx, recheck=True).code == errors.ERR_NONCE_USED.code
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=400))
+def test_model_no_nonce_ever_accepted_twice(nonces):
+    """Against a model: every accepted nonce is unique, and acceptance matches the rule."""
+    import bisect
+
+    window: list[int] = []
+    accepted: list[int] = []
+    for n in nonces:
+        try:
+            validate_nonce(window, n)
+        except AppError:
+            ok = False
+        else:
+            ok = True
+        expect = n not in window and (len(window) < NONCE_WINDOW or n > window[0]) and (
+            not window or n <= window[-1] + MAX_NONCE_JUMP)
+        assert ok == expect
+        if ok:
+            accepted.append(n)
+            bisect.insort(window, n)
+            del window[: max(0, len(window) - NONCE_WINDOW)]
+    assert len(accepted) == len(set(accepted))
+
+
+@pytest.mark.parametrize("n", [pytest.param(0, id="zero is a valid first nonce"), pytest.param(2**64 - 1, id="max")])
+def test_edge_nonces_on_empty_window(n):
+    validate_nonce([], n)
