@@ -1,0 +1,89 @@
+"""The perpd CLI offline: keyring files, exact unit conversion, one-line errors without tracebacks."""
+
+import json
+import os
+import pathlib
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from node.client.units import UnitError, quote_quantums_to_usdc, usdc_to_quote_quantums
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def perpd(*args, check=True):
+    res = subprocess.run([sys.executable, "-m", "node.cli.main", *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "PERPD_DEBUG": ""})
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def test_keys_lifecycle(tmp_path):
+    home = str(tmp_path)
+    added = json.loads(perpd("keys", "add", "alice", "--home", home, "-o", "json").stdout)
+    assert added["address"].startswith("perp1")
+    path = tmp_path / "keys" / "alice.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    shown = json.loads(perpd("keys", "show", "alice", "--home", home, "-o", "json").stdout)
+    assert shown == added
+    secret = perpd("keys", "export", "alice", "--home", home).stdout.strip()
+    assert len(secret) == 64
+    imported = json.loads(perpd("keys", "import", "alice2", secret, "--home", home, "-o", "json").stdout)
+    assert imported["address"] == added["address"]
+    listed = json.loads(perpd("keys", "list", "--home", home, "-o", "json").stdout)
+    assert [k["name"] for k in listed] == ["alice", "alice2"]
+    assert perpd("keys", "show", "alice", "--address", "--home", home).stdout.strip() == added["address"]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        pytest.param(["keys", "show", "nobody"], "no key named 'nobody'", id="unknown key"),
+        pytest.param(["keys", "add", "../evil"], "invalid key name", id="path traversal in key name"),
+        pytest.param(["keys", "import", "k", "zz"], "64 hex characters", id="bad private key"),
+        pytest.param(["tx", "bank", "send", "alice", "alice", "1", "--node", "http://127.0.0.1:9"], "cannot reach node",
+                     id="node unreachable"),
+        pytest.param(["tx", "bank", "send", "alice", "perp1xyz", "-5"], "must be positive", id="negative amount"),
+        pytest.param(["tx", "bank", "send", "alice", "perp1xyz", "0.0000001"], "more than 6 decimals",
+                     id="below one quote quantum"),
+        pytest.param(["query", "bank", "balance", "nobody", "--node", "http://127.0.0.1:9"], "neither a perp1",
+                     id="unknown recipient"),
+        pytest.param(["localnet", "status", "--dir", "/nonexistent/ln"], "no localnet", id="no localnet"),
+        pytest.param(["frobnicate"], "No such command", id="unknown command"),
+    ],
+)
+def test_errors_are_one_clear_line(tmp_path, args, fragment):
+    perpd("keys", "add", "alice", "--home", str(tmp_path))
+    if args[0] in ("keys", "tx", "query"):
+        args = [*args, "--home", str(tmp_path)]
+    res = perpd(*args, check=False)
+    assert res.returncode != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    "text, quantums",
+    [
+        pytest.param("1", 1_000_000, id="whole"),
+        pytest.param("12.5", 12_500_000, id="decimal"),
+        pytest.param("0.000001", 1, id="one quantum"),
+        pytest.param("18446744073709.551615", 2**64 - 1, id="uint64 max"),
+    ],
+)
+def test_usdc_conversion_is_exact(text, quantums):
+    assert usdc_to_quote_quantums(text) == quantums
+    assert usdc_to_quote_quantums(quote_quantums_to_usdc(quantums)) == quantums
+
+
+@pytest.mark.parametrize("text", ["-1", "0", "1e6", "abc", "1.0000001", "18446744073709.551616", ""])
+def test_usdc_conversion_rejects(text):
+    with pytest.raises(UnitError):
+        usdc_to_quote_quantums(text)
