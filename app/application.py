@@ -25,7 +25,7 @@ from app.events import Event
 from app.lib.address import address_from_pubkey, encode_address
 from app.lib.encoding import uvarint
 from app.store import BranchStore, CommitStore, compute_app_hash
-from app.tx.codec import decode_and_verify
+from app.tx.codec import StatelessCheckCache
 from app.tx.router import ROUTES
 
 APP_VERSION = 1
@@ -79,6 +79,7 @@ class Application:
         info = consensus_keeper.get_chain_info_or_none(store)
         self._chain_id = info.chain_id if info is not None else ""
         self._check_state = BranchStore(store)
+        self._stateless = StatelessCheckCache()
 
     # --- handshake -----------------------------------------------------------
     def info(self) -> tuple[int, bytes]:
@@ -144,7 +145,7 @@ class Application:
             if used + size > max_tx_bytes:
                 continue  # a smaller tx later in the list may still fit
             try:
-                decode_and_verify(tx, self._chain_id)
+                self._stateless.decode_and_verify(tx, self._chain_id)
             except AppError:
                 continue
             out.append(tx)
@@ -155,7 +156,7 @@ class Application:
         """Deterministic: accept iff every tx passes the same stateless checks PrepareProposal applies."""
         for tx in txs:
             try:
-                decode_and_verify(tx, self._chain_id)
+                self._stateless.decode_and_verify(tx, self._chain_id)
             except AppError:
                 return False
         return True
@@ -216,7 +217,7 @@ class Application:
         must never succeed later. CheckTx discards everything on failure.
         """
         try:
-            decoded = decode_and_verify(tx_bytes, self._chain_id)
+            decoded = self._stateless.decode_and_verify(tx_bytes, self._chain_id)
         except AppError as err:
             return TxResult.from_error(err)
         ante = BranchStore(parent)

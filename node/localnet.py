@@ -208,6 +208,7 @@ def wait_for_height(
 def up(
     d: pathlib.Path, validators: int, base_port: int, proxy_app: str = "perpd", wait_height: int = 3,
     timeout_s: float = 180, progress: Callable[[str], None] | None = None, timeout_commit: str = "500ms",
+    template_path: pathlib.Path = DEFAULT_TEMPLATE,
 ) -> dict:
     d = d.resolve()
     if manifest_path(d).exists():
@@ -219,7 +220,7 @@ def up(
     else:
         if progress:
             progress(f"creating a {validators}-validator localnet in {d}")
-        manifest = create(d, validators, base_port, proxy_app, timeout_commit=timeout_commit)
+        manifest = create(d, validators, base_port, proxy_app, template_path, timeout_commit)
     started = []
     for node in manifest["nodes"]:
         if not is_running(manifest, node):

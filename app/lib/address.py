@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import bech32
@@ -14,11 +15,13 @@ def address_from_pubkey(pub_key: bytes) -> bytes:
     return hashlib.sha256(pub_key).digest()[:ADDRESS_LEN]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure function; bech32 in Python is slow
 def encode_address(addr: bytes) -> str:
     data = bech32.convertbits(addr, 8, 5, True)
     return bech32.bech32_encode(HRP, data)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure function; bech32 in Python is slow
 def decode_address_or_none(text: str) -> bytes | None:
     """Raw 20 bytes of a bech32 address with our prefix, or None if it is not one."""
     if not isinstance(text, str) or len(text) > 90 or text != text.lower():

@@ -26,6 +26,7 @@ from app.errors import (
     ERR_UNKNOWN_MESSAGE,
     ERR_WRONG_CHAIN_ID,
     AppError,
+    ErrorCode,
 )
 from app.lib.address import address_from_pubkey, encode_address
 from app.lib.encoding import decode_canonical
@@ -47,6 +48,35 @@ class DecodedTx:
 
 def sign_bytes(body: bytes) -> bytes:
     return SIGN_DOMAIN + body
+
+
+class StatelessCheckCache:
+    """Memoizes :func:`decode_and_verify` by (tx bytes, chain id); bounded, oldest evicted first.
+
+    The result is a pure function of its key, so the cache can never change
+    an outcome -- it only removes the repeated signature check and decode
+    when one tx goes through CheckTx, rechecks, ProcessProposal and
+    FinalizeBlock on the same node. A restarted node simply starts cold.
+    """
+
+    def __init__(self, max_entries: int = 50_000) -> None:
+        self._max = max_entries
+        self._entries: dict[tuple[bytes, str], DecodedTx | tuple[ErrorCode, str]] = {}
+
+    def decode_and_verify(self, tx_bytes: bytes, chain_id: str) -> DecodedTx:
+        key = (tx_bytes, chain_id)
+        hit = self._entries.get(key)
+        if hit is None:
+            try:
+                hit = decode_and_verify(tx_bytes, chain_id)
+            except AppError as err:
+                hit = (err.error, err.message)
+            if len(self._entries) >= self._max:
+                del self._entries[next(iter(self._entries))]  # dicts keep insertion order: oldest first
+            self._entries[key] = hit
+        if isinstance(hit, DecodedTx):
+            return hit
+        raise AppError(hit[0], hit[1])
 
 
 def _has_unknown_message(body_bytes: bytes) -> bool:

@@ -1,0 +1,210 @@
+"""Committed transfers per second on a 4-validator localnet: perpd vs CometBFT's built-in kvstore.
+
+Same validator count, same CometBFT config (timeout_commit), same tx count,
+similar tx size, same client, measured in one run. Prints both rates, their
+ratio, and median/p99 latency from broadcast to the block being observed
+committed. Not a test: figures only.
+
+    .venv/bin/python bench/localnet_tps.py [--txs 2000] [--senders 40] [--threads 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import hashlib
+import json
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from node import localnet as ln  # noqa: E402
+from node.client.keys import Keyring  # noqa: E402
+from node.client.rpc import RpcClient  # noqa: E402
+from node.client.txbuilder import msg_send, sign_tx  # noqa: E402
+from node.config import find_cometbft  # noqa: E402
+
+
+def machine_facts() -> str:
+    cpu = "unknown"
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 30)
+    cmt = subprocess.run([find_cometbft(), "version"], capture_output=True, text=True).stdout.strip()
+    return (f"machine: {os.cpu_count()} cores ({cpu}), {mem_gib} GiB RAM, Python {platform.python_version()}, "
+            f"CometBFT {cmt}, {platform.system()} {platform.release()}")
+
+
+def percentile(sorted_vals: list[float], p: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    k = min(len(sorted_vals) - 1, max(0, round(p * (len(sorted_vals) - 1))))
+    return sorted_vals[k]
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), from /proc."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(manifest: dict) -> dict[str, float]:
+    out = {"perpd": 0.0, "cometbft": 0.0}
+    for node in manifest["nodes"]:
+        for name, pid in ln.node_pids(node).items():
+            out[name] += cpu_seconds(pid)
+    out["client"] = cpu_seconds(os.getpid())
+    return out
+
+
+def run_load(manifest: dict, txs: list[bytes], threads: int, timeout_s: float) -> dict:
+    """Broadcast every tx (sync), watch blocks on node0, return rate, latencies and CPU use."""
+    nodes = manifest["nodes"]
+    cpu0 = process_cpu(manifest)
+    hashes = {hashlib.sha256(t).hexdigest(): i for i, t in enumerate(txs)}
+    sent_at: list[float | None] = [None] * len(txs)
+    committed_at: list[float | None] = [None] * len(txs)
+    rejected = []
+    watcher = RpcClient(ln.rpc_url(nodes[0]))
+    stop = threading.Event()
+    start_height = watcher.height()
+
+    def watch() -> None:
+        h = start_height + 1
+        while not stop.is_set():
+            try:
+                latest = watcher.height()
+            except Exception:  # noqa: BLE001 -- keep polling through a transient RPC error
+                time.sleep(0.05)
+                continue
+            while h <= latest:
+                blk = watcher.block(h)["block"]
+                now = time.perf_counter()
+                for t in blk["data"]["txs"] or []:
+                    idx = hashes.get(hashlib.sha256(base64.b64decode(t)).hexdigest())
+                    if idx is not None and committed_at[idx] is None:
+                        committed_at[idx] = now
+                h += 1
+            time.sleep(0.02)
+
+    wt = threading.Thread(target=watch, daemon=True)
+    wt.start()
+    local = threading.local()
+
+    def send(i: int) -> None:
+        if not hasattr(local, "c"):
+            local.c = [RpcClient(ln.rpc_url(n), timeout_s=30) for n in nodes]
+        c = local.c[i % len(nodes)]
+        sent_at[i] = time.perf_counter()
+        res = c.broadcast_tx_sync(txs[i])
+        if int(res["code"]) != 0:
+            rejected.append((i, res.get("log")))
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(send, range(len(txs))))
+    t_sent = time.perf_counter()
+    deadline = t0 + timeout_s
+    while time.perf_counter() < deadline and sum(c is not None for c in committed_at) + len(rejected) < len(txs):
+        time.sleep(0.05)
+    stop.set()
+    wt.join(timeout=5)
+    done = [i for i in range(len(txs)) if committed_at[i] is not None]
+    t_last = max(committed_at[i] for i in done) if done else time.perf_counter()
+    lat = sorted(committed_at[i] - sent_at[i] for i in done)
+    cpu1 = process_cpu(manifest)
+    return {
+        "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0},
+        "committed": len(done), "rejected": len(rejected), "first_rejection": rejected[0] if rejected else None,
+        "tps": len(done) / (t_last - t0), "broadcast_s": t_sent - t0, "total_s": t_last - t0,
+        "p50_ms": 1000 * percentile(lat, 0.5), "p99_ms": 1000 * percentile(lat, 0.99),
+        "blocks": watcher.height() - start_height,
+    }
+
+
+def perpd_txs(d: pathlib.Path, chain_id: str, n: int, senders: int) -> list[bytes]:
+    keyring = Keyring(d / "keys")
+    keys = [keyring.get(f"bench{i}") for i in range(senders)]
+    out = []
+    for i in range(n):
+        k = keys[i % senders]
+        to = keys[(i + 1) % senders].address
+        out.append(sign_tx(k.signing_key, chain_id, 1 + i // senders, [msg_send(k.address, to, 1000 + i)]))
+    return out
+
+
+def kvstore_txs(n: int, size: int) -> list[bytes]:
+    out = []
+    for i in range(n):
+        key = f"k{i:08d}".encode()
+        out.append(key + b"=" + b"v" * max(1, size - len(key) - 1))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--txs", type=int, default=2000)
+    ap.add_argument("--senders", type=int, default=40)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--timeout-commit", default="500ms")
+    ap.add_argument("--base-port", type=int, default=29100)
+    ap.add_argument("--timeout", type=float, default=300)
+    ns = ap.parse_args()
+    print(machine_facts())
+    work = pathlib.Path(tempfile.mkdtemp(prefix="perpd-bench-"))
+    template = {
+        "chain_id": "perpchain-bench", "authority": "bench0",
+        "accounts": [{"name": f"bench{i}", "amount_quote_quantums": "1000000000000"} for i in range(ns.senders)],
+        "app_state": {"bank": {"balances": []}},
+    }
+    (work / "template.json").write_text(json.dumps(template))
+    results = {}
+    try:
+        for app in ("perpd", "kvstore"):
+            d = work / app
+            manifest = ln.up(d, 4, ns.base_port + (0 if app == "perpd" else 100), app, wait_height=3,
+                             timeout_commit=ns.timeout_commit, template_path=work / "template.json")
+            try:
+                if app == "perpd":
+                    txs = perpd_txs(d, manifest["chain_id"], ns.txs, ns.senders)
+                    size = sum(map(len, txs)) // len(txs)
+                else:
+                    txs = kvstore_txs(ns.txs, size)
+                results[app] = run_load(manifest, txs, ns.threads, ns.timeout)
+                results[app]["tx_bytes"] = sum(map(len, txs)) // len(txs)
+            finally:
+                ln.down(d)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, broadcast_tx_sync round-robin over "
+          f"nodes, timeout_commit {ns.timeout_commit}")
+    for app, r in results.items():
+        print(f"{app:8s} committed {r['committed']}/{ns.txs} (rejected {r['rejected']}), tx {r['tx_bytes']} B, "
+              f"{r['tps']:.0f} tx/s over {r['total_s']:.2f}s (broadcast {r['broadcast_s']:.2f}s) in {r['blocks']} blocks, "
+              f"latency p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms"
+              + f"; CPU s: apps {r['cpu']['perpd']:.1f}, cometbft {r['cpu']['cometbft']:.1f}, "
+              f"client {r['cpu']['client']:.1f}"
+              + (f"; first rejection {r['first_rejection']}" if r["first_rejection"] else ""))
+    ratio = results["perpd"]["tps"] / results["kvstore"]["tps"]
+    print(f"ratio perpd/kvstore: {ratio:.2f}  (first bar >= 0.5, goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
