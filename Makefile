@@ -42,6 +42,11 @@ $(COMETBFT):
 	  GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN=$(dir $(COMETBFT_CACHED)) \
 	    go install -trimpath github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION); \
 	fi
+	@if [ ! -x $(dir $(COMETBFT_CACHED))abci-cli ]; then \
+	  GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN=$(dir $(COMETBFT_CACHED)) \
+	    go install -trimpath github.com/cometbft/cometbft/abci/cmd/abci-cli@$(COMETBFT_VERSION); \
+	fi
+	cp $(dir $(COMETBFT_CACHED))abci-cli $(BIN)/abci-cli
 	cp $(COMETBFT_CACHED) $(COMETBFT)
 	$(COMETBFT) version
 

@@ -14,6 +14,7 @@ import argparse
 import base64
 import concurrent.futures
 import hashlib
+import http.client
 import json
 import os
 import pathlib
@@ -108,12 +109,18 @@ def run_load(manifest: dict, txs: list[bytes], threads: int, timeout_s: float) -
     wt.start()
     local = threading.local()
 
+    # Pre-encoded JSON-RPC bodies over keep-alive stdlib connections: the load generator must cost
+    # far less CPU than the nodes it measures (they share this machine's cores).
+    bodies = [json.dumps({"jsonrpc": "2.0", "id": i, "method": "broadcast_tx_sync",
+                          "params": {"tx": base64.b64encode(t).decode()}}).encode() for i, t in enumerate(txs)]
+
     def send(i: int) -> None:
         if not hasattr(local, "c"):
-            local.c = [RpcClient(ln.rpc_url(n), timeout_s=30) for n in nodes]
+            local.c = [http.client.HTTPConnection("127.0.0.1", n["rpc_port"], timeout=30) for n in nodes]
         c = local.c[i % len(nodes)]
         sent_at[i] = time.perf_counter()
-        res = c.broadcast_tx_sync(txs[i])
+        c.request("POST", "/", body=bodies[i], headers={"Content-Type": "application/json"})
+        res = json.loads(c.getresponse().read())["result"]
         if int(res["code"]) != 0:
             rejected.append((i, res.get("log")))
 
@@ -137,6 +144,27 @@ def run_load(manifest: dict, txs: list[bytes], threads: int, timeout_s: float) -
         "p50_ms": 1000 * percentile(lat, 0.5), "p99_ms": 1000 * percentile(lat, 0.99),
         "blocks": watcher.height() - start_height,
     }
+
+
+def start_socket_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path) -> tuple[dict, list[subprocess.Popen]]:
+    """CometBFT's Go kvstore served over the same unix-socket ABCI as perpd (abci-cli kvstore).
+
+    Separates the cost of socket ABCI itself from the cost of our Python app.
+    """
+    manifest = ln.create(d, 4, base_port, "perpd", template)
+    abci_cli = str(pathlib.Path(find_cometbft()).with_name("abci-cli"))
+    procs = []
+    for node in manifest["nodes"]:
+        home = pathlib.Path(node["home"])
+        log = open(home / "cometbft.log", "ab")  # noqa: SIM115 -- closed with the process
+        procs.append(subprocess.Popen([abci_cli, "kvstore", "--address", f"unix://{home / 'perpd.sock'}"],
+                                      stdout=log, stderr=subprocess.STDOUT))
+        time.sleep(0.3)
+        procs.append(subprocess.Popen([find_cometbft(), "start", "--home", str(home)], stdout=log,
+                                      stderr=subprocess.STDOUT))
+        (home / "cometbft.pid").write_text(str(procs[-1].pid))
+    ln.wait_for_height(manifest, 3, 120)
+    return manifest, procs
 
 
 def perpd_txs(d: pathlib.Path, chain_id: str, n: int, senders: int) -> list[bytes]:
@@ -177,10 +205,15 @@ def main() -> None:
     (work / "template.json").write_text(json.dumps(template))
     results = {}
     try:
-        for app in ("perpd", "kvstore"):
+        for i, app in enumerate(("perpd", "kvstore", "kvstore-socket")):
             d = work / app
-            manifest = ln.up(d, 4, ns.base_port + (0 if app == "perpd" else 100), app, wait_height=3,
-                             timeout_commit=ns.timeout_commit, template_path=work / "template.json")
+            port = ns.base_port + 100 * i
+            procs: list[subprocess.Popen] = []
+            if app == "kvstore-socket":
+                manifest, procs = start_socket_kvstore(d, port, work / "template.json")
+            else:
+                manifest = ln.up(d, 4, port, app, wait_height=3, timeout_commit=ns.timeout_commit,
+                                 template_path=work / "template.json")
             try:
                 if app == "perpd":
                     txs = perpd_txs(d, manifest["chain_id"], ns.txs, ns.senders)
@@ -190,13 +223,21 @@ def main() -> None:
                 results[app] = run_load(manifest, txs, ns.threads, ns.timeout)
                 results[app]["tx_bytes"] = sum(map(len, txs)) // len(txs)
             finally:
-                ln.down(d)
+                if procs:
+                    for p in procs:
+                        p.terminate()
+                    for p in procs:
+                        p.wait(timeout=30)
+                else:
+                    ln.down(d)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print("rows: perpd = this chain; kvstore = CometBFT's built-in app (--proxy_app=kvstore, in-process); "
+          "kvstore-socket = abci-cli kvstore over a unix socket")
     print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, broadcast_tx_sync round-robin over "
           f"nodes, timeout_commit {ns.timeout_commit}")
     for app, r in results.items():
-        print(f"{app:8s} committed {r['committed']}/{ns.txs} (rejected {r['rejected']}), tx {r['tx_bytes']} B, "
+        print(f"{app:14s} committed {r['committed']}/{ns.txs} (rejected {r['rejected']}), tx {r['tx_bytes']} B, "
               f"{r['tps']:.0f} tx/s over {r['total_s']:.2f}s (broadcast {r['broadcast_s']:.2f}s) in {r['blocks']} blocks, "
               f"latency p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms"
               + f"; CPU s: apps {r['cpu']['perpd']:.1f}, cometbft {r['cpu']['cometbft']:.1f}, "
@@ -204,6 +245,8 @@ def main() -> None:
               + (f"; first rejection {r['first_rejection']}" if r["first_rejection"] else ""))
     ratio = results["perpd"]["tps"] / results["kvstore"]["tps"]
     print(f"ratio perpd/kvstore: {ratio:.2f}  (first bar >= 0.5, goal >= 0.9)")
+    print(f"ratio perpd/kvstore-over-socket-ABCI: {results['perpd']['tps'] / results['kvstore-socket']['tps']:.2f}"
+          f"  (kvstore-socket = the same Go kvstore behind the unix-socket ABCI perpd uses)")
 
 
 if __name__ == "__main__":
