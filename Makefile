@@ -1,6 +1,8 @@
 # perpchain build and run targets. Every target is idempotent: stamps and the
 # cached CometBFT binary make a second run a no-op.
 SHELL := /bin/bash
+# Go is needed to build CometBFT; Debian-style installs keep it outside the default PATH.
+export PATH := $(PATH):/usr/local/go/bin
 PY_SYS ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,6 +13,7 @@ CACHE_DIR ?= $(HOME)/.cache/perpchain
 COMETBFT_CACHED := $(CACHE_DIR)/cometbft-$(COMETBFT_VERSION)/cometbft
 BIN := bin
 COMETBFT := $(BIN)/cometbft
+COMETBFT_STAMP := $(BIN)/.cometbft-$(COMETBFT_VERSION)
 GEN := gen
 LOCALNET_DIR ?= .localnet
 VALIDATORS ?= 4
@@ -34,8 +37,8 @@ $(GEN)/.stamp: $(VENV)/.stamp scripts/gen_protos.py $(wildcard proto/perpchain/v
 	echo "$(CURDIR)/$(GEN)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/perpchain_gen.pth"
 	touch $@
 
-cometbft: $(COMETBFT)
-$(COMETBFT):
+cometbft: $(COMETBFT_STAMP)
+$(COMETBFT_STAMP):
 	@mkdir -p $(BIN)
 	@if [ ! -x $(COMETBFT_CACHED) ]; then \
 	  echo "building cometbft $(COMETBFT_VERSION) with go install (first time on this machine: several minutes)"; \
@@ -49,6 +52,7 @@ $(COMETBFT):
 	cp $(dir $(COMETBFT_CACHED))abci-cli $(BIN)/abci-cli
 	cp $(COMETBFT_CACHED) $(COMETBFT)
 	$(COMETBFT) version
+	touch $@
 
 localnet: setup
 	$(VENV)/bin/perpd localnet up --dir $(LOCALNET_DIR) --validators $(VALIDATORS)
