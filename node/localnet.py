@@ -232,6 +232,13 @@ def up(
     return manifest
 
 
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # already gone (perpd's SIGTERM handler stops its cometbft child itself)
+
+
 def down(d: pathlib.Path, reset: bool = False, timeout_s: float = 30) -> list[int]:
     """Stop every recorded process of the localnet; returns the PIDs signalled."""
     d = d.resolve()
@@ -241,14 +248,14 @@ def down(d: pathlib.Path, reset: bool = False, timeout_s: float = 30) -> list[in
         pids = node_pids(node)
         # perpd stops its own cometbft child on SIGTERM; signal both in case either is orphaned.
         for pid in pids.values():
-            os.kill(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
             signalled.append(pid)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(node_pids(n) for n in manifest["nodes"]):
         time.sleep(0.2)
     for node in manifest["nodes"]:
         for pid in node_pids(node).values():
-            os.kill(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
     for node in manifest["nodes"]:
         for name in ("perpd.pid", "cometbft.pid"):
             (pathlib.Path(node["home"]) / name).unlink(missing_ok=True)
