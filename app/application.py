@@ -23,13 +23,20 @@ from app.context import BlockInfo, Ctx
 from app.errors import AppError
 from app.events import Event
 from app.lib.address import address_from_pubkey, encode_address
+from app.lib.crypto import SignatureMemo
 from app.lib.encoding import uvarint
-from app.store import BranchStore, CommitStore, compute_app_hash
+from app.prices import abci as prices_abci
+from app.prices import genesis as prices_genesis
+from app.prices import keeper as prices_keeper
+from app.prices import queries as prices_queries
+from app.prices import votes as oracle_votes
+from app.prices.expected import BasisSource, no_basis
+from app.prices.types import ExtendedCommitInfo, LastCommitInfo
+from app.store import BranchStore, CommitStore, CommittedReader, compute_app_hash
 from app.tx.codec import StatelessCheckCache
 from app.tx.router import ROUTES
 
 APP_VERSION = 1
-MAX_VOTE_EXTENSION_BYTES = 0  # vote extensions carry nothing until the oracle plane (#3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,15 @@ class QueryResult:
     value: bytes = b""
 
 
+@dataclasses.dataclass(frozen=True)
+class ConsensusView:
+    """Markets and validators of the state the next block builds on (cached until it changes)."""
+
+    markets: dict  # market_id -> MarketParam
+    validators: dict  # address -> Validator
+    vote_extensions_enable_height: int
+
+
 @dataclasses.dataclass
 class _Pending:
     height: int
@@ -80,6 +96,10 @@ class Application:
         self._chain_id = info.chain_id if info is not None else ""
         self._check_state = BranchStore(store)
         self._stateless = StatelessCheckCache()
+        self._signatures = SignatureMemo()
+        self._view: ConsensusView | None = None
+        # The order book's basis for mark prices; none until the CLOB exists (#4).
+        self._basis: BasisSource = no_basis
 
     # --- handshake -----------------------------------------------------------
     def info(self) -> tuple[int, bytes]:
@@ -97,6 +117,7 @@ class Application:
         app_state_bytes: bytes,
         validators: list[tuple[bytes, int]],
         initial_height: int,
+        vote_extensions_enable_height: int = 0,
     ) -> bytes:
         """Load genesis into a pending branch; returns the genesis app hash. Raises AppError on bad genesis."""
         try:
@@ -106,8 +127,10 @@ class Application:
         if not isinstance(app_state, dict):
             raise AppError(errors.ERR_INVALID_GENESIS, "app_state must be a JSON object")
         store = BranchStore(self._store)
-        consensus_keeper.set_chain_info(store, chain_id, initial_height, genesis_time_ns)
+        consensus_keeper.set_chain_info(store, chain_id, initial_height, genesis_time_ns,
+                                        vote_extensions_enable_height)
         consensus_keeper.set_validators(store, [(address_from_pubkey(pk), pk, p) for pk, p in validators])
+        prices_genesis.init_genesis(store, app_state.get("prices", {}), genesis_time_ns)
         bank_genesis.init_genesis(store, app_state.get("bank", {}))
         auth_genesis.init_genesis(store, app_state.get("auth", {}))
         bank_keeper.check_supply(store)
@@ -116,6 +139,7 @@ class Application:
         self._pending = None
         self._chain_id = chain_id
         self._check_state = BranchStore(store)
+        self._view = None
         return app_hash
 
     def _base(self) -> tuple[BranchStore | CommitStore, bytes]:
@@ -124,9 +148,30 @@ class Application:
             return self._genesis.store, self._genesis.app_hash
         return self._store, self._store.last_app_hash()
 
+    def consensus_view(self) -> ConsensusView:
+        if self._view is None:
+            base = self._base()[0]
+            info = consensus_keeper.get_chain_info_or_none(base)
+            self._view = ConsensusView(
+                markets=prices_keeper.get_markets_by_id(base),
+                validators={v.address: v for v in consensus_keeper.get_validators(base)},
+                vote_extensions_enable_height=info.vote_extensions_enable_height if info is not None else 0,
+            )
+        return self._view
+
+    def expects_oracle_tx(self, height: int) -> bool:
+        """Tx 0 is the oracle tx from one height after vote extensions start (that height's votes carry none)."""
+        enable = self.consensus_view().vote_extensions_enable_height
+        return enable > 0 and height > enable
+
+    def markets(self) -> list[tuple[int, str, int]]:
+        """(market_id, pair, exponent) of every market, for the node's price daemon."""
+        return [(m.id, m.pair, m.exponent) for _, m in sorted(self.consensus_view().markets.items())]
+
     def discard_pending(self) -> None:
         """Forget uncommitted work (CometBFT restarted while the app kept running)."""
         self._pending = None
+        self._view = None
         self._check_state = BranchStore(self._base()[0])
 
     # --- mempool ---------------------------------------------------------------
@@ -135,14 +180,31 @@ class Application:
         block = BlockInfo(height=self._store.last_height() + 1, block_time_ns=0, chain_id=self._chain_id)
         return self._run_tx(self._check_state, block, tx_bytes, is_check=True)
 
+    # --- vote extensions ---------------------------------------------------------
+    def build_vote_extension(self, prices: dict[int, int]) -> bytes:
+        """ExtendVote payload from the daemon's index prices (market_id -> price in exponent units)."""
+        return oracle_votes.encode_vote_extension(prices, list(self.consensus_view().markets))
+
+    def verify_vote_extension(self, extension: bytes) -> bool:
+        """Deterministic: size, canonical encoding, known markets in order, positive prices. Empty is fine."""
+        return oracle_votes.decode_vote_extension_or_none(extension, self.consensus_view().markets) is not None
+
     # --- proposals -------------------------------------------------------------
-    def prepare_proposal(self, txs: list[bytes], max_tx_bytes: int) -> list[bytes]:
-        """Mempool order, drop txs that fail stateless checks, stay within max_tx_bytes (proto size)."""
+    def prepare_proposal(
+        self, txs: list[bytes], max_tx_bytes: int, height: int, local_last_commit: ExtendedCommitInfo | None = None
+    ) -> list[bytes]:
+        """[oracle tx] + mempool txs in order that pass the stateless checks, within max_tx_bytes (proto size)."""
         out: list[bytes] = []
         used = 0
+        if self.expects_oracle_tx(height):
+            view = self.consensus_view()
+            commit = local_last_commit or ExtendedCommitInfo(round=0, votes=())
+            oracle_tx = oracle_votes.build_oracle_tx(commit, view.validators, view.markets)
+            out.append(oracle_tx)
+            used += proto_size_of_tx(len(oracle_tx))
         for tx in txs:
             size = proto_size_of_tx(len(tx))
-            if used + size > max_tx_bytes:
+            if used + size > max_tx_bytes or oracle_votes.is_oracle_tx(tx):
                 continue  # a smaller tx later in the list may still fit
             try:
                 self._stateless.decode_and_verify(tx, self._chain_id)
@@ -152,20 +214,37 @@ class Application:
             used += size
         return out
 
-    def process_proposal(self, txs: list[bytes]) -> bool:
-        """Deterministic: accept iff every tx passes the same stateless checks PrepareProposal applies."""
-        for tx in txs:
+    def process_proposal(self, txs: list[bytes], height: int, last_commit: LastCommitInfo | None = None) -> bool:
+        """Deterministic: accept iff the oracle tx (when due) verifies and every other tx passes the stateless checks."""
+        user_txs = txs
+        if self.expects_oracle_tx(height):
+            if not txs:
+                return False
+            try:
+                self._verify_oracle(txs[0], height, last_commit)
+            except AppError:
+                return False
+            user_txs = txs[1:]
+        for tx in user_txs:
+            if oracle_votes.is_oracle_tx(tx):
+                return False
             try:
                 self._stateless.decode_and_verify(tx, self._chain_id)
             except AppError:
                 return False
         return True
 
-    def verify_vote_extension(self, extension: bytes) -> bool:
-        return len(extension) <= MAX_VOTE_EXTENSION_BYTES
+    def _verify_oracle(self, tx: bytes, height: int, last_commit: LastCommitInfo | None):
+        view = self.consensus_view()
+        return oracle_votes.verify_oracle_tx(
+            tx, height, self._chain_id, last_commit or LastCommitInfo(round=0, votes=()),
+            view.validators, view.markets, self._signatures,
+        )
 
     # --- block execution ---------------------------------------------------------
-    def finalize_block(self, height: int, block_time_ns: int, txs: list[bytes]) -> BlockResult:
+    def finalize_block(
+        self, height: int, block_time_ns: int, txs: list[bytes], last_commit: LastCommitInfo | None = None
+    ) -> BlockResult:
         """Execute a decided block from committed state; the result waits for Commit.
 
         Always starts from the last committed state (or pending genesis), so a
@@ -182,9 +261,23 @@ class Application:
         store = BranchStore(base)
         block_events: list[Event] = []
 
-        # 1. Oracle price tx (tx 0) -- TODO(#3).
+        # 1. Oracle prices (tx 0), re-verified here because replay and block sync never run
+        #    ProcessProposal; an invalid oracle tx gets an error code and no price moves. Then mark
+        #    prices and staleness for every market, before any user tx sees them.
+        results: list[TxResult] = []
+        user_txs = txs
+        updates = []
+        if self.expects_oracle_tx(height) and txs and oracle_votes.is_oracle_tx(txs[0]):
+            try:
+                updates = self._verify_oracle(txs[0], height, last_commit)
+                results.append(TxResult())
+            except AppError as err:
+                results.append(TxResult.from_error(err))
+            user_txs = txs[1:]
+        block_events.extend(prices_abci.process_oracle_prices(store, block, updates, self._basis))
         # 2. User txs in block order, each in its own branch; a failure is a result code.
-        tx_results = tuple(self._run_tx(store, block, tx, is_check=False) for tx in txs)
+        results.extend(self._run_tx(store, block, tx, is_check=False) for tx in user_txs)
+        tx_results = tuple(results)
         # 3. Invariants: USDC conserved across the block (O(changes)).
         bank_keeper.check_block_conservation(store)
         # 4. App hash over this block's sorted write-set, chained to the previous one.
@@ -206,6 +299,7 @@ class Application:
         self._genesis = None
         self._pending = None
         self._check_state = BranchStore(self._store)
+        self._view = None
         return 0
 
     # --- tx execution -------------------------------------------------------------
@@ -216,6 +310,8 @@ class Application:
         stays used even if a message fails: the signed bytes are public and
         must never succeed later. CheckTx discards everything on failure.
         """
+        if oracle_votes.is_oracle_tx(tx_bytes):
+            return TxResult.from_error(AppError(errors.ERR_APP_ONLY_TX, "oracle txs are only valid as tx 0"))
         try:
             decoded = self._stateless.decode_and_verify(tx_bytes, self._chain_id)
         except AppError as err:
@@ -262,6 +358,10 @@ class Application:
                         for v in consensus_keeper.get_validators(store)
                     ]
                 }
+            elif parts == ["prices", "markets"]:
+                answer = prices_queries.query_markets(store, self._total_power(store))
+            elif parts[:2] == ["prices", "market"] and len(parts) == 3:
+                answer = prices_queries.query_market(store, parts[2], self._total_power(store))
             elif parts == ["app", "genesis"]:
                 answer = self.export_genesis()
             else:
@@ -270,7 +370,15 @@ class Application:
             return QueryResult(code=err.code, codespace=err.codespace, log=err.log)
         return QueryResult(value=json.dumps(answer, sort_keys=True).encode())
 
+    @staticmethod
+    def _total_power(store: CommittedReader) -> int:
+        return sum(v.power for v in consensus_keeper.get_validators(store))
+
     def export_genesis(self) -> dict:
         """app_state of the last committed height (InitChain of it reproduces the state)."""
         store = BranchStore(self._store)
-        return {"bank": bank_genesis.export_genesis(store), "auth": auth_genesis.export_genesis(store)}
+        return {
+            "prices": prices_genesis.export_genesis(store),
+            "bank": bank_genesis.export_genesis(store),
+            "auth": auth_genesis.export_genesis(store),
+        }

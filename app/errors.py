@@ -75,7 +75,11 @@ ERR_MEMO_TOO_LONG = register("tx", 12, "memo_too_long")
 ERR_UNAUTHORIZED = register("tx", 13, "unauthorized")
 ERR_INVALID_ADDRESS = register("tx", 14, "invalid_address")
 ERR_INVALID_PUBKEY = register("tx", 15, "invalid_pub_key")
-ERR_APP_ONLY_TX = register("tx", 16, "app_only_tx")
+ERR_APP_ONLY_TX = register("tx", 16, "app_only_tx")  # an oracle tx anywhere but index 0
+
+# --- prices / oracle (codespace "prices") -------------------------------------
+ERR_INVALID_ORACLE_TX = register("prices", 301, "invalid_oracle_tx")
+ERR_UNKNOWN_MARKET = register("prices", 302, "unknown_market")
 
 # --- bank (codespace "bank") ------------------------------------------------
 ERR_INSUFFICIENT_FUNDS = register("bank", 101, "insufficient_funds")

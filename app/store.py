@@ -27,11 +27,13 @@ PREFIX_META = b"\x00"  # reserved for node/storage commit metadata
 PREFIX_BANK = b"\x01"
 PREFIX_AUTH = b"\x02"
 PREFIX_CONSENSUS = b"\x03"
+PREFIX_PRICES = b"\x04"
 
 MODULE_PREFIXES = {
     "bank": PREFIX_BANK,
     "auth": PREFIX_AUTH,
     "consensus": PREFIX_CONSENSUS,
+    "prices": PREFIX_PRICES,
 }
 
 

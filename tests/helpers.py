@@ -58,19 +58,20 @@ class Replica:
         self.store = LevelDBStore(path)
         self.app = Application(self.store)
 
-    def init_chain(self, app_state: dict | None = None) -> bytes:
+    def init_chain(self, app_state: dict | None = None, vote_extensions_enable_height: int = 0) -> bytes:
         validators = [(bytes(k.verify_key), 10) for k in VALIDATOR_KEYS]
         state = json.dumps(app_state if app_state is not None else genesis_app_state()).encode()
-        return self.app.init_chain(CHAIN_ID, GENESIS_TIME_NS, state, validators, 1)
+        return self.app.init_chain(CHAIN_ID, GENESIS_TIME_NS, state, validators, 1, vote_extensions_enable_height)
 
     def restart(self) -> None:
         self.store.close()
         self.store = LevelDBStore(self.path)
         self.app = Application(self.store)
 
-    def block(self, txs: list[bytes], commit: bool = True) -> BlockResult:
+    def block(self, txs: list[bytes], commit: bool = True, last_commit=None, time_ns: int | None = None) -> BlockResult:
         height = self.app.info()[0] + 1
-        res = self.app.finalize_block(height, GENESIS_TIME_NS + height * BLOCK_INTERVAL_NS, txs)
+        t = time_ns if time_ns is not None else GENESIS_TIME_NS + height * BLOCK_INTERVAL_NS
+        res = self.app.finalize_block(height, t, txs, last_commit)
         if commit:
             self.app.commit()
         return res

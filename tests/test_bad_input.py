@@ -149,15 +149,15 @@ def test_replay_rejected_in_check_tx_and_block(replica):
 
 def test_process_proposal_rejects_blocks_with_invalid_txs(replica):
     good = send_tx(1, 2, ONE_USDC, nonce=1)
-    assert replica.app.process_proposal([good])
+    assert replica.app.process_proposal([good], height=2)
     for case in CASES:
         tx, expected = case.values
         if expected.codespace == "tx" and expected is not errors.ERR_NONCE_USED:
-            assert not replica.app.process_proposal([good, tx]), case.id
+            assert not replica.app.process_proposal([good, tx], height=2), case.id
 
 
 def test_prepare_proposal_drops_invalid_and_respects_max_bytes(replica):
     txs = [send_tx(1, 2, ONE_USDC, nonce=n) for n in range(1, 11)]
     size = 1 + 1 + len(txs[0]) if len(txs[0]) < 128 else 1 + 2 + len(txs[0])
-    out = replica.app.prepare_proposal([b"junk", *txs], max_tx_bytes=size * 3)
+    out = replica.app.prepare_proposal([b"junk", *txs], max_tx_bytes=size * 3, height=2)
     assert out == txs[:3]

@@ -28,8 +28,8 @@ def test_fuzz_never_crashes_and_replicas_agree(tmp_path_factory, blocks):
         for tx in txs:
             res = a.app.check_tx(tx)
             assert isinstance(res.code, int) and (res.code == 0 or res.log)
-        a.app.process_proposal(txs)
-        a.app.prepare_proposal(txs, 1 << 20)
+        a.app.process_proposal(txs, height=2)
+        a.app.prepare_proposal(txs, 1 << 20, height=2)
         ra, rb = a.block(txs), b.block(txs)
         assert ra.app_hash == rb.app_hash
         assert len(ra.tx_results) == len(txs)

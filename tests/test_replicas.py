@@ -31,8 +31,8 @@ def test_replicas_agree_on_every_app_hash(tmp_path):
     for txs in blocks:
         for tx in txs:
             all_check.app.check_tx(tx)
-        proposal = all_check.app.prepare_proposal(txs, max_tx_bytes=1 << 22)
-        all_check.app.process_proposal(proposal)
+        proposal = all_check.app.prepare_proposal(txs, max_tx_bytes=1 << 22, height=2)
+        all_check.app.process_proposal(proposal, height=2)
         restarting.restart()
         if restarting.app.info()[0] == 0:  # as CometBFT does: InitChain again before the first commit
             restarting.init_chain(app_state)

@@ -11,8 +11,11 @@ CHAIN_INFO_KEY = PREFIX_CONSENSUS + b"\x00"
 VALIDATORS_KEY = PREFIX_CONSENSUS + b"\x01"
 
 
-def set_chain_info(store: BranchStore, chain_id: str, initial_height: int, genesis_time_ns: int) -> None:
-    info = state_pb2.ChainInfo(chain_id=chain_id, initial_height=initial_height, genesis_time_ns=genesis_time_ns)
+def set_chain_info(
+    store: BranchStore, chain_id: str, initial_height: int, genesis_time_ns: int, vote_extensions_enable_height: int
+) -> None:
+    info = state_pb2.ChainInfo(chain_id=chain_id, initial_height=initial_height, genesis_time_ns=genesis_time_ns,
+                               vote_extensions_enable_height=vote_extensions_enable_height)
     store.set(CHAIN_INFO_KEY, encode_proto(info))
 
 

@@ -6,6 +6,7 @@ response sets its status explicitly (an UNKNOWN status makes CometBFT panic).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from tendermint.abci import types_pb2 as abci
 
 from app.application import APP_VERSION, Application
 from app.events import Event
+from app.prices.types import CommitVote, ExtendedCommitInfo, ExtendedVote, LastCommitInfo
 
 log = logging.getLogger("perpd.abci")
 
@@ -31,13 +33,38 @@ def to_abci_events(events) -> list[abci.Event]:
     ]
 
 
+def to_last_commit(info: abci.CommitInfo) -> LastCommitInfo:
+    return LastCommitInfo(
+        round=info.round,
+        votes=tuple(CommitVote(address=v.validator.address, block_id_flag=v.block_id_flag) for v in info.votes),
+    )
+
+
+def to_extended_commit(info: abci.ExtendedCommitInfo) -> ExtendedCommitInfo:
+    return ExtendedCommitInfo(
+        round=info.round,
+        votes=tuple(
+            ExtendedVote(address=v.validator.address, block_id_flag=v.block_id_flag, extension=v.vote_extension,
+                         signature=v.extension_signature)
+            for v in info.votes
+        ),
+    )
+
+
 class AbciHandler:
     """Dispatches decoded ABCI requests to the application; one instance per node."""
 
-    def __init__(self, app: Application, extend_vote: Callable[[int], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        app: Application,
+        vote_prices: Callable[[], dict[int, int]] | None = None,
+        node_queries: dict[str, Callable[[], dict]] | None = None,
+    ) -> None:
         self.app = app
-        # ExtendVote is allowed to be non-deterministic (the oracle daemon's view); b"" until #3.
-        self._extend_vote = extend_vote or (lambda height: b"")
+        # ExtendVote may be non-deterministic: it carries this validator's price daemon's view.
+        self._vote_prices = vote_prices or dict
+        # Node-local (non-consensus) answers, e.g. the price daemon's health: path -> JSON-able dict.
+        self._node_queries = node_queries or {}
         self._methods: dict[str, Callable] = {
             "info": self.info,
             "init_chain": self.init_chain,
@@ -91,13 +118,18 @@ class AbciHandler:
             app_state_bytes=req.app_state_bytes,
             validators=validators,
             initial_height=req.initial_height or 1,
+            vote_extensions_enable_height=req.consensus_params.abci.vote_extensions_enable_height,
         )
         log.info("init_chain: chain %s, %d validators, app hash %s", req.chain_id, len(validators), app_hash.hex())
         return abci.Response(init_chain=abci.ResponseInitChain(app_hash=app_hash))
 
     def query(self, req: abci.RequestQuery) -> abci.Response:
-        res = self.app.query(req.path, req.data)
         height, _ = self.app.info()
+        node_query = self._node_queries.get(req.path)
+        if node_query is not None:
+            value = json.dumps(node_query(), sort_keys=True).encode()
+            return abci.Response(query=abci.ResponseQuery(value=value, height=height))
+        res = self.app.query(req.path, req.data)
         return abci.Response(
             query=abci.ResponseQuery(code=res.code, codespace=res.codespace, log=res.log, value=res.value, height=height)
         )
@@ -111,18 +143,25 @@ class AbciHandler:
         )
 
     def prepare_proposal(self, req: abci.RequestPrepareProposal) -> abci.Response:
-        txs = self.app.prepare_proposal(list(req.txs), req.max_tx_bytes)
+        txs = self.app.prepare_proposal(list(req.txs), req.max_tx_bytes, req.height,
+                                        to_extended_commit(req.local_last_commit))
         return abci.Response(prepare_proposal=abci.ResponsePrepareProposal(txs=txs))
 
     def process_proposal(self, req: abci.RequestProcessProposal) -> abci.Response:
-        ok = self.app.process_proposal(list(req.txs))
+        ok = self.app.process_proposal(list(req.txs), req.height, to_last_commit(req.proposed_last_commit))
         status = abci.ResponseProcessProposal.ACCEPT if ok else abci.ResponseProcessProposal.REJECT
         if not ok:
             log.warning("process_proposal: rejecting block at height %d", req.height)
         return abci.Response(process_proposal=abci.ResponseProcessProposal(status=status))
 
     def extend_vote(self, req: abci.RequestExtendVote) -> abci.Response:
-        return abci.Response(extend_vote=abci.ResponseExtendVote(vote_extension=self._extend_vote(req.height)))
+        try:
+            prices = self._vote_prices()
+        except Exception:  # noqa: BLE001 -- a daemon failure must never stop consensus: vote no prices
+            log.exception("extend_vote: price daemon failed; voting without prices")
+            prices = {}
+        extension = self.app.build_vote_extension(prices)
+        return abci.Response(extend_vote=abci.ResponseExtendVote(vote_extension=extension))
 
     def verify_vote_extension(self, req: abci.RequestVerifyVoteExtension) -> abci.Response:
         ok = self.app.verify_vote_extension(req.vote_extension)
@@ -130,7 +169,8 @@ class AbciHandler:
         return abci.Response(verify_vote_extension=abci.ResponseVerifyVoteExtension(status=status))
 
     def finalize_block(self, req: abci.RequestFinalizeBlock) -> abci.Response:
-        res = self.app.finalize_block(req.height, timestamp_ns(req.time), list(req.txs))
+        res = self.app.finalize_block(req.height, timestamp_ns(req.time), list(req.txs),
+                                      to_last_commit(req.decided_last_commit))
         return abci.Response(
             finalize_block=abci.ResponseFinalizeBlock(
                 events=to_abci_events(res.events),
