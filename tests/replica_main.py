@@ -8,14 +8,15 @@ import pathlib
 import sys
 
 from tests.helpers import Replica
+from tests.test_replicas import last_commit_from_spec
 
 
 def main() -> None:
     spec = json.loads(pathlib.Path(sys.argv[1]).read_text())
     r = Replica(pathlib.Path(sys.argv[2]))
-    hashes = [r.init_chain(spec["app_state"]).hex()]
-    for txs in spec["blocks"]:
-        res = r.block([bytes.fromhex(t) for t in txs])
+    hashes = [r.init_chain(spec["app_state"], vote_extensions_enable_height=1).hex()]
+    for block in spec["blocks"]:
+        res = r.block([bytes.fromhex(t) for t in block["txs"]], last_commit=last_commit_from_spec(block))
         hashes.append(res.app_hash.hex())
     r.close()
     json.dump({"hashes": hashes}, sys.stdout)

@@ -3,58 +3,104 @@
 Replicas that see every CheckTx (plus PrepareProposal/ProcessProposal), see
 none, or restart from LevelDB before every block, plus separate processes
 with different PYTHONHASHSEEDs, must agree on every app hash over hundreds of
-random blocks (valid, failing, replayed and garbage txs).
+random blocks: oracle txs built from random signed vote extensions (absent
+validators, liars, garbage extensions, long silences that make markets stale)
+followed by valid, failing, replayed and garbage user txs.
 """
 
 import json
 import os
 import pathlib
+import random
 import subprocess
 import sys
 
+from app.prices.types import CommitVote, LastCommitInfo
 from tests.blockgen import random_blocks
-from tests.helpers import Replica, genesis_app_state
+from tests.helpers import CHAIN_ID, Replica
+from tests.oracle_helpers import MARKETS, extended_commit, oracle_app_state
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 N_BLOCKS = 300
 
 
+def random_votes(rng: random.Random, height: int) -> list:
+    """Per validator: prices around a drifting truth, None (absent), garbage bytes, or {} (daemon down)."""
+    silent = (height // 25) % 4 == 3  # every 100 blocks, 25 blocks without prices: markets go stale
+    votes = []
+    for _ in range(4):
+        r = rng.random()
+        if silent or r < 0.1:
+            votes.append(None if r < 0.05 else {})
+        elif r < 0.15:
+            votes.append(rng.randbytes(rng.randrange(1, 40)))
+        else:
+            votes.append({m["id"]: max(1, 10**9 + height * 1_000_000 + rng.randrange(-5 * 10**6, 5 * 10**6))
+                          for m in MARKETS if rng.random() < 0.9})
+    return votes
+
+
 def test_replicas_agree_on_every_app_hash(tmp_path):
-    blocks = random_blocks(seed=20261121, n_blocks=N_BLOCKS)
-    app_state = genesis_app_state()
-    all_check = Replica(tmp_path / "all_check")
-    no_check = Replica(tmp_path / "no_check")
-    restarting = Replica(tmp_path / "restarting")
-    hashes = {name: [r.init_chain(app_state)] for name, r in
-              [("all_check", all_check), ("no_check", no_check), ("restarting", restarting)]}
+    rng = random.Random(20261121)
+    user_blocks = random_blocks(seed=20261121, n_blocks=N_BLOCKS)
+    app_state = oracle_app_state()
+    names = ["all_check", "no_check", "restarting"]
+    replicas = {n: Replica(tmp_path / n) for n in names}
+    hashes = {n: [r.init_chain(app_state, vote_extensions_enable_height=1)] for n, r in replicas.items()}
+    spec_blocks = []
     codes_seen: dict[int, int] = {}
-    for txs in blocks:
-        for tx in txs:
+    event_types: dict[str, int] = {}
+    for i, user_txs in enumerate(user_blocks):
+        height = i + 1
+        all_check = replicas["all_check"]
+        last = LastCommitInfo(round=0, votes=())
+        txs = list(user_txs)
+        if height >= 2:
+            ext, last = extended_commit(height - 1, random_votes(rng, height))
+            oracle_tx = all_check.app.prepare_proposal([], 1 << 22, height, ext)[0]
+            txs = [oracle_tx, *user_txs]
+            all_check.app.prepare_proposal(user_txs, 1 << 22, height, ext)
+            assert all_check.app.process_proposal([oracle_tx], height, last)
+        for tx in user_txs:
             all_check.app.check_tx(tx)
-        proposal = all_check.app.prepare_proposal(txs, max_tx_bytes=1 << 22, height=2)
-        all_check.app.process_proposal(proposal, height=2)
+        restarting = replicas["restarting"]
         restarting.restart()
         if restarting.app.info()[0] == 0:  # as CometBFT does: InitChain again before the first commit
-            restarting.init_chain(app_state)
+            restarting.init_chain(app_state, vote_extensions_enable_height=1)
         results = []
-        for name, r in [("all_check", all_check), ("no_check", no_check), ("restarting", restarting)]:
-            res = r.block(txs)
-            hashes[name].append(res.app_hash)
+        for n in names:
+            res = replicas[n].block(txs, last_commit=last)
+            hashes[n].append(res.app_hash)
             results.append([t.code for t in res.tx_results])
+            if n == "no_check":
+                for e in res.events:
+                    event_types[e.type] = event_types.get(e.type, 0) + 1
         assert results[0] == results[1] == results[2]
         for c in results[0]:
             codes_seen[c] = codes_seen.get(c, 0) + 1
+        spec_blocks.append({"txs": [t.hex() for t in txs], "round": last.round,
+                            "votes": [[v.address.hex(), v.block_id_flag] for v in last.votes]})
     assert hashes["all_check"] == hashes["no_check"] == hashes["restarting"]
-    # The blocks really exercise success and several failure paths.
+    # The blocks really exercise success and several failure paths, and the oracle moved and went stale.
     assert codes_seen.get(0, 0) > 300 and len(codes_seen) >= 6, codes_seen
+    assert event_types.get("oracle_price", 0) > 200 and event_types.get("market_stale", 0) >= 4, event_types
 
     spec = tmp_path / "blocks.json"
-    spec.write_text(json.dumps({"app_state": app_state, "blocks": [[t.hex() for t in b] for b in blocks]}))
+    spec.write_text(json.dumps({"app_state": app_state, "blocks": spec_blocks}))
     for seed in ("1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run([sys.executable, "-m", "tests.replica_main", str(spec), str(tmp_path / f"p{seed}")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=True).stdout
         assert json.loads(out)["hashes"] == [h.hex() for h in hashes["no_check"]], f"PYTHONHASHSEED={seed} diverged"
-    assert all_check.app.export_genesis() == no_check.app.export_genesis() == restarting.app.export_genesis()
-    for r in (all_check, no_check, restarting):
+    exports = [replicas[n].app.export_genesis() for n in names]
+    assert exports[0] == exports[1] == exports[2]
+    for r in replicas.values():
         r.close()
+
+
+def last_commit_from_spec(block: dict) -> LastCommitInfo:
+    return LastCommitInfo(round=block["round"],
+                          votes=tuple(CommitVote(bytes.fromhex(a), f) for a, f in block["votes"]))
+
+
+__all__ = ["CHAIN_ID", "last_commit_from_spec"]
