@@ -73,6 +73,7 @@ class ConsensusView:
     markets: dict  # market_id -> MarketParam
     validators: dict  # address -> Validator
     vote_extensions_enable_height: int
+    oracle: oracle_votes.OracleCache
 
 
 @dataclasses.dataclass
@@ -98,6 +99,7 @@ class Application:
         self._stateless = StatelessCheckCache()
         self._signatures = SignatureMemo()
         self._view: ConsensusView | None = None
+        self._oracle_cache: oracle_votes.OracleCache | None = None
         # The order book's basis for mark prices; none until the CLOB exists (#4).
         self._basis: BasisSource = no_basis
 
@@ -152,10 +154,17 @@ class Application:
         if self._view is None:
             base = self._base()[0]
             info = consensus_keeper.get_chain_info_or_none(base)
+            markets = prices_keeper.get_markets_by_id(base)
+            validators = {v.address: v for v in consensus_keeper.get_validators(base)}
+            oracle = self._oracle_cache
+            if oracle is None or not oracle.same_view(list(markets), validators):
+                oracle = oracle_votes.OracleCache(list(markets), validators)
+            self._oracle_cache = oracle
             self._view = ConsensusView(
-                markets=prices_keeper.get_markets_by_id(base),
-                validators={v.address: v for v in consensus_keeper.get_validators(base)},
+                markets=markets,
+                validators=validators,
                 vote_extensions_enable_height=info.vote_extensions_enable_height if info is not None else 0,
+                oracle=oracle,
             )
         return self._view
 
@@ -187,7 +196,7 @@ class Application:
 
     def verify_vote_extension(self, extension: bytes) -> bool:
         """Deterministic: size, canonical encoding, known markets in order, positive prices. Empty is fine."""
-        return oracle_votes.decode_vote_extension_or_none(extension, self.consensus_view().markets) is not None
+        return self.consensus_view().oracle.decode(extension) is not None
 
     # --- proposals -------------------------------------------------------------
     def prepare_proposal(
@@ -199,7 +208,7 @@ class Application:
         if self.expects_oracle_tx(height):
             view = self.consensus_view()
             commit = local_last_commit or ExtendedCommitInfo(round=0, votes=())
-            oracle_tx = oracle_votes.build_oracle_tx(commit, view.validators, view.markets)
+            oracle_tx = oracle_votes.build_oracle_tx(commit, view.oracle.updates_for)
             out.append(oracle_tx)
             used += proto_size_of_tx(len(oracle_tx))
         for tx in txs:
@@ -238,7 +247,7 @@ class Application:
         view = self.consensus_view()
         return oracle_votes.verify_oracle_tx(
             tx, height, self._chain_id, last_commit or LastCommitInfo(round=0, votes=()),
-            view.validators, view.markets, self._signatures,
+            view.validators, self._signatures, view.oracle.updates_for,
         )
 
     # --- block execution ---------------------------------------------------------

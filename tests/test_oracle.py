@@ -252,22 +252,21 @@ def test_block_layout_rules(chain):
     assert res.tx_results[2].code == errors.ERR_APP_ONLY_TX.code
 
 
+def _ve(ids, prices) -> bytes:
+    return encode_proto(prices_pb2.OracleVoteExtension(market_ids=ids, prices=prices))
+
+
 @pytest.mark.parametrize(
     "extension",
     [
         pytest.param(b"\xff\xff\xff", id="garbage bytes"),
-        pytest.param(encode_proto(prices_pb2.OracleVoteExtension(prices=[
-            prices_pb2.PriceVote(market_id=ETH, price=1), prices_pb2.PriceVote(market_id=BTC, price=1)])),
-            id="market ids out of order"),
-        pytest.param(encode_proto(prices_pb2.OracleVoteExtension(prices=[
-            prices_pb2.PriceVote(market_id=BTC, price=1), prices_pb2.PriceVote(market_id=BTC, price=2)])),
-            id="duplicate market"),
-        pytest.param(encode_proto(prices_pb2.OracleVoteExtension(prices=[prices_pb2.PriceVote(market_id=77, price=1)])),
-                     id="unknown market"),
-        pytest.param(encode_proto(prices_pb2.OracleVoteExtension(prices=[prices_pb2.PriceVote(market_id=SOL)])),
-                     id="zero price"),
-        pytest.param(encode_proto(prices_pb2.OracleVoteExtension(prices=[prices_pb2.PriceVote(market_id=BTC, price=5)]))
-                     + b"\x10\x01", id="trailing unknown field (non-canonical)"),
+        pytest.param(_ve([ETH, BTC], [1, 1]), id="market ids out of order"),
+        pytest.param(_ve([BTC, BTC], [1, 2]), id="duplicate market"),
+        pytest.param(_ve([77], [1]), id="unknown market"),
+        pytest.param(_ve([BTC, 5], [1, 1]), id="unknown market after a known one"),
+        pytest.param(_ve([SOL], [0]), id="zero price"),
+        pytest.param(_ve([BTC, ETH], [5]), id="arrays of different length"),
+        pytest.param(_ve([BTC], [5]) + b"\x18\x01", id="trailing unknown field (non-canonical)"),
         pytest.param(b"\x0a\x00" * 20_000, id="oversized"),
     ],
 )
@@ -296,6 +295,31 @@ def test_random_extensions_never_crash_verification(tmp_path_factory, ext):
     r.init_chain(oracle_app_state(), vote_extensions_enable_height=1)
     assert r.app.verify_vote_extension(ext) in (True, False)
     r.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 30), st.lists(st.one_of(st.none(), st.integers(1, 2**64 - 1)),
+                                                     min_size=4, max_size=4)), min_size=1, max_size=12),
+)
+def test_vectorized_medians_equal_the_reference(rows):
+    """compute_updates (numpy, all markets at once) == compute_weighted_median (pure Python) per market."""
+    from app.prices.votes import OracleCache, encode_vote_extension
+
+    ids = [BTC, ETH, SOL, PEPE]
+    validators = {bytes([i]) * 20: __import__("perpchain.v1.state_pb2", fromlist=["x"]).Validator(
+        address=bytes([i]) * 20, power=power) for i, (power, _) in enumerate(rows)}
+    votes = [(bytes([i]) * 20, 2, encode_vote_extension({m: p for m, p in zip(ids, prices) if p}, ids))
+             for i, (_, prices) in enumerate(rows)]
+    got = {u.market_id: (u.price, u.reporters, u.reported_power) for u in OracleCache(ids, validators).updates_for(votes)}
+    total = sum(p for p, _ in rows)
+    for col, m in enumerate(ids):
+        reports = [(prices[col], power) for power, prices in rows if prices[col]]
+        power = sum(p for _, p in reports)
+        if reports and has_supermajority(power, total):
+            assert got[m] == (compute_weighted_median(reports), len(reports), power)
+        else:
+            assert m not in got
 
 
 @pytest.mark.parametrize(

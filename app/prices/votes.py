@@ -19,11 +19,15 @@ FinalizeBlock, so an honest proposer's oracle tx always verifies. Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import numpy as np
 from perpchain.v1 import prices_pb2, state_pb2
 
 from app.errors import ERR_INVALID_ORACLE_TX, AppError
 from app.lib.crypto import SignatureMemo
 from app.lib.encoding import decode_canonical, encode_proto
+from app.lib.math import UINT64_MAX
 from app.prices.logic import compute_weighted_median, has_supermajority, vote_extension_sign_bytes
 from app.prices.params import BLOCK_ID_FLAG_COMMIT, MAX_VOTE_EXTENSION_BYTES, ORACLE_TX_MARKER
 from app.prices.types import ExtendedCommitInfo, ExtendedVote, LastCommitInfo
@@ -32,25 +36,77 @@ from app.prices.types import ExtendedCommitInfo, ExtendedVote, LastCommitInfo
 def encode_vote_extension(prices: dict[int, int], known_market_ids: list[int]) -> bytes:
     """Our validator's prices for known markets, ids ascending (ExtendVote)."""
     known = dict.fromkeys(known_market_ids)
-    votes = [prices_pb2.PriceVote(market_id=m, price=p) for m, p in sorted(prices.items()) if m in known and p > 0]
-    return encode_proto(prices_pb2.OracleVoteExtension(prices=votes))
+    kept = [(m, p) for m, p in sorted(prices.items()) if m in known and 0 < p <= UINT64_MAX]
+    return encode_proto(prices_pb2.OracleVoteExtension(market_ids=[m for m, _ in kept], prices=[p for _, p in kept]))
 
 
-def decode_vote_extension_or_none(extension: bytes, market_ids: dict[int, object]) -> list[tuple[int, int]] | None:
-    """[(market_id, price)] if the extension is valid, else None. Deterministic."""
+class MarketIndex:
+    """The chain's markets as a sorted id array, for vectorized validation and median computation."""
+
+    def __init__(self, market_ids: list[int]) -> None:
+        self.ids = np.array(sorted(market_ids), dtype=np.int64)
+
+
+DecodedVote = tuple[np.ndarray, np.ndarray]  # (column positions in MarketIndex.ids, prices uint64)
+
+
+def decode_vote_extension_or_none(extension: bytes, index: MarketIndex) -> DecodedVote | None:
+    """(market positions, prices) if the extension is valid, else None. Deterministic, no per-entry Python loop."""
     if len(extension) > MAX_VOTE_EXTENSION_BYTES:
         return None
     ve = decode_canonical(prices_pb2.OracleVoteExtension, extension)
-    if ve is None:
+    if ve is None or len(ve.market_ids) != len(ve.prices):
         return None
-    out = []
-    last = -1
-    for vote in ve.prices:
-        if vote.market_id <= last or vote.market_id not in market_ids or vote.price == 0:
-            return None
-        out.append((vote.market_id, vote.price))
-        last = vote.market_id
-    return out
+    ids = np.array(ve.market_ids, dtype=np.int64)
+    prices = np.array(ve.prices, dtype=np.uint64)
+    if len(ids) == 0:
+        return ids, prices
+    if np.any(ids[1:] <= ids[:-1]) or np.any(prices == 0) or len(index.ids) == 0:
+        return None
+    positions = np.searchsorted(index.ids, ids)
+    if np.any(positions >= len(index.ids)) or np.any(index.ids[np.minimum(positions, len(index.ids) - 1)] != ids):
+        return None  # an unknown market
+    return positions, prices
+
+
+class OracleCache:
+    """Per-node memo of decoded vote extensions and of computed medians, for one (markets, validators) view.
+
+    Both are pure functions of their inputs within the view, so the cache never changes an outcome: it lets
+    VerifyVoteExtension's decoding serve ProcessProposal, and one median computation serve PrepareProposal,
+    ProcessProposal and FinalizeBlock of the same block. Rebuilt when markets or validators change.
+    """
+
+    MAX_DECODED = 4096
+    MAX_UPDATES = 64
+
+    def __init__(self, market_ids: list[int], validators: dict[bytes, state_pb2.Validator]) -> None:
+        self.index = MarketIndex(market_ids)
+        self.validators = validators
+        self._decoded: dict[bytes, DecodedVote | None] = {}
+        self._updates: dict[tuple, list[prices_pb2.PriceUpdate]] = {}
+
+    def same_view(self, market_ids: list[int], validators: dict[bytes, state_pb2.Validator]) -> bool:
+        return sorted(market_ids) == self.index.ids.tolist() and validators == self.validators
+
+    def decode(self, extension: bytes) -> DecodedVote | None:
+        if extension in self._decoded:
+            return self._decoded[extension]
+        decoded = decode_vote_extension_or_none(extension, self.index)
+        if len(self._decoded) >= self.MAX_DECODED:
+            del self._decoded[next(iter(self._decoded))]
+        self._decoded[extension] = decoded
+        return decoded
+
+    def updates_for(self, votes: list[tuple[bytes, int, bytes]]) -> list[prices_pb2.PriceUpdate]:
+        key = tuple(votes)
+        hit = self._updates.get(key)
+        if hit is None:
+            hit = compute_updates(votes, self.validators, self.index, self.decode)
+            if len(self._updates) >= self.MAX_UPDATES:
+                del self._updates[next(iter(self._updates))]
+            self._updates[key] = hit
+        return list(hit)
 
 
 def is_oracle_tx(tx: bytes) -> bool:
@@ -60,35 +116,57 @@ def is_oracle_tx(tx: bytes) -> bool:
 def compute_updates(
     votes: list[tuple[bytes, int, bytes]],
     validators: dict[bytes, state_pb2.Validator],
-    markets: dict[int, object],
+    index: MarketIndex,
+    decode: Callable[[bytes], DecodedVote | None],
 ) -> list[prices_pb2.PriceUpdate]:
     """Per-market stake-weighted medians from (address, block_id_flag, extension) votes.
 
-    Only COMMIT votes of known validators count; power comes from the app's validator set.
+    Only COMMIT votes of known validators with a valid extension count; power comes from the app's
+    validator set. Vectorized over a validators × markets matrix of uint64 prices (0 = no report):
+    per market, reports are sorted by price (stable), weighted by power, and the first price whose
+    cumulative power reaches half of the reported power is the median -- exactly
+    ``logic.compute_weighted_median`` (tests compare the two). Bounds: total voting power is at most
+    CometBFT's MaxTotalVotingPower (2^60), so power × 3 fits in int64.
     """
     total_power = sum(v.power for v in validators.values())
-    reports: dict[int, list[tuple[int, int]]] = {}
+    n_markets = len(index.ids)
+    rows_prices = []
+    rows_power = []
     for address, flag, extension in votes:
         validator = validators.get(address)
         if flag != BLOCK_ID_FLAG_COMMIT or validator is None:
             continue
-        for market_id, price in decode_vote_extension_or_none(extension, markets) or []:
-            reports.setdefault(market_id, []).append((price, validator.power))
+        decoded = decode(extension)
+        if decoded is None or len(decoded[0]) == 0:
+            continue
+        row = np.zeros(n_markets, dtype=np.uint64)
+        row[decoded[0]] = decoded[1]
+        rows_prices.append(row)
+        rows_power.append(validator.power)
+    if not rows_prices or n_markets == 0:
+        return []
+    price_matrix = np.stack(rows_prices)  # (V, M)
+    power = np.array(rows_power, dtype=np.int64)
+    reported = price_matrix > 0
+    reported_power = (reported * power[:, None]).sum(axis=0)
+    reporters = reported.sum(axis=0)
+    order = np.argsort(price_matrix, axis=0, kind="stable")
+    sorted_prices = np.take_along_axis(price_matrix, order, axis=0)
+    sorted_weight = np.take_along_axis(reported * power[:, None], order, axis=0)
+    cumulative = np.cumsum(sorted_weight, axis=0)
+    median_row = np.argmax(cumulative * 2 >= reported_power[None, :], axis=0)
     updates = []
-    for market_id in sorted(reports):
-        market_reports = reports[market_id]
-        power = sum(p for _, p in market_reports)
-        if has_supermajority(power, total_power):
+    for col in range(n_markets):
+        market_power = int(reported_power[col])
+        if market_power > 0 and has_supermajority(market_power, total_power):
             updates.append(prices_pb2.PriceUpdate(
-                market_id=market_id, price=compute_weighted_median(market_reports),
-                reporters=len(market_reports), reported_power=power,
+                market_id=int(index.ids[col]), price=int(sorted_prices[median_row[col], col]),
+                reporters=int(reporters[col]), reported_power=market_power,
             ))
     return updates
 
 
-def build_oracle_tx(
-    commit: ExtendedCommitInfo, validators: dict[bytes, state_pb2.Validator], markets: dict[int, object]
-) -> bytes:
+def build_oracle_tx(commit: ExtendedCommitInfo, updates_for: Callable[[list], list]) -> bytes:
     """PrepareProposal: tx 0 from the proposer's local extended commit, votes verbatim and in order."""
     votes = [(v.address, v.block_id_flag, v.extension) for v in commit.votes]
     tx = prices_pb2.OracleTx(
@@ -98,7 +176,7 @@ def build_oracle_tx(
                                     extension_signature=v.signature, block_id_flag=v.block_id_flag)
             for v in commit.votes
         ],
-        updates=compute_updates(votes, validators, markets),
+        updates=updates_for(votes),
     )
     return ORACLE_TX_MARKER + encode_proto(tx)
 
@@ -113,8 +191,8 @@ def verify_oracle_tx(
     chain_id: str,
     last_commit: LastCommitInfo,
     validators: dict[bytes, state_pb2.Validator],
-    markets: dict[int, object],
     signatures: SignatureMemo,
+    updates_for: Callable[[list], list],
 ) -> list[prices_pb2.PriceUpdate]:
     """The updates of a valid oracle tx for block ``height``; raises AppError(ERR_INVALID_ORACLE_TX) otherwise."""
     if not is_oracle_tx(tx_bytes):
@@ -140,7 +218,7 @@ def verify_oracle_tx(
         elif vote.vote_extension or vote.extension_signature:
             raise _invalid(f"vote {i} is not a commit vote but carries an extension")
         votes.append((vote.validator_address, vote.block_id_flag, vote.vote_extension))
-    expected_updates = compute_updates(votes, validators, markets)
+    expected_updates = updates_for(votes)
     if list(tx.updates) != expected_updates:
         raise _invalid("oracle tx prices differ from the medians of its votes")
     return expected_updates
