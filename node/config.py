@@ -27,6 +27,7 @@ class AppConfig:
     abci_address: str  # unix:///abs/path.sock or tcp://127.0.0.1:PORT
     db_path: str  # LevelDB directory, relative to home unless absolute
     log_level: str = "info"
+    oracle: dict = dataclasses.field(default_factory=dict)  # the [oracle] table (node/daemons/pricefeed.py)
 
     @staticmethod
     def default(home: pathlib.Path) -> "AppConfig":
@@ -46,6 +47,7 @@ def load_app_config(home: pathlib.Path) -> AppConfig:
         abci_address=doc["abci"]["address"],
         db_path=doc["storage"]["db_path"],
         log_level=doc.get("log", {}).get("level", "info"),
+        oracle=dict(doc.get("oracle", {})),
     )
 
 
@@ -62,6 +64,11 @@ def write_app_config(home: pathlib.Path, cfg: AppConfig) -> None:
     lg = tomlkit.table()
     lg.add("level", cfg.log_level)
     doc.add("log", lg)
+    oracle = tomlkit.table()
+    oracle.add(tomlkit.comment("price daemon (docs/feeds.md); empty feeds_url = no prices in this validator's votes"))
+    for k, v in cfg.oracle.items():
+        oracle.add(k, v)
+    doc.add("oracle", oracle)
     path = app_toml_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomlkit.dumps(doc))

@@ -76,6 +76,13 @@ def create(
     )
     template = json.loads(template_path.read_text())
     chain_id = template.get("chain_id", "perpchain-localnet")
+    oracle = dict(template.get("oracle", {}))
+    feeds_venues = [*oracle.get("venues", []), *oracle.pop("extra_simulated_venues", [])]
+    feeds_port = base_port + 10 * validators + 2
+    if proxy_app == "perpd" and feeds_venues:
+        oracle["feeds_url"] = f"http://127.0.0.1:{feeds_port}"
+    else:
+        oracle = {}
     keyring = Keyring(d / "keys")
     app_state = build_app_state(template, keyring) if proxy_app == "perpd" else {}
     nodes = []
@@ -92,6 +99,7 @@ def create(
         home = pathlib.Path(node["home"])
         peers = ",".join(f"{n['node_id']}@127.0.0.1:{n['p2p_port']}" for n in nodes if n is not node)
         cfg = AppConfig.default(home)
+        cfg.oracle = dict(oracle)
         edit_cometbft_config(home, {
             "": {"proxy_app": cfg.abci_address if proxy_app == "perpd" else "kvstore",
                  "moniker": f"node{node['index']}", "log_level": "info"},
@@ -103,7 +111,8 @@ def create(
         })
         write_app_config(home, cfg)
         patch_genesis(home / "config" / "genesis.json", chain_id, app_state)
-    manifest = {"chain_id": chain_id, "validators": validators, "proxy_app": proxy_app, "nodes": nodes}
+    manifest = {"chain_id": chain_id, "validators": validators, "proxy_app": proxy_app, "nodes": nodes,
+                "feeds": {"port": feeds_port, "venues": feeds_venues} if oracle else None}
     manifest_path(d).write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -169,6 +178,38 @@ def start_node(manifest: dict, node: dict) -> int:
     return proc.pid
 
 
+def feeds_pid(d: pathlib.Path, manifest: dict) -> int | None:
+    """PID of the localnet's venue feed simulator, if it is running."""
+    feeds = manifest.get("feeds")
+    pid = _pid_file_pid(d / "feeds.pid")
+    if not feeds or pid is None:
+        return None
+    try:
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ours = b"feeds" in cmdline and str(feeds["port"]).encode() in cmdline
+    return pid if ours and _is_ours(pid, "feeds") else None
+
+
+def start_feeds(d: pathlib.Path, manifest: dict) -> int:
+    feeds = manifest["feeds"]
+    with open(d / "feeds.log", "ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "node.cli.main", "feeds", "serve", "--host", "127.0.0.1",
+             "--port", str(feeds["port"]), "--venues", ",".join(feeds["venues"]), "--seed", "1"],
+            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=str(REPO_ROOT),
+        )
+    (d / "feeds.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def feeds_url(manifest: dict) -> str | None:
+    feeds = manifest.get("feeds")
+    return f"http://127.0.0.1:{feeds['port']}" if feeds else None
+
+
 def node_heights(manifest: dict) -> list[int | None]:
     out: list[int | None] = []
     for node in manifest["nodes"]:
@@ -221,6 +262,10 @@ def up(
         if progress:
             progress(f"creating a {validators}-validator localnet in {d}")
         manifest = create(d, validators, base_port, proxy_app, template_path, timeout_commit)
+    if manifest.get("feeds") and feeds_pid(d, manifest) is None:
+        start_feeds(d, manifest)
+        if progress:
+            progress(f"started the venue feed simulator on {feeds_url(manifest)}")
     started = []
     for node in manifest["nodes"]:
         if not is_running(manifest, node):
@@ -250,12 +295,20 @@ def down(d: pathlib.Path, reset: bool = False, timeout_s: float = 30) -> list[in
         for pid in pids.values():
             _signal(pid, signal.SIGTERM)
             signalled.append(pid)
+    fpid = feeds_pid(d, manifest)
+    if fpid is not None:
+        _signal(fpid, signal.SIGTERM)
+        signalled.append(fpid)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and any(node_pids(n) for n in manifest["nodes"]):
+    while time.monotonic() < deadline and (any(node_pids(n) for n in manifest["nodes"]) or feeds_pid(d, manifest)):
         time.sleep(0.2)
     for node in manifest["nodes"]:
         for pid in node_pids(node).values():
             _signal(pid, signal.SIGKILL)
+    fpid = feeds_pid(d, manifest)
+    if fpid is not None:
+        _signal(fpid, signal.SIGKILL)
+    (d / "feeds.pid").unlink(missing_ok=True)
     for node in manifest["nodes"]:
         for name in ("perpd.pid", "cometbft.pid"):
             (pathlib.Path(node["home"]) / name).unlink(missing_ok=True)

@@ -21,6 +21,7 @@ from app.application import Application
 from node.abci.handler import AbciHandler
 from node.abci.server import AbciServer
 from node.config import db_path, find_cometbft, load_app_config
+from node.daemons.pricefeed import OracleConfig, PriceDaemon
 from node.storage.leveldb import LevelDBStore
 
 log = logging.getLogger("perpd")
@@ -45,7 +46,19 @@ async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]
     cfg = load_app_config(home)
     store = LevelDBStore(db_path(home, cfg))
     app = Application(store)
-    handler = AbciHandler(app)
+    oracle_cfg = OracleConfig.from_dict(cfg.oracle)
+    daemon: PriceDaemon | None = None
+    if oracle_cfg.enabled:
+        daemon = PriceDaemon(oracle_cfg, app.markets)
+        daemon.start()
+        log.info("perpd: price daemon polling %s (venues %s)", oracle_cfg.feeds_url, ",".join(oracle_cfg.venues))
+    else:
+        log.warning("perpd: no [oracle] feeds_url in app.toml: this validator votes no prices")
+    handler = AbciHandler(
+        app,
+        vote_prices=daemon.vote_prices if daemon is not None else None,
+        node_queries={"/node/oracle/health": daemon.health if daemon is not None else (lambda: {"status": "disabled"})},
+    )
     server = AbciServer(handler, cfg.abci_address)
     await server.start()
     (home / "perpd.pid").write_text(str(os.getpid()))
@@ -95,6 +108,8 @@ async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]
             child.kill()
             child.wait()
     server.stop()
+    if daemon is not None:
+        await daemon.stop()
     store.close()
     for name in ("perpd.pid", "cometbft.pid"):
         (home / name).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ set PERPD_DEBUG=1 for a traceback.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -16,7 +17,10 @@ import sys
 import click
 
 from app.lib.address import decode_address_or_none
+from app.prices.queries import format_scaled
+from app.prices.votes import decode_oracle_tx_or_none
 from node import localnet as ln
+from node.cli.feeds import feeds
 from node.client.keys import Keyring, KeyError_
 from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import default_nonce, msg_send, sign_tx, tx_hash
@@ -286,20 +290,101 @@ def query_tx(tx_hash_hex: str) -> None:
     emit(obj, out, f"height {out['height']}  code {out['code']}" + (f"  log {out['log']}" if out["log"] else ""))
 
 
+@query.group("prices")
+def query_prices() -> None:
+    """Oracle and mark prices per market."""
+
+
+def _market_line(m: dict) -> str:
+    return (f"{m['pair']:10s} oracle {m['oracle_price_usd']:>22s}  mark {m['mark_price_usd']:>22s}  "
+            f"updated h{m['last_update_height']}  {'STALE' if m['stale'] else 'fresh'}  "
+            f"{m['reporters']} validators, power {m['reported_power']}/{m['total_power']}")
+
+
+@query_prices.command("list")
+@common
+def query_prices_list() -> None:
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.query_json("/prices/markets")
+    emit(obj, res, "\n".join(_market_line(m) for m in res["markets"]) or "(no markets)")
+
+
+@query_prices.command("market")
+@click.argument("pair")
+@common
+def query_prices_market(pair: str) -> None:
+    """One market: oracle, mark, last update height/time, stale flag, reporters and their stake."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.query_json(f"/prices/market/{pair}")
+    emit(obj, res, _market_line(res) + f"  (last update time {res['last_update_time_ns']} ns)")
+
+
+@query.group("oracle")
+def query_oracle() -> None:
+    """The validators' price votes, as carried in blocks."""
+
+
+@query_oracle.command("votes")
+@click.argument("height", type=int)
+@common
+def query_oracle_votes(height: int) -> None:
+    """Per-validator prices behind block HEIGHT's oracle prices (votes of HEIGHT-1, from the block itself)."""
+    from app.prices.votes import MarketIndex, decode_vote_extension_or_none
+
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        block = client.block(height)["block"]
+        markets = client.query_json("/prices/markets")["markets"]
+        validators = {v["address"]: int(v["power"]) for v in client.query_json("/consensus/validators")["validators"]}
+    txs = block["data"]["txs"] or []
+    tx = decode_oracle_tx_or_none(base64.b64decode(txs[0])) if txs else None
+    if tx is None:
+        raise CliError(f"block {height} carries no oracle tx (vote extensions start one height after they are enabled)")
+    by_id = {m["id"]: m for m in markets}
+    index = MarketIndex(list(by_id))
+    flags = {1: "absent", 2: "commit", 3: "nil"}
+    votes = []
+    for v in tx.votes:
+        decoded = decode_vote_extension_or_none(v.vote_extension, index) if v.block_id_flag == 2 else None
+        prices = {}
+        if decoded is not None:
+            for pos, price in zip(decoded[0].tolist(), decoded[1].tolist()):
+                m = by_id[int(index.ids[pos])]
+                prices[m["pair"]] = {"price": str(price), "usd": format_scaled(price, m["exponent"])}
+        votes.append({"validator": v.validator_address.hex().upper(), "power": validators.get(v.validator_address.hex(), 0),
+                      "flag": flags.get(v.block_id_flag, str(v.block_id_flag)),
+                      "valid_extension": decoded is not None or v.block_id_flag != 2, "prices": prices})
+    updates = {by_id[u.market_id]["pair"]: {"price": str(u.price), "usd": format_scaled(u.price, by_id[u.market_id]["exponent"]),
+                                            "reporters": u.reporters, "reported_power": str(u.reported_power)}
+               for u in tx.updates}
+    out = {"height": height, "votes_of_height": height - 1, "round": tx.round, "votes": votes, "medians": updates}
+    lines = [f"block {height}: votes of height {height - 1}, round {tx.round}"]
+    for v in votes:
+        shown = ", ".join(f"{p} {q['usd']}" for p, q in v["prices"].items()) or "(no prices)"
+        lines.append(f"  {v['validator']}  power {v['power']}  {v['flag']:6s}  {shown}")
+    lines.append("medians: " + (", ".join(f"{p} {u['usd']} ({u['reporters']} validators)" for p, u in updates.items())
+                                or "(none reached 2/3 of stake)"))
+    emit(obj, out, "\n".join(lines))
+
+
 @cli.command()
 @common
 def status() -> None:
-    """Node sync status and the app's committed height and hash."""
+    """Node sync status, the app's committed height and hash, and the price daemon's health."""
     obj = click.get_current_context().obj
     with rpc(obj) as client:
         st = client.status()
         app = client.query_json("/app/info")
+        oracle = client.query_json("/node/oracle/health")
     si = st["sync_info"]
     out = {"chain_id": st["node_info"]["network"], "moniker": st["node_info"]["moniker"],
            "latest_block_height": int(si["latest_block_height"]), "latest_app_hash": si["latest_app_hash"],
-           "catching_up": si["catching_up"], "app": app}
+           "catching_up": si["catching_up"], "app": app, "oracle_daemon": oracle}
     emit(obj, out, f"{out['chain_id']}  {out['moniker']}  height {out['latest_block_height']}  "
-                   f"app hash {out['latest_app_hash']}  catching up {out['catching_up']}")
+                   f"app hash {out['latest_app_hash']}  catching up {out['catching_up']}  "
+                   f"price daemon {oracle.get('status', '?')}")
 
 
 # --- localnet --------------------------------------------------------------------
@@ -365,6 +450,9 @@ def localnet_logs(dir_, output, node_index, which, lines) -> None:
     path = pathlib.Path(manifest["nodes"][node_index]["home"]) / f"{which or 'perpd'}.log"
     text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
     click.echo("\n".join(text))
+
+
+cli.add_command(feeds)
 
 
 # --- entry point -------------------------------------------------------------------
