@@ -1,0 +1,130 @@
+"""Oracle plane on a real 4-validator CometBFT localnet with the venue feed simulator.
+
+Chain prices follow the validators' daemons within two blocks; one validator reading a manipulated
+venue set (+50%) cannot move the chain price out of the honest band; a dead simulator makes markets
+stale while blocks keep coming, and its return makes them fresh; app hashes agree throughout.
+Never skipped; every wait is bounded; the fixture stops exactly what it started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+import tomlkit
+
+from node import localnet as ln
+from node.client.rpc import RpcClient
+from tests.test_localnet import assert_same_app_hash, common_height, free_base_port, perpd, safe_height, wait_until
+
+pytestmark = pytest.mark.localnet
+PINNED_BTC = 70_000  # USD
+BTC_EXPONENT = -5
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    d = tmp_path_factory.mktemp("oraclenet")
+    base = free_base_port()
+    try:
+        perpd("localnet", "up", "--dir", str(d), "--validators", "4", "--base-port", str(base))
+        yield d, ln.load_manifest(d)
+    finally:
+        if ln.manifest_path(d).exists():
+            ln.down(d)
+
+
+def market(c: RpcClient, pair: str) -> dict:
+    return c.query_json(f"/prices/market/{pair}")
+
+
+def daemon_index(c: RpcClient, pair: str) -> Decimal | None:
+    """The node's own daemon index for ``pair`` (None while unhealthy)."""
+    health = c.query_json("/node/oracle/health")
+    m = health.get("markets", {}).get(pair) or {}
+    return Decimal(m["index"]) if m.get("healthy") else None
+
+
+def control(url: str, path: str, body: dict) -> None:
+    r = httpx.post(url + path, json=body, timeout=5)
+    r.raise_for_status()
+
+
+def test_oracle_on_localnet(net):
+    d, manifest = net
+    cs = [RpcClient(ln.rpc_url(n), timeout_s=5) for n in manifest["nodes"]]
+    feeds = ln.feeds_url(manifest)
+    pairs = ["BTC-USD", "ETH-USD", "SOL-USD", "PEPE-USD"]
+
+    # 0. Prices flow: every market fresh, reported by all 4 validators.
+    wait_until(lambda: all(not market(cs[0], p)["stale"] and market(cs[0], p)["reporters"] == 4 for p in pairs),
+               60, "all markets fresh with 4 reporters")
+
+    # 1. Pin BTC; once the daemons see it, the chain follows within two blocks.
+    control(feeds, "/control/price", {"pair": "BTC-USD", "price": str(PINNED_BTC)})
+    target = PINNED_BTC * 10**-BTC_EXPONENT
+    wait_until(lambda: sum(daemon_index(c, "BTC-USD") == PINNED_BTC for c in cs) >= 3, 30,
+               "3 daemons to index the pinned BTC price")
+    h_daemons = max(safe_height(c) for c in cs)
+    wait_until(lambda: market(cs[0], "BTC-USD")["oracle_price"] == str(target), 30, "chain BTC = pinned price")
+    h_chain = int(market(cs[0], "BTC-USD")["last_update_height"])
+    assert h_chain <= h_daemons + 2, f"chain took {h_chain - h_daemons} blocks to follow the daemons"
+
+    # 2. node3 reads a manipulated venue set (+50%): the chain price stays in the honest band.
+    node3 = manifest["nodes"][3]
+    app_toml = pathlib.Path(node3["home"]) / "config" / "app.toml"
+    doc = tomlkit.parse(app_toml.read_text())
+    doc["oracle"]["venues"] = ["bitstamp", "gemini", "kucoin"]
+    app_toml.write_text(tomlkit.dumps(doc))
+    for venue in ("bitstamp", "gemini", "kucoin"):
+        control(feeds, f"/control/venue/{venue}", {"mode": "manipulated", "offset_ppm": 500_000})
+    os.kill(ln.node_pids(node3)["perpd"], signal.SIGTERM)
+    wait_until(lambda: not ln.node_pids(node3), 30, "node3 to stop")
+    perpd("localnet", "up", "--dir", str(d), "--validators", "4")
+    wait_until(lambda: daemon_index(cs[3], "BTC-USD") == PINNED_BTC * 3 // 2, 30,
+               "node3's daemon to see the manipulated +50% BTC price")
+    lie = f"{PINNED_BTC * 3 // 2}.00000"
+
+    def btc_votes(h: int) -> tuple[list, dict]:
+        votes = json.loads(perpd("query", "oracle", "votes", str(h), "--node", ln.rpc_url(manifest["nodes"][0]),
+                                 "-o", "json"))
+        return [v["prices"].get("BTC-USD", {}).get("usd") for v in votes["votes"]], votes
+
+    # node3 votes again once it has caught up; find the first block carrying its lie (bounded), then watch 4 blocks.
+    h = safe_height(cs[0])
+    deadline = time.monotonic() + 60
+    while lie not in btc_votes(h)[0]:
+        assert time.monotonic() < deadline, f"no block carried node3's manipulated vote; last: {btc_votes(h)[1]}"
+        wait_until(lambda: safe_height(cs[0]) > h, 30, f"height > {h}")
+        h += 1
+    wait_until(lambda: safe_height(cs[0]) >= h + 4, 30, "4 blocks with the lying validator")
+    for height in range(h, h + 4):
+        prices, votes = btc_votes(height)
+        assert lie in prices, votes  # the lie is in the block, for audit
+        assert votes["medians"]["BTC-USD"]["usd"] == f"{PINNED_BTC}.00000", votes
+    assert market(cs[0], "BTC-USD")["oracle_price"] == str(target)
+    assert_same_app_hash(cs, common_height(cs) - 1)
+
+    # 3. The simulator dies: markets go stale, blocks keep coming, nobody crashes.
+    feeds_pid = ln.feeds_pid(d, manifest)
+    os.kill(feeds_pid, signal.SIGKILL)
+    h_dead = safe_height(cs[0])
+    wait_until(lambda: all(market(cs[0], p)["stale"] for p in pairs), 60, "all markets stale")
+    assert safe_height(cs[0]) > h_dead + 3
+    assert all(c.query_json("/node/oracle/health")["status"] == "down" for c in cs)
+    assert all(ln.node_pids(n) for n in manifest["nodes"])
+    assert "price daemon down" in perpd("status", "--node", ln.rpc_url(manifest["nodes"][1]))
+
+    # 4. It comes back: updates resume, markets fresh again.
+    perpd("localnet", "up", "--dir", str(d), "--validators", "4")
+    wait_until(lambda: not any(market(cs[0], p)["stale"] for p in pairs), 60, "markets fresh again")
+    wait_until(lambda: min(safe_height(c) for c in cs) > safe_height(cs[0]) - 1, 30, "nodes level")
+    assert_same_app_hash(cs, common_height(cs) - 1)
+    for c in cs:
+        c.close()
