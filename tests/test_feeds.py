@@ -369,3 +369,15 @@ def test_cli_serve_prints_its_url_and_stops_on_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_url_defaults_to_env_then_the_localnet_simulator(tmp_path, monkeypatch):
+    from node.cli.feeds import default_feeds_url
+
+    monkeypatch.delenv("PERPD_FEEDS_URL", raising=False)
+    monkeypatch.setenv("PERPD_LOCALNET_DIR", str(tmp_path))
+    assert default_feeds_url() == "http://127.0.0.1:26600"
+    (tmp_path / "localnet.json").write_text(json.dumps({"nodes": [], "feeds": {"port": 26698, "venues": ["okx"]}}))
+    assert default_feeds_url() == "http://127.0.0.1:26698"
+    monkeypatch.setenv("PERPD_FEEDS_URL", "http://127.0.0.1:1234")
+    assert default_feeds_url() == "http://127.0.0.1:1234"

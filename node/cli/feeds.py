@@ -1,13 +1,15 @@
 """``perpd feeds``: run the venue feed simulator and drive its faults (serve, fault, pin, state).
 
 Registered in ``node.cli.main`` with ``cli.add_command(feeds)``. Client commands talk to a running simulator over
-its control API (``--url``, default ``$PERPD_FEEDS_URL`` or http://127.0.0.1:26600); see docs/feeds.md.
+its control API (``--url``; default ``$PERPD_FEEDS_URL``, else the simulator of the localnet in
+``$PERPD_LOCALNET_DIR`` or ``.localnet`` if there is one, else http://127.0.0.1:26600); see docs/feeds.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import sys
 import threading
@@ -26,12 +28,25 @@ from node.feeds.simulator import (
 )
 from node.feeds.venues import DEFAULT_VENUES
 
-DEFAULT_FEEDS_URL = os.environ.get("PERPD_FEEDS_URL", f"http://127.0.0.1:{DEFAULT_PORT}")
 _TIMEOUT_S = 10.0
 
 
+def default_feeds_url() -> str:
+    """``$PERPD_FEEDS_URL``, else the local localnet's simulator, else the simulator's default port."""
+    from node import localnet as ln  # local import: keeps `perpd feeds serve` free of localnet machinery
+
+    if os.environ.get("PERPD_FEEDS_URL"):
+        return os.environ["PERPD_FEEDS_URL"]
+    localnet_dir = pathlib.Path(os.environ.get("PERPD_LOCALNET_DIR", ".localnet"))
+    try:
+        url = ln.feeds_url(ln.load_manifest(localnet_dir)) if ln.manifest_path(localnet_dir).exists() else None
+    except (OSError, ValueError, KeyError, ln.LocalnetError):
+        url = None
+    return url or f"http://127.0.0.1:{DEFAULT_PORT}"
+
+
 def _url_option(f):
-    return click.option("--url", default=DEFAULT_FEEDS_URL, show_default=True,
+    return click.option("--url", default=default_feeds_url, show_default="$PERPD_FEEDS_URL, the localnet's, or :26600",
                         help="base URL of the running feed simulator")(f)
 
 

@@ -304,6 +304,7 @@ def _market_line(m: dict) -> str:
 @query_prices.command("list")
 @common
 def query_prices_list() -> None:
+    """Every market: oracle and mark price, last update height, stale flag, reporters."""
     obj = click.get_current_context().obj
     with rpc(obj) as client:
         res = client.query_json("/prices/markets")
