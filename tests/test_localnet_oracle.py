@@ -12,6 +12,8 @@ import json
 import os
 import pathlib
 import signal
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
@@ -21,7 +23,7 @@ import tomlkit
 
 from node import localnet as ln
 from node.client.rpc import RpcClient
-from tests.test_localnet import assert_same_app_hash, common_height, free_base_port, perpd, safe_height, wait_until
+from tests.test_localnet import ROOT, assert_same_app_hash, common_height, free_base_port, perpd, safe_height, wait_until
 
 pytestmark = pytest.mark.localnet
 PINNED_BTC = 70_000  # USD
@@ -76,6 +78,20 @@ def test_oracle_on_localnet(net):
     h_chain = int(market(cs[0], "BTC-USD")["last_update_height"])
     assert h_chain <= h_daemons + 2, f"chain took {h_chain - h_daemons} blocks to follow the daemons"
 
+    # The CLI shows it: list, one market (text and JSON), and a clear error for an unknown pair.
+    url0 = ln.rpc_url(manifest["nodes"][0])
+    listed = json.loads(perpd("query", "prices", "list", "--node", url0, "-o", "json"))
+    assert [m["pair"] for m in listed["markets"]] == pairs
+    btc = json.loads(perpd("query", "prices", "market", "BTC-USD", "--node", url0, "-o", "json"))
+    assert btc["oracle_price_usd"] == f"{PINNED_BTC}.00000" and btc["stale"] is False
+    assert btc["mark_price"] == btc["oracle_price"]  # no order book yet: the basis is 0
+    assert int(btc["last_update_height"]) >= h_chain and int(btc["last_update_time_ns"]) > 0
+    assert btc["reporters"] >= 3 and 3 * int(btc["reported_power"]) > 2 * int(btc["total_power"])
+    assert f"{PINNED_BTC}.00000" in perpd("query", "prices", "market", "BTC-USD", "--node", url0)
+    bad = subprocess.run([sys.executable, "-m", "node.cli.main", "query", "prices", "market", "DOGE-USD", "--node", url0],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "DOGE-USD" in bad.stderr and "Traceback" not in bad.stderr
+
     # 2. node3 reads a manipulated venue set (+50%): the chain price stays in the honest band.
     node3 = manifest["nodes"][3]
     app_toml = pathlib.Path(node3["home"]) / "config" / "app.toml"
@@ -120,6 +136,9 @@ def test_oracle_on_localnet(net):
     assert all(c.query_json("/node/oracle/health")["status"] == "down" for c in cs)
     assert all(ln.node_pids(n) for n in manifest["nodes"])
     assert "price daemon down" in perpd("status", "--node", ln.rpc_url(manifest["nodes"][1]))
+    status = json.loads(perpd("status", "--node", url0, "-o", "json"))
+    assert status["oracle_daemon"]["status"] == "down"
+    assert json.loads(perpd("query", "prices", "market", "SOL-USD", "--node", url0, "-o", "json"))["stale"] is True
 
     # 4. It comes back: updates resume, markets fresh again.
     perpd("localnet", "up", "--dir", str(d), "--validators", "4")
