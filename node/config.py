@@ -53,7 +53,7 @@ def load_app_config(home: pathlib.Path) -> AppConfig:
 
 def write_app_config(home: pathlib.Path, cfg: AppConfig) -> None:
     doc = tomlkit.document()
-    doc.add(tomlkit.comment("perpd application settings (see docs/configuration.md)"))
+    doc.add(tomlkit.comment("perpd application settings (see docs/parameters.md)"))
     abci = tomlkit.table()
     abci.add("address", cfg.abci_address)
     abci["address"].comment("ABCI socket CometBFT connects to (must equal proxy_app in config.toml)")

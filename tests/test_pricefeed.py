@@ -104,6 +104,7 @@ def test_config_defaults_and_disabled_without_url():
         pytest.param({"feeds_url": "http://x", "venue_weights": {"nobody": 2}}, "not in oracle.venues",
                      id="weight for an unknown venue"),
         pytest.param({"feeds_url": "http://x", "venue_weights": {"okx": 0}}, "positive integer", id="zero weight"),
+        pytest.param({"feeds_url": "http://x", "venues": ["okx"]}, "exceeds the 1 venue", id="min venues above venues"),
     ],
 )
 def test_bad_config_is_refused_with_a_clear_message(table, fragment):

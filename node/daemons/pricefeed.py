@@ -93,6 +93,9 @@ class OracleConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ValueError(f"oracle.{name} must be an integer >= {minimum}, got {value!r}")
+        if self.min_venues > len(self.venues):
+            raise ValueError(f"oracle.min_venues {self.min_venues} exceeds the {len(self.venues)} venue(s) in "
+                             "oracle.venues: no market could ever get an index")
 
     @property
     def enabled(self) -> bool:
