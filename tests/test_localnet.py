@@ -6,6 +6,7 @@ Bounded: every wait has a timeout; the fixture stops exactly the PIDs it started
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -51,9 +52,10 @@ def perpd(*args, timeout=240):
     return res.stdout
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    d = tmp_path_factory.mktemp("localnet")
+@contextlib.contextmanager
+def running_localnet(tmp_path_factory, name: str):
+    """A fresh 4-validator localnet on free ports: yields (dir, manifest); stops exactly its own PIDs."""
+    d = tmp_path_factory.mktemp(name)
     base = free_base_port()
     try:
         perpd("localnet", "up", "--dir", str(d), "--validators", "4", "--base-port", str(base))
@@ -64,6 +66,12 @@ def net(tmp_path_factory):
         for log in sorted(d.glob("node*/perpd.log")):  # surface the node logs when something failed
             tail = log.read_text(errors="replace").splitlines()[-5:]
             print(f"--- {log}\n" + "\n".join(tail))
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    with running_localnet(tmp_path_factory, "localnet") as value:
+        yield value
 
 
 def clients(manifest) -> list[RpcClient]:

@@ -23,7 +23,8 @@ import tomlkit
 
 from node import localnet as ln
 from node.client.rpc import RpcClient
-from tests.test_localnet import ROOT, assert_same_app_hash, common_height, free_base_port, perpd, safe_height, wait_until
+from tests.test_localnet import (ROOT, assert_same_app_hash, common_height, perpd, running_localnet, safe_height,
+                                  wait_until)
 
 pytestmark = pytest.mark.localnet
 PINNED_BTC = 70_000  # USD
@@ -32,14 +33,8 @@ BTC_EXPONENT = -5
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
-    d = tmp_path_factory.mktemp("oraclenet")
-    base = free_base_port()
-    try:
-        perpd("localnet", "up", "--dir", str(d), "--validators", "4", "--base-port", str(base))
-        yield d, ln.load_manifest(d)
-    finally:
-        if ln.manifest_path(d).exists():
-            ln.down(d)
+    with running_localnet(tmp_path_factory, "oraclenet") as value:
+        yield value
 
 
 def market(c: RpcClient, pair: str) -> dict:
