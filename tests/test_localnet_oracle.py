@@ -8,6 +8,7 @@ Never skipped; every wait is bounded; the fixture stops exactly what it started.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
@@ -58,6 +59,13 @@ def test_oracle_on_localnet(net):
     cs = [RpcClient(ln.rpc_url(n), timeout_s=5) for n in manifest["nodes"]]
     feeds = ln.feeds_url(manifest)
     pairs = ["BTC-USD", "ETH-USD", "SOL-USD", "PEPE-USD"]
+
+    # The validator set the app verifies vote extensions against is CometBFT's, key for key and power for power.
+    for c in cs:
+        comet = sorted((v["address"].lower(), base64.b64decode(v["pub_key"]["value"]).hex(), v["voting_power"])
+                       for v in c.call("validators")["validators"])
+        ours = sorted((v["address"], v["pub_key"], v["power"]) for v in c.query_json("/consensus/validators")["validators"])
+        assert ours == comet and len(ours) == 4
 
     # 0. Prices flow: every market fresh, reported by all 4 validators.
     wait_until(lambda: all(not market(cs[0], p)["stale"] and market(cs[0], p)["reporters"] == 4 for p in pairs),
