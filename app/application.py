@@ -19,6 +19,7 @@ from app.bank import genesis as bank_genesis
 from app.bank import keeper as bank_keeper
 from app.bank import queries as bank_queries
 from app.consensus import keeper as consensus_keeper
+from app.consensus import queries as consensus_queries
 from app.context import BlockInfo, Ctx
 from app.errors import AppError
 from app.events import Event
@@ -56,6 +57,8 @@ class BlockResult:
     tx_results: tuple[TxResult, ...]
     events: tuple[Event, ...]
     app_hash: bytes
+    # (ed25519 pub_key, power) for CometBFT, effective for block height+2; power 0 removes.
+    validator_updates: tuple[tuple[bytes, int], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +134,8 @@ class Application:
         store = BranchStore(self._store)
         consensus_keeper.set_chain_info(store, chain_id, initial_height, genesis_time_ns,
                                         vote_extensions_enable_height)
-        consensus_keeper.set_validators(store, [(address_from_pubkey(pk), pk, p) for pk, p in validators])
+        consensus_keeper.set_validators_from(store, initial_height,
+                                             [(address_from_pubkey(pk), pk, p) for pk, p in validators])
         prices_genesis.init_genesis(store, app_state.get("prices", {}), genesis_time_ns)
         bank_genesis.init_genesis(store, app_state.get("bank", {}))
         auth_genesis.init_genesis(store, app_state.get("auth", {}))
@@ -155,7 +159,9 @@ class Application:
             base = self._base()[0]
             info = consensus_keeper.get_chain_info_or_none(base)
             markets = prices_keeper.get_markets_by_id(base)
-            validators = {v.address: v for v in consensus_keeper.get_validators(base)}
+            # The next block verifies the votes of the last height, signed by that height's set.
+            signing_height = max(self._last_height(), info.initial_height if info is not None else 0)
+            validators = {v.address: v for v in consensus_keeper.validators_at(base, signing_height)}
             oracle = self._oracle_cache
             if oracle is None or not oracle.same_view(list(markets), validators):
                 oracle = oracle_votes.OracleCache(list(markets), validators)
@@ -167,6 +173,12 @@ class Application:
                 oracle=oracle,
             )
         return self._view
+
+    def _last_height(self) -> int:
+        """Height of the state the next block builds on (initial_height - 1 while genesis is pending)."""
+        if self._store.last_height() == 0 and self._genesis is not None:
+            return self._genesis.height
+        return self._store.last_height()
 
     def expects_oracle_tx(self, height: int) -> bool:
         """Tx 0 is the oracle tx from one height after vote extensions start (that height's votes carry none)."""
@@ -287,12 +299,18 @@ class Application:
         # 2. User txs in block order, each in its own branch; a failure is a result code.
         results.extend(self._run_tx(store, block, tx, is_check=False) for tx in user_txs)
         tx_results = tuple(results)
-        # 3. Invariants: USDC conserved across the block (O(changes)).
+        # 3. End of block: staged validator changes become the set signing height+2 (CometBFT's delay).
+        validator_updates = tuple(consensus_keeper.end_block_validator_updates(store, height))
+        for pub_key, power in validator_updates:
+            block_events.append(Event.of("validator_update", pub_key=pub_key.hex(), power=power,
+                                         effective_height=height + consensus_keeper.VALIDATOR_UPDATE_DELAY))
+        # 4. Invariants: USDC conserved across the block (O(changes)).
         bank_keeper.check_block_conservation(store)
-        # 4. App hash over this block's sorted write-set, chained to the previous one.
+        # 5. App hash over this block's sorted write-set, chained to the previous one.
         app_hash = compute_app_hash(prev_app_hash, store.write_set())
         self._pending = _Pending(height, store, app_hash)
-        return BlockResult(tx_results=tx_results, events=tuple(block_events), app_hash=app_hash)
+        return BlockResult(tx_results=tx_results, events=tuple(block_events), app_hash=app_hash,
+                           validator_updates=validator_updates)
 
     def commit(self) -> int:
         """Persist the pending block atomically; returns retain_height (0 = keep every block)."""
@@ -361,12 +379,7 @@ class Application:
                 height, app_hash = self.info()
                 answer = {"chain_id": self._chain_id, "height": str(height), "app_hash": app_hash.hex()}
             elif parts == ["consensus", "validators"]:
-                answer = {
-                    "validators": [
-                        {"address": v.address.hex(), "pub_key": v.pub_key_ed25519.hex(), "power": str(v.power)}
-                        for v in consensus_keeper.get_validators(store)
-                    ]
-                }
+                answer = consensus_queries.query_validators(store, self._store.last_height())
             elif parts == ["prices", "markets"]:
                 answer = prices_queries.query_markets(store, self._total_power(store))
             elif parts[:2] == ["prices", "market"] and len(parts) == 3:
@@ -379,9 +392,9 @@ class Application:
             return QueryResult(code=err.code, codespace=err.codespace, log=err.log)
         return QueryResult(value=json.dumps(answer, sort_keys=True).encode())
 
-    @staticmethod
-    def _total_power(store: CommittedReader) -> int:
-        return sum(v.power for v in consensus_keeper.get_validators(store))
+    def _total_power(self, store: CommittedReader) -> int:
+        """Power of the set that signed the last committed block."""
+        return sum(v.power for v in consensus_keeper.validators_at(store, self._store.last_height()))
 
     def export_genesis(self) -> dict:
         """app_state of the last committed height (InitChain of it reproduces the state)."""

@@ -81,6 +81,9 @@ ERR_APP_ONLY_TX = register("tx", 16, "app_only_tx")  # an oracle tx anywhere but
 ERR_INVALID_ORACLE_TX = register("prices", 301, "invalid_oracle_tx")
 ERR_UNKNOWN_MARKET = register("prices", 302, "unknown_market")
 
+# --- consensus (codespace "consensus") -----------------------------------------
+ERR_INVALID_VALIDATOR_UPDATE = register("consensus", 401, "invalid_validator_update")
+
 # --- bank (codespace "bank") ------------------------------------------------
 ERR_INSUFFICIENT_FUNDS = register("bank", 101, "insufficient_funds")
 ERR_INVALID_AMOUNT = register("bank", 102, "invalid_amount")

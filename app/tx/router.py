@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 
 from app.bank import handlers as bank_handlers
+from app.consensus import handlers as consensus_handlers
 from app.context import Ctx
 
 
@@ -19,4 +20,6 @@ class Route:
 # Keyed by the field name in the ``Msg.sum`` oneof (proto/perpchain/v1/tx.proto).
 ROUTES: dict[str, Route] = {
     "send": Route(bank_handlers.signers_send, bank_handlers.handle_send),
+    "set_validator_power": Route(consensus_handlers.signers_set_validator_power,
+                                 consensus_handlers.handle_set_validator_power),
 }

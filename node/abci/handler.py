@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from tendermint.abci import types_pb2 as abci
+from tendermint.crypto import keys_pb2 as crypto_keys
 
 from app.application import APP_VERSION, Application
 from app.events import Event
@@ -179,6 +180,10 @@ class AbciHandler:
                     for r in res.tx_results
                 ],
                 app_hash=res.app_hash,
+                validator_updates=[
+                    abci.ValidatorUpdate(pub_key=crypto_keys.PublicKey(ed25519=pk), power=power)
+                    for pk, power in res.validator_updates
+                ],
             )
         )
 

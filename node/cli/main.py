@@ -23,7 +23,7 @@ from node import localnet as ln
 from node.cli.feeds import feeds
 from node.client.keys import Keyring, KeyError_
 from node.client.rpc import RpcClient, RpcError
-from node.client.txbuilder import default_nonce, msg_send, sign_tx, tx_hash
+from node.client.txbuilder import default_nonce, msg_send, msg_set_validator_power, sign_tx, tx_hash
 from node.client.units import UnitError, quote_quantums_to_usdc, usdc_to_quote_quantums
 from node.config import AppConfig, edit_cometbft_config, find_cometbft, write_app_config
 from node.genesis import patch_genesis
@@ -220,6 +220,12 @@ def tx_bank_send(from_key, to, amount_usdc, chain_id, nonce, memo, no_wait) -> N
     amount = usdc_to_quote_quantums(amount_usdc)
     key = keyring(obj).get(from_key)
     to_address = resolve_address(obj, to)
+    sign_and_broadcast(obj, key, [msg_send(key.address, to_address, amount)], chain_id, nonce, memo, no_wait)
+
+
+def sign_and_broadcast(obj: dict, key, msgs: list, chain_id: str | None, nonce: int | None, memo: str,
+                       no_wait: bool) -> None:
+    """Fill in chain id and nonce from the node, sign with ``key``, broadcast and (unless no_wait) wait."""
     with rpc(obj) as client:
         chain_id = chain_id or client.chain_id()
         if nonce is None:
@@ -227,8 +233,47 @@ def tx_bank_send(from_key, to, amount_usdc, chain_id, nonce, memo, no_wait) -> N
             nonce = default_nonce([int(n) for n in recent])
         if nonce < 0:
             raise CliError("nonce must be non-negative")
-        tx_bytes = sign_tx(key.signing_key, chain_id, nonce, [msg_send(key.address, to_address, amount)], memo)
+        tx_bytes = sign_tx(key.signing_key, chain_id, nonce, msgs, memo)
         broadcast_and_wait(obj, client, tx_bytes, wait=not no_wait)
+
+
+def parse_pub_key(text: str) -> bytes:
+    """A 32-byte ed25519 key as 64 hex digits or base64 (as in priv_validator_key.json / `cometbft show-validator`)."""
+    text = text.strip()
+    try:
+        raw = bytes.fromhex(text) if len(text) == 64 else base64.b64decode(text, validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise CliError(f"{text!r} is not a 32-byte ed25519 public key (64 hex digits or base64)")
+    return raw
+
+
+@tx.group("consensus")
+def tx_consensus() -> None:
+    """Validator-set changes (chain authority only)."""
+
+
+@tx_consensus.command("set-validator-power", context_settings={"ignore_unknown_options": True})
+@click.argument("from_key")
+@click.argument("pub_key")
+@click.argument("power", type=int)
+@click.option("--chain-id", help="defaults to the node's chain id")
+@click.option("--nonce", type=int, help="defaults to max(now in ms, highest used nonce + 1)")
+@click.option("--memo", default="")
+@click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")
+@common
+def tx_consensus_set_validator_power(from_key, pub_key, power, chain_id, nonce, memo, no_wait) -> None:
+    """Set the voting power of consensus key PUB_KEY to POWER (0 removes it); FROM_KEY must be the authority.
+
+    Takes effect two blocks after the block that includes it.
+    """
+    obj = click.get_current_context().obj
+    if power < 0:
+        raise CliError("power must be >= 0")
+    key = keyring(obj).get(from_key)
+    msg = msg_set_validator_power(key.address, parse_pub_key(pub_key), power)
+    sign_and_broadcast(obj, key, [msg], chain_id, nonce, memo, no_wait)
 
 
 # --- query -----------------------------------------------------------------------
@@ -272,6 +317,21 @@ def query_account(who: str) -> None:
     with rpc(obj) as client:
         res = client.query_json(f"/auth/account/{resolve_address(obj, who)}")
     emit(obj, res, f"{res['address']}  recent nonces: {', '.join(res['recent_nonces']) or '(none)'}")
+
+
+@query.command("validators")
+@common
+def query_validators() -> None:
+    """The validator set the app tracks (the one that signed the last block) and any set already scheduled."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.query_json("/consensus/validators")
+    lines = [f"height {res['height']}: {len(res['validators'])} validators, total power {res['total_power']}"]
+    lines += [f"  {v['address'].upper()}  power {v['power']}  pub_key {v['pub_key']}" for v in res["validators"]]
+    for s in res["scheduled"]:
+        lines.append(f"from height {s['effective_height']}: "
+                     + ", ".join(f"{v['address'].upper()} power {v['power']}" for v in s["validators"]))
+    emit(obj, res, "\n".join(lines))
 
 
 @query.command("tx")

@@ -39,6 +39,13 @@ def msg_send(from_address: str, to_address: str, amount_quote_quantums: int) -> 
     )
 
 
+def msg_set_validator_power(authority: str, pub_key_ed25519: bytes, power: int) -> tx_pb2.Msg:
+    return tx_pb2.Msg(
+        set_validator_power=tx_pb2.MsgSetValidatorPower(authority=authority, pub_key_ed25519=pub_key_ed25519,
+                                                        power=power)
+    )
+
+
 def tx_hash(tx_bytes: bytes) -> str:
     """CometBFT's tx hash: uppercase hex sha256 of the raw bytes."""
     return hashlib.sha256(tx_bytes).hexdigest().upper()
