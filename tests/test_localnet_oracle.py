@@ -150,3 +150,49 @@ def test_oracle_on_localnet(net):
     assert_same_app_hash(cs, common_height(cs) - 1)
     for c in cs:
         c.close()
+
+
+def test_validator_set_changes_on_localnet(net):
+    """The authority removes node3 from the set and adds it back: CometBFT and the app switch at the same height,
+    the chain keeps committing, and the oracle counts exactly the validators of each height."""
+    d, manifest = net
+    cs = [RpcClient(ln.rpc_url(n), timeout_s=5) for n in manifest["nodes"]]
+    url0 = ln.rpc_url(manifest["nodes"][0])
+    node3_key = json.loads((pathlib.Path(manifest["nodes"][3]["home"]) / "config" / "priv_validator_key.json")
+                           .read_text())["pub_key"]["value"]
+
+    def set_power(power: int) -> int:
+        out = json.loads(perpd("tx", "consensus", "set-validator-power", "authority", node3_key, str(power),
+                               "--home", str(d), "--node", url0, "-o", "json"))
+        assert out["code"] == 0, out
+        return int(out["height"])
+
+    def comet_set(h: int) -> list:
+        return sorted((v["address"].lower(), v["voting_power"]) for v in cs[0].call("validators", height=str(h))["validators"])
+
+    def ours_matches_comet() -> None:
+        ours = cs[0].query_json("/consensus/validators")
+        assert sorted((v["address"], v["power"]) for v in ours["validators"]) == comet_set(int(ours["height"]))
+
+    def oracle_reporters(h: int) -> tuple[int, int]:
+        votes = json.loads(perpd("query", "oracle", "votes", str(h), "--node", url0, "-o", "json"))
+        return len(votes["votes"]), votes["medians"]["BTC-USD"]["reporters"]
+
+    wait_until(lambda: not market(cs[0], "BTC-USD")["stale"], 60, "fresh BTC before the change")
+    h = set_power(0)
+    wait_until(lambda: safe_height(cs[0]) >= h + 4, 30, "blocks after the removal")
+    assert len(comet_set(h + 1)) == 4 and len(comet_set(h + 2)) == 3
+    ours_matches_comet()
+    assert oracle_reporters(h + 4) == (3, 3)  # votes of h+3: signed by the 3-validator set
+    scheduled = json.loads(perpd("query", "validators", "--node", url0, "-o", "json"))
+    assert len(scheduled["validators"]) == 3 and scheduled["total_power"] == "3"
+
+    h = set_power(1)
+    wait_until(lambda: safe_height(cs[0]) >= h + 4, 30, "blocks after the re-add")
+    assert len(comet_set(h + 1)) == 3 and len(comet_set(h + 2)) == 4
+    ours_matches_comet()
+    wait_until(lambda: oracle_reporters(safe_height(cs[0]))[1] == 4, 30, "node3 reporting prices again")
+    wait_until(lambda: min(safe_height(c) for c in cs) >= h + 4, 30, "every node at the new height")
+    assert_same_app_hash(cs, common_height(cs) - 1)
+    for c in cs:
+        c.close()
