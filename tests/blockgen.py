@@ -7,7 +7,8 @@ import random
 from perpchain.v1 import tx_pb2
 
 from app.lib.encoding import encode_proto
-from tests.helpers import CHAIN_ID, KEYS, ONE_USDC, send_tx
+from node.client.txbuilder import msg_set_validator_power, sign_tx
+from tests.helpers import ADDRS, CHAIN_ID, KEYS, ONE_USDC, VALIDATOR_KEYS, send_tx
 
 
 def random_blocks(seed: int, n_blocks: int, max_txs: int = 12) -> list[list[bytes]]:
@@ -35,6 +36,13 @@ def random_blocks(seed: int, n_blocks: int, max_txs: int = 12) -> list[list[byte
                 raw = bytearray(send_tx(sender, recipient, ONE_USDC, next_nonce[sender]))
                 raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
                 txs.append(bytes(raw))
+            elif kind < 0.89:  # validator power change (key set unchanged, so votes stay verifiable); rarely not
+                # signed by the authority (account 0), which must fail
+                signer = 0 if rng.random() < 0.8 else sender
+                validator = bytes(VALIDATOR_KEYS[rng.randrange(len(VALIDATOR_KEYS))].verify_key)
+                msg = msg_set_validator_power(ADDRS[signer], validator, rng.randrange(1, 40))
+                txs.append(sign_tx(KEYS[signer], CHAIN_ID, next_nonce[signer], [msg]))
+                next_nonce[signer] += 1
             elif kind < 0.92:  # wrong chain
                 txs.append(send_tx(sender, recipient, 1, next_nonce[sender], chain_id=CHAIN_ID + "x"))
             else:  # empty message list / signer mismatch

@@ -84,6 +84,7 @@ def test_replicas_agree_on_every_app_hash(tmp_path):
     # The blocks really exercise success and several failure paths, and the oracle moved and went stale.
     assert codes_seen.get(0, 0) > 300 and len(codes_seen) >= 6, codes_seen
     assert event_types.get("oracle_price", 0) > 200 and event_types.get("market_stale", 0) >= 4, event_types
+    assert event_types.get("validator_update", 0) >= 5, event_types
 
     spec = tmp_path / "blocks.json"
     spec.write_text(json.dumps({"app_state": app_state, "blocks": spec_blocks}))
