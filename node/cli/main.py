@@ -205,15 +205,20 @@ def tx_bank() -> None:
     """USDC transfers."""
 
 
+def tx_options(f):
+    """--chain-id, --nonce, --memo, --no-wait and the common flags, for every tx command."""
+    f = common(f)
+    f = click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")(f)
+    f = click.option("--memo", default="")(f)
+    f = click.option("--nonce", type=int, help="defaults to max(now in ms, highest used nonce + 1)")(f)
+    return click.option("--chain-id", help="defaults to the node's chain id")(f)
+
+
 @tx_bank.command("send", context_settings={"ignore_unknown_options": True})
 @click.argument("from_key")
 @click.argument("to")
 @click.argument("amount_usdc")
-@click.option("--chain-id", help="defaults to the node's chain id")
-@click.option("--nonce", type=int, help="defaults to max(now in ms, highest used nonce + 1)")
-@click.option("--memo", default="")
-@click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")
-@common
+@tx_options
 def tx_bank_send(from_key, to, amount_usdc, chain_id, nonce, memo, no_wait) -> None:
     """Send AMOUNT_USDC (e.g. 12.5) from key FROM_KEY to address or key name TO."""
     obj = click.get_current_context().obj
@@ -258,11 +263,7 @@ def tx_consensus() -> None:
 @click.argument("from_key")
 @click.argument("pub_key")
 @click.argument("power", type=int)
-@click.option("--chain-id", help="defaults to the node's chain id")
-@click.option("--nonce", type=int, help="defaults to max(now in ms, highest used nonce + 1)")
-@click.option("--memo", default="")
-@click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")
-@common
+@tx_options
 def tx_consensus_set_validator_power(from_key, pub_key, power, chain_id, nonce, memo, no_wait) -> None:
     """Set the voting power of consensus key PUB_KEY to POWER (0 removes it); FROM_KEY must be the authority.
 
@@ -277,6 +278,13 @@ def tx_consensus_set_validator_power(from_key, pub_key, power, chain_id, nonce, 
 
 
 # --- query -----------------------------------------------------------------------
+def query_json(path: str) -> tuple[dict, dict]:
+    """(CLI context object, JSON answer of the app query ``path``) for the current command."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        return obj, client.query_json(path)
+
+
 @cli.group()
 def query() -> None:
     """Read chain state through the node's abci_query."""
@@ -292,9 +300,7 @@ def query_bank() -> None:
 @common
 def query_bank_balance(who: str) -> None:
     """Balance of an address or key name."""
-    obj = click.get_current_context().obj
-    with rpc(obj) as client:
-        res = client.query_json(f"/bank/balance/{resolve_address(obj, who)}")
+    obj, res = query_json(f"/bank/balance/{resolve_address(click.get_current_context().obj, who)}")
     n = int(res["amount_quote_quantums"])
     emit(obj, {**res, "amount_usdc": quote_quantums_to_usdc(n)}, f"{quote_quantums_to_usdc(n)} USDC")
 
@@ -302,9 +308,7 @@ def query_bank_balance(who: str) -> None:
 @query_bank.command("supply")
 @common
 def query_bank_supply() -> None:
-    obj = click.get_current_context().obj
-    with rpc(obj) as client:
-        res = client.query_json("/bank/supply")
+    obj, res = query_json("/bank/supply")
     emit(obj, res, f"{quote_quantums_to_usdc(int(res['amount_quote_quantums']))} USDC")
 
 
@@ -313,9 +317,7 @@ def query_bank_supply() -> None:
 @common
 def query_account(who: str) -> None:
     """Recent nonces of an address or key name."""
-    obj = click.get_current_context().obj
-    with rpc(obj) as client:
-        res = client.query_json(f"/auth/account/{resolve_address(obj, who)}")
+    obj, res = query_json(f"/auth/account/{resolve_address(click.get_current_context().obj, who)}")
     emit(obj, res, f"{res['address']}  recent nonces: {', '.join(res['recent_nonces']) or '(none)'}")
 
 
@@ -323,9 +325,7 @@ def query_account(who: str) -> None:
 @common
 def query_validators() -> None:
     """The validator set the app tracks (the one that signed the last block) and any set already scheduled."""
-    obj = click.get_current_context().obj
-    with rpc(obj) as client:
-        res = client.query_json("/consensus/validators")
+    obj, res = query_json("/consensus/validators")
     lines = [f"height {res['height']}: {len(res['validators'])} validators, total power {res['total_power']}"]
     lines += [f"  {v['address'].upper()}  power {v['power']}  pub_key {v['pub_key']}" for v in res["validators"]]
     for s in res["scheduled"]:
@@ -365,9 +365,7 @@ def _market_line(m: dict) -> str:
 @common
 def query_prices_list() -> None:
     """Every market: oracle and mark price, last update height, stale flag, reporters."""
-    obj = click.get_current_context().obj
-    with rpc(obj) as client:
-        res = client.query_json("/prices/markets")
+    obj, res = query_json("/prices/markets")
     emit(obj, res, "\n".join(_market_line(m) for m in res["markets"]) or "(no markets)")
 
 
@@ -376,9 +374,7 @@ def query_prices_list() -> None:
 @common
 def query_prices_market(pair: str) -> None:
     """One market: oracle, mark, last update height/time, stale flag, reporters and their stake."""
-    obj = click.get_current_context().obj
-    with rpc(obj) as client:
-        res = client.query_json(f"/prices/market/{pair}")
+    obj, res = query_json(f"/prices/market/{pair}")
     emit(obj, res, _market_line(res) + f"  (last update time {res['last_update_time_ns']} ns)")
 
 
