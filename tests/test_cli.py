@@ -87,3 +87,14 @@ def test_usdc_conversion_is_exact(text, quantums):
 def test_usdc_conversion_rejects(text):
     with pytest.raises(UnitError):
         usdc_to_quote_quantums(text)
+
+
+def test_daemon_summary_names_what_is_not_ok():
+    from node.cli.main import daemon_summary
+
+    assert daemon_summary({"status": "ok", "venues": {"okx": {"status": "ok"}}}) == "ok"
+    assert daemon_summary({"status": "disabled"}) == "disabled"
+    health = {"status": "degraded",
+              "venues": {"okx": {"status": "down"}, "binance": {"status": "ok"}, "kraken": {"status": "degraded"}},
+              "markets": {"BTC-USD": {"healthy": True}, "PEPE-USD": {"healthy": False}}}
+    assert daemon_summary(health) == "degraded: venues kraken degraded, okx down; no index for PEPE-USD"

@@ -352,7 +352,7 @@ def test_cli_fault_pin_and_state_drive_a_running_simulator(server):
 def test_cli_serve_prints_its_url_and_stops_on_sigterm():
     code = "from node.cli.feeds import feeds; feeds()"
     proc = subprocess.Popen([sys.executable, "-c", code, "serve", "--port", "0", "--venues", "binance,okx,evil2",
-                             "--markets", "BTC-USD=64000,PEPE-USD=0.00001"],
+                             "--markets", "BTC-USD=64000,PEPE-USD=0.00001", "--tick-ms", "250"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
@@ -363,6 +363,7 @@ def test_cli_serve_prints_its_url_and_stops_on_sigterm():
         st = http_get(url + "/control/state").json()
         assert set(st["venues"]) == {"binance", "okx", "evil2"}
         assert set(st["markets"]) == {"BTC-USD", "PEPE-USD"}
+        assert st["tick_ms"] == 250
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:

@@ -302,3 +302,16 @@ def test_a_failing_markets_callable_keeps_the_previous_list(server):
         await until(lambda: d.health()["rounds"] >= 3 and BTC in d.vote_prices(), "rounds with the first list")
 
     run_daemon(config(server.url), scenario, markets)
+
+
+def test_a_venue_missing_one_market_is_degraded_not_down(server):
+    markets = [*MARKETS, (9, "DOGE-USD", -8)]  # the simulator does not list DOGE-USD: 404 on every venue
+
+    async def scenario(d: PriceDaemon) -> None:
+        await until(lambda: d.health()["rounds"] >= 2, "two rounds")
+        health = d.health()
+        assert {v["status"] for v in health["venues"].values()} == {"degraded"}
+        assert health["markets"]["DOGE-USD"]["healthy"] is False and health["markets"]["BTC-USD"]["healthy"]
+        assert health["status"] == "degraded" and 9 not in d.vote_prices() and BTC in d.vote_prices()
+
+    run_daemon(config(server.url), scenario, lambda: markets)

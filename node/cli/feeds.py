@@ -22,6 +22,7 @@ from node.feeds.simulator import (
     DEFAULT_MARKETS,
     DEFAULT_NOISE_PPM,
     DEFAULT_PORT,
+    DEFAULT_TICK_MS,
     MODES,
     parse_markets,
     serve,
@@ -93,12 +94,15 @@ def feeds() -> None:
               help="comma-separated PAIR=START_PRICE")
 @click.option("--noise-ppm", default=DEFAULT_NOISE_PPM, show_default=True, type=click.IntRange(0, 999_999),
               help="venue noise: each quote is true price x (1 + U[-n, n] / 1e6)")
+@click.option("--tick-ms", default=DEFAULT_TICK_MS, show_default=True, type=click.IntRange(1, 60_000),
+              help="price grid: the true price and every quote change once per tick")
 def serve_cmd(host: str, port: int, seed: int, csv_path: str | None, venues: str, markets: str,
-              noise_ppm: int) -> None:
+              noise_ppm: int, tick_ms: int) -> None:
     """Serve venue tickers and the control API until SIGTERM or SIGINT."""
     try:
         venue_list = [v.strip() for v in venues.split(",") if v.strip()]
-        server = serve(host, port, venue_list, parse_markets(markets), seed, csv_path, noise_ppm=noise_ppm)
+        server = serve(host, port, venue_list, parse_markets(markets), seed, csv_path, noise_ppm=noise_ppm,
+                       tick_ms=tick_ms)
     except (ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     stopping = threading.Event()

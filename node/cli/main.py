@@ -441,7 +441,16 @@ def status() -> None:
            "catching_up": si["catching_up"], "app": app, "oracle_daemon": oracle}
     emit(obj, out, f"{out['chain_id']}  {out['moniker']}  height {out['latest_block_height']}  "
                    f"app hash {out['latest_app_hash']}  catching up {out['catching_up']}  "
-                   f"price daemon {oracle.get('status', '?')}")
+                   f"price daemon {daemon_summary(oracle)}")
+
+
+def daemon_summary(health: dict) -> str:
+    """'ok', or the status with the venues and markets that are not ok (e.g. 'degraded: venues okx down')."""
+    status = health.get("status", "?")
+    venues = [f"{name} {v['status']}" for name, v in sorted(health.get("venues", {}).items()) if v.get("status") != "ok"]
+    markets = [pair for pair, m in sorted(health.get("markets", {}).items()) if not m.get("healthy")]
+    parts = ([f"venues {', '.join(venues)}"] if venues else []) + ([f"no index for {', '.join(markets)}"] if markets else [])
+    return f"{status}: {'; '.join(parts)}" if parts and status != "ok" else status
 
 
 # --- localnet --------------------------------------------------------------------

@@ -211,11 +211,18 @@ class VenueHealth:
     last_error: str | None = None
     last_error_ms: int | None = None
     consecutive_failures: int = 0  # rounds in a row with at least one failed request to this venue
+    last_round_any_ok: bool = False  # some market answered in the last round
+
+    def status(self) -> str:
+        """ok: every market answered last round; degraded: some did; down: none did (or never answered)."""
+        if self.consecutive_failures == 0 and self.last_ok_ms is not None:
+            return "ok"
+        return "degraded" if self.last_round_any_ok else "down"
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "ok": self.consecutive_failures == 0 and self.last_ok_ms is not None,
-            "status": "ok" if self.consecutive_failures == 0 and self.last_ok_ms is not None else "down",
+            "ok": self.status() == "ok",
+            "status": self.status(),
             "last_ok_ms": self.last_ok_ms,
             "last_error": self.last_error,
             "last_error_ms": self.last_error_ms,
@@ -353,6 +360,7 @@ class PriceDaemon:
 
     def _update_venue_health(self, venue: str, health: VenueHealth, error: str | None, any_ok: bool,
                              now_wall_ms: int) -> None:
+        health.last_round_any_ok = any_ok
         if any_ok:
             health.last_ok_ms = now_wall_ms
         if error is None:
