@@ -220,7 +220,8 @@ class Application:
         if self.expects_oracle_tx(height):
             view = self.consensus_view()
             commit = local_last_commit or ExtendedCommitInfo(round=0, votes=())
-            oracle_tx = oracle_votes.build_oracle_tx(commit, view.oracle.updates_for)
+            oracle_tx = oracle_votes.build_oracle_tx(commit, height, self._chain_id, view.validators, self._signatures,
+                                                     view.oracle.updates_for)
             out.append(oracle_tx)
             used += proto_size_of_tx(len(oracle_tx))
         for tx in txs:

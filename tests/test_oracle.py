@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -233,6 +234,36 @@ def test_tampered_oracle_tx_is_rejected(chain, mutate):
     res = chain.block(bad, last_commit=last)
     assert res.tx_results[0].code == errors.ERR_INVALID_ORACLE_TX.code
     assert market(chain, "BTC-USD")["oracle_price"] == before["oracle_price"]
+
+
+def _with_bad_signature(ext, index: int):
+    """The extended commit with validator ``index``'s extension signature corrupted (a late, unverified vote)."""
+    votes = list(ext.votes)
+    sig = bytearray(votes[index].signature)
+    sig[0] ^= 0xFF
+    votes[index] = dataclasses.replace(votes[index], signature=bytes(sig))
+    return dataclasses.replace(ext, votes=tuple(votes))
+
+
+def test_proposer_prunes_an_unverified_late_extension(chain):
+    height = chain.app.info()[0] + 1
+    ext, last = extended_commit(height - 1, [{BTC: 6_500_000_000}] * 3 + [{BTC: 1}])
+    proposal = chain.app.prepare_proposal([], 1 << 20, height, _with_bad_signature(ext, 3))
+    tx = prices_pb2.OracleTx.FromString(proposal[0][len(ORACLE_TX_MARKER):])
+    assert tx.votes[3].block_id_flag == 2 and tx.votes[3].vote_extension == b"" and tx.votes[3].extension_signature == b""
+    assert chain.app.process_proposal(proposal, height, last)
+    res = chain.block(proposal, last_commit=last)
+    assert res.tx_results[0].code == 0
+    assert market(chain, "BTC-USD")["reporters"] == 3 and market(chain, "BTC-USD")["oracle_price"] == "6500000000"
+
+
+def test_pruning_a_third_of_the_power_is_rejected(chain):
+    height = chain.app.info()[0] + 1
+    ext, last = extended_commit(height - 1, [{BTC: 6_500_000_000}] * 4)
+    proposal = chain.app.prepare_proposal([], 1 << 20, height, _with_bad_signature(_with_bad_signature(ext, 2), 3))
+    assert not chain.app.process_proposal(proposal, height, last)
+    res = chain.block(proposal, last_commit=last)
+    assert res.tx_results[0].code == errors.ERR_INVALID_ORACLE_TX.code and "below 1/3" in res.tx_results[0].log
 
 
 def test_block_layout_rules(chain):

@@ -166,18 +166,40 @@ def compute_updates(
     return updates
 
 
-def build_oracle_tx(commit: ExtendedCommitInfo, updates_for: Callable[[list], list]) -> bytes:
-    """PrepareProposal: tx 0 from the proposer's local extended commit, votes verbatim and in order."""
-    votes = [(v.address, v.block_id_flag, v.extension) for v in commit.votes]
-    tx = prices_pb2.OracleTx(
-        round=commit.round,
-        votes=[
-            prices_pb2.ExtendedVote(validator_address=v.address, vote_extension=v.extension,
-                                    extension_signature=v.signature, block_id_flag=v.block_id_flag)
-            for v in commit.votes
-        ],
-        updates=updates_for(votes),
-    )
+def is_pruned(vote: prices_pb2.ExtendedVote) -> bool:
+    """A COMMIT vote whose extension the proposer dropped: no extension and no signature (CometBFT always signs)."""
+    return vote.block_id_flag == BLOCK_ID_FLAG_COMMIT and not vote.vote_extension and not vote.extension_signature
+
+
+def build_oracle_tx(
+    commit: ExtendedCommitInfo,
+    height: int,
+    chain_id: str,
+    validators: dict[bytes, state_pb2.Validator],
+    signatures: SignatureMemo,
+    updates_for: Callable[[list], list],
+) -> bytes:
+    """PrepareProposal: tx 0 from the proposer's local extended commit, votes in order.
+
+    CometBFT v0.38 adds precommits that arrive after the decision (during timeout_commit) to the local commit
+    without verifying their extensions (cometbft#2361), so a byzantine validator could otherwise make an honest
+    proposer's block fail ProcessProposal. The proposer therefore prunes every COMMIT vote whose extension
+    signature does not verify (extension and signature emptied, flag kept); the +2/3 that decided the block
+    were verified by CometBFT, so pruned power always stays below 1/3, which ProcessProposal enforces.
+    """
+    votes = []
+    tx_votes = []
+    for v in commit.votes:
+        extension, signature = v.extension, v.signature
+        if v.block_id_flag == BLOCK_ID_FLAG_COMMIT:
+            validator = validators.get(v.address)
+            sign_bytes = vote_extension_sign_bytes(extension, height - 1, commit.round, chain_id)
+            if validator is not None and not signatures.verify(validator.pub_key_ed25519, sign_bytes, signature):
+                extension, signature = b"", b""
+        votes.append((v.address, v.block_id_flag, extension))
+        tx_votes.append(prices_pb2.ExtendedVote(validator_address=v.address, vote_extension=extension,
+                                                extension_signature=signature, block_id_flag=v.block_id_flag))
+    tx = prices_pb2.OracleTx(round=commit.round, votes=tx_votes, updates=updates_for(votes))
     return ORACLE_TX_MARKER + encode_proto(tx)
 
 
@@ -205,19 +227,25 @@ def verify_oracle_tx(
     if len(tx.votes) != len(last_commit.votes):
         raise _invalid(f"oracle tx carries {len(tx.votes)} votes, last commit has {len(last_commit.votes)}")
     votes = []
+    pruned_power = 0
     for i, (vote, expected) in enumerate(zip(tx.votes, last_commit.votes)):
         if vote.validator_address != expected.address or vote.block_id_flag != expected.block_id_flag:
             raise _invalid(f"vote {i} does not match the last commit (validator or flag)")
         validator = validators.get(vote.validator_address)
         if validator is None:
             raise _invalid(f"vote {i} is from unknown validator {vote.validator_address.hex()}")
-        if vote.block_id_flag == BLOCK_ID_FLAG_COMMIT:
+        if is_pruned(vote):
+            pruned_power += validator.power
+        elif vote.block_id_flag == BLOCK_ID_FLAG_COMMIT:
             sign_bytes = vote_extension_sign_bytes(vote.vote_extension, height - 1, tx.round, chain_id)
             if not signatures.verify(validator.pub_key_ed25519, sign_bytes, vote.extension_signature):
                 raise _invalid(f"vote {i} ({vote.validator_address.hex()}): extension signature does not verify")
         elif vote.vote_extension or vote.extension_signature:
             raise _invalid(f"vote {i} is not a commit vote but carries an extension")
         votes.append((vote.validator_address, vote.block_id_flag, vote.vote_extension))
+    total_power = sum(v.power for v in validators.values())
+    if pruned_power * 3 >= total_power:
+        raise _invalid(f"pruned extensions carry {pruned_power} of {total_power} power (must stay below 1/3)")
     expected_updates = updates_for(votes)
     if list(tx.updates) != expected_updates:
         raise _invalid("oracle tx prices differ from the medians of its votes")

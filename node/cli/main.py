@@ -388,7 +388,7 @@ def query_oracle() -> None:
 @common
 def query_oracle_votes(height: int) -> None:
     """Per-validator prices behind block HEIGHT's oracle prices (votes of HEIGHT-1, from the block itself)."""
-    from app.prices.votes import MarketIndex, decode_vote_extension_or_none
+    from app.prices.votes import MarketIndex, decode_vote_extension_or_none, is_pruned
 
     obj = click.get_current_context().obj
     with rpc(obj) as client:
@@ -410,8 +410,9 @@ def query_oracle_votes(height: int) -> None:
             for pos, price in zip(decoded[0].tolist(), decoded[1].tolist()):
                 m = by_id[int(index.ids[pos])]
                 prices[m["pair"]] = {"price": str(price), "usd": format_scaled(price, m["exponent"])}
+        pruned = is_pruned(v)
         votes.append({"validator": v.validator_address.hex().upper(), "power": validators.get(v.validator_address.hex(), 0),
-                      "flag": flags.get(v.block_id_flag, str(v.block_id_flag)),
+                      "flag": "pruned" if pruned else flags.get(v.block_id_flag, str(v.block_id_flag)),
                       "valid_extension": decoded is not None or v.block_id_flag != 2, "prices": prices})
     updates = {by_id[u.market_id]["pair"]: {"price": str(u.price), "usd": format_scaled(u.price, by_id[u.market_id]["exponent"]),
                                             "reporters": u.reporters, "reported_power": str(u.reported_power)}
