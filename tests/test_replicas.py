@@ -8,6 +8,7 @@ validators, liars, garbage extensions, long silences that make markets stale)
 followed by valid, failing, replayed and garbage user txs.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -50,6 +51,7 @@ def test_replicas_agree_on_every_app_hash(tmp_path):
     spec_blocks = []
     codes_seen: dict[int, int] = {}
     event_types: dict[str, int] = {}
+    pruned_blocks = 0
     for i, user_txs in enumerate(user_blocks):
         height = i + 1
         all_check = replicas["all_check"]
@@ -57,6 +59,13 @@ def test_replicas_agree_on_every_app_hash(tmp_path):
         txs = list(user_txs)
         if height >= 2:
             ext, last = extended_commit(height - 1, random_votes(rng, height))
+            powers = {bytes.fromhex(v["address"]): int(v["power"]) for v in
+                      json.loads(all_check.app.query("/consensus/validators", b"").value)["validators"]}
+            prunable = 3 * powers[ext.votes[0].address] < sum(powers.values())  # as CometBFT guarantees
+            if rng.random() < 0.05 and ext.votes[0].block_id_flag == 2 and prunable:  # a late, unverified vote
+                pruned_blocks += 1
+                bad = dataclasses.replace(ext.votes[0], signature=bytes(64))
+                ext = dataclasses.replace(ext, votes=(bad, *ext.votes[1:]))
             oracle_tx = all_check.app.prepare_proposal([], 1 << 22, height, ext)[0]
             txs = [oracle_tx, *user_txs]
             all_check.app.prepare_proposal(user_txs, 1 << 22, height, ext)
@@ -85,6 +94,7 @@ def test_replicas_agree_on_every_app_hash(tmp_path):
     assert codes_seen.get(0, 0) > 300 and len(codes_seen) >= 6, codes_seen
     assert event_types.get("oracle_price", 0) > 200 and event_types.get("market_stale", 0) >= 4, event_types
     assert event_types.get("validator_update", 0) >= 5, event_types
+    assert pruned_blocks >= 5, pruned_blocks
 
     spec = tmp_path / "blocks.json"
     spec.write_text(json.dumps({"app_state": app_state, "blocks": spec_blocks}))
