@@ -9,7 +9,6 @@ SIGINT stop the child first, then close LevelDB.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import pathlib
@@ -21,17 +20,12 @@ from app.application import Application
 from node.abci.handler import AbciHandler
 from node.abci.server import AbciServer
 from node.config import db_path, find_cometbft, load_app_config
-from node.daemons.pricefeed import OracleConfig, PriceDaemon
+from node.daemons.pricefeed import OracleConfig
+from node.daemons.process import PriceDaemonProcess
+from node.procutil import die_with_parent
 from node.storage.leveldb import LevelDBStore
 
 log = logging.getLogger("perpd")
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def setup_logging(level: str) -> None:
@@ -47,9 +41,9 @@ async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]
     store = LevelDBStore(db_path(home, cfg))
     app = Application(store)
     oracle_cfg = OracleConfig.from_dict(cfg.oracle)
-    daemon: PriceDaemon | None = None
+    daemon: PriceDaemonProcess | None = None
     if oracle_cfg.enabled:
-        daemon = PriceDaemon(oracle_cfg, app.markets)
+        daemon = PriceDaemonProcess(oracle_cfg, app.markets)
         daemon.start()
         log.info("perpd: price daemon polling %s (venues %s)", oracle_cfg.feeds_url, ",".join(oracle_cfg.venues))
     else:
@@ -77,7 +71,7 @@ async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]
             [find_cometbft(), "start", "--home", str(home), *cometbft_args],
             stdout=cmt_log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         (home / "cometbft.pid").write_text(str(child.pid))
         log.info("perpd: started cometbft pid %d (log %s)", child.pid, home / "cometbft.log")

@@ -18,7 +18,15 @@ from click.testing import CliRunner
 
 from node.cli.feeds import feeds
 from node.feeds.simulator import CsvPricePath, FeedServer, RandomWalkProcess, serve
-from node.feeds.venues import DEFAULT_VENUES, VenueParseError, ms_from_iso8601, parse_ticker, ticker_url
+from node.feeds.venues import (
+    DEFAULT_VENUES,
+    VenueParseError,
+    batch_url,
+    ms_from_iso8601,
+    parse_batch,
+    parse_ticker,
+    ticker_url,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENUES_WITH_GENERIC = [*DEFAULT_VENUES, "evil1"]
@@ -382,3 +390,39 @@ def test_cli_url_defaults_to_env_then_the_localnet_simulator(tmp_path, monkeypat
     assert default_feeds_url() == "http://127.0.0.1:26698"
     monkeypatch.setenv("PERPD_FEEDS_URL", "http://127.0.0.1:1234")
     assert default_feeds_url() == "http://127.0.0.1:1234"
+
+
+# --- batch endpoints (one request for many markets) ---------------------------------------------------------------
+BATCH_VENUES = [v for v in VENUES_WITH_GENERIC if v != "coinbase"]
+PAIRS = ["BTC-USD", "ETH-USD", "PEPE-USD"]
+
+
+@pytest.mark.parametrize("venue", BATCH_VENUES)
+def test_batch_answers_equal_the_single_tickers(server, venue):
+    for pair, price in zip(PAIRS, ["70000", "3500", "0.00002"]):
+        control(server, "/control/price", {"pair": pair, "price": price})
+    got = parse_batch(venue, PAIRS, http_get(batch_url(server.url, venue, PAIRS)).json())
+    assert {p: str(v.price) for p, v in got.items()} == {"BTC-USD": "70000", "ETH-USD": "3500", "PEPE-USD": "0.00002"}
+    single = parse_ticker(venue, "ETH-USD", ticker(server, venue, "ETH-USD").json())
+    assert abs(got["ETH-USD"].time_ms - single.time_ms) < 1000
+
+
+def test_coinbase_has_no_batch_endpoint():
+    assert batch_url("http://x", "coinbase", PAIRS) is None
+
+
+@pytest.mark.parametrize("venue", BATCH_VENUES)
+def test_batch_follows_faults(server, venue):
+    control(server, "/control/price", {"pair": "BTC-USD", "price": "50000"})
+    control(server, f"/control/venue/{venue}", {"mode": "manipulated", "offset_ppm": 500_000})
+    got = parse_batch(venue, ["BTC-USD"], http_get(batch_url(server.url, venue, ["BTC-USD", "ETH-USD"])).json())
+    assert str(got["BTC-USD"].price) == "75000"
+    control(server, f"/control/venue/{venue}", {"mode": "down"})
+    assert http_get(batch_url(server.url, venue, ["BTC-USD", "ETH-USD"])).status_code == 503
+
+
+@pytest.mark.parametrize("venue", BATCH_VENUES)
+def test_batch_parsers_reject_other_shapes(venue):
+    for body in ({"unexpected": True}, "text", None):
+        with pytest.raises(VenueParseError):
+            parse_batch(venue, PAIRS, body)

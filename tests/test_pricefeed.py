@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 from decimal import Decimal
@@ -315,3 +317,65 @@ def test_a_venue_missing_one_market_is_degraded_not_down(server):
         assert health["status"] == "degraded" and 9 not in d.vote_prices() and BTC in d.vote_prices()
 
     run_daemon(config(server.url), scenario, lambda: markets)
+
+
+# --- the daemon in its own process (what perpd start runs) -------------------------------------------------------
+def run_process(cfg: OracleConfig, scenario, markets=lambda: MARKETS) -> None:
+    from node.daemons.process import PriceDaemonProcess
+
+    async def main() -> None:
+        p = PriceDaemonProcess(cfg, markets, restart_delay_s=0.2)
+        p.start()
+        try:
+            await scenario(p)
+        finally:
+            await p.stop()
+        assert p.pid is None
+
+    asyncio.run(main())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_worker_process_votes_survives_a_kill_and_stops_cleanly(server):
+    control(server, "/control/price", {"pair": "BTC-USD", "price": "70000.5"})
+    seen: dict[str, int] = {}
+
+    async def scenario(p) -> None:
+        await until(lambda: p.vote_prices().get(BTC) == 7_000_050_000, "the worker's first vote", deadline_s=20)
+        assert p.health()["status"] in ("ok", "degraded") and p.health()["process"]["restarts"] == 0
+        first_pid = p.pid
+        seen["pid"] = first_pid
+        os.kill(first_pid, signal.SIGKILL)
+        await until(lambda: p.pid not in (None, first_pid), "a restarted worker", deadline_s=20)
+        assert p.health()["process"]["restarts"] == 1
+        control(server, "/control/price", {"pair": "BTC-USD", "price": "71000"})
+        await until(lambda: p.vote_prices().get(BTC) == 7_100_000_000, "votes from the new worker", deadline_s=20)
+        seen["pid2"] = p.pid
+
+    run_process(config(server.url), scenario)
+    assert not pid_alive(seen["pid"]) and not pid_alive(seen["pid2"])
+
+
+def test_worker_follows_market_list_changes_and_reports_silence(server):
+    markets = {"list": MARKETS[:1]}
+
+    async def scenario(p) -> None:
+        await until(lambda: set(p.vote_prices()) == {BTC}, "BTC only", deadline_s=20)
+        markets["list"] = MARKETS
+        await until(lambda: set(p.vote_prices()) == {BTC, ETH, PEPE}, "all three markets", deadline_s=20)
+        os.kill(p.pid, signal.SIGSTOP)  # a hung worker: its votes age out and health says so
+        try:
+            await until(lambda: p.vote_prices() == {}, "votes aged out", deadline_s=20)
+            await until(lambda: p.health()["status"] == "down", "silence detected", deadline_s=20)
+            assert "no report" in p.health()["reason"]
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+
+    run_process(config(server.url, max_print_age_ms=800), scenario, lambda: markets["list"])

@@ -6,7 +6,8 @@ dead simulator only degrades health). ExtendVote reads :meth:`PriceDaemon.vote_p
 TWAP samples), never raises and never does I/O. This is node-local and non-deterministic by design; the chain
 only ever sees the integers a validator put in its vote extension.
 
-Each round (every ``poll_interval_ms``), every venue is asked for every market concurrently, then per market:
+Each round (every ``poll_interval_ms``), every venue is asked for every market concurrently -- with one request
+per venue where it has a many-markets endpoint (``VenueShape.batch``), else one per market -- then per market:
 
 1. **stale gate** — a print whose venue timestamp is more than ``max_print_age_ms`` behind the local wall clock
    (or that far ahead of it) is ignored;
@@ -33,7 +34,17 @@ from typing import Any, Callable, Mapping
 
 import httpx
 
-from node.feeds.venues import DEFAULT_VENUES, VenuePrint, format_decimal, parse_ticker, ticker_url, validate_venue_name
+from node.feeds.venues import (
+    DEFAULT_VENUES,
+    VenuePrint,
+    batch_url,
+    format_decimal,
+    parse_batch,
+    parse_ticker,
+    shape_for,
+    ticker_url,
+    validate_venue_name,
+)
 
 log = logging.getLogger("perpd.pricefeed")
 
@@ -43,6 +54,7 @@ MarketsFn = Callable[[], list[tuple[int, str, int]]]
 # add ~15 more; 60 keeps every intermediate exact so a constant price averages back to itself exactly.
 _PRECISION = 60
 _PPM = 1_000_000
+BATCH_PAIRS = 100  # markets per batch request (keeps URLs short)
 
 
 @dataclasses.dataclass
@@ -248,9 +260,10 @@ class PriceDaemon:
     previous list is kept.
     """
 
-    def __init__(self, config: OracleConfig, markets: MarketsFn) -> None:
+    def __init__(self, config: OracleConfig, markets: MarketsFn, on_round: Callable[[], None] | None = None) -> None:
         self.config = config
         self._markets_fn = markets
+        self._on_round = on_round  # called after every round (the worker process publishes a snapshot)
         self._markets: list[tuple[int, str, int]] = []
         self._venues: dict[str, VenueHealth] = {v: VenueHealth() for v in config.venues}
         self._pairs: dict[str, PairIndex] = {}
@@ -331,17 +344,41 @@ class PriceDaemon:
         except Exception as e:  # a venue can fail in any way (refused, reset, garbage): it is data, not a crash
             return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
 
+    async def _fetch_batch(self, client: httpx.AsyncClient, venue: str, pairs: list[str]) -> list[VenuePrint | str]:
+        """One request for many pairs (the venue's batch endpoint); per pair a print or a one-line error."""
+        try:
+            url = batch_url(self.config.feeds_url, venue, pairs)
+            assert url is not None
+            response = await asyncio.wait_for(client.get(url), self.config.request_timeout_ms / 1000)
+            if response.status_code != 200:
+                return [f"HTTP {response.status_code}"] * len(pairs)
+            found = parse_batch(venue, pairs, response.json())
+        except TimeoutError:
+            return [f"timeout after {self.config.request_timeout_ms} ms"] * len(pairs)
+        except Exception as e:  # a venue can fail in any way: it is data, not a crash
+            return [f"{type(e).__name__}: {e}" if str(e) else type(e).__name__] * len(pairs)
+        return [found.get(pair, "missing from the batch answer") for pair in pairs]
+
+    async def _fetch_venue(self, client: httpx.AsyncClient, venue: str, pairs: list[str]) -> list[VenuePrint | str]:
+        """Every pair from one venue: batch requests of at most BATCH_PAIRS where the venue has them."""
+        if shape_for(venue).batch:
+            chunks = [pairs[i:i + BATCH_PAIRS] for i in range(0, len(pairs), BATCH_PAIRS)]
+            parts = await asyncio.gather(*(self._fetch_batch(client, venue, chunk) for chunk in chunks))
+            return [r for part in parts for r in part]
+        return list(await asyncio.gather(*(self._fetch(client, venue, pair) for pair in pairs)))
+
     async def _poll_round(self, client: httpx.AsyncClient) -> None:
         markets = self._refresh_markets()
         pairs = sorted({pair for _, pair, _ in markets})
-        jobs = [(venue, pair) for venue in self.config.venues for pair in pairs]
-        results = await asyncio.gather(*(self._fetch(client, venue, pair) for venue, pair in jobs))
+        per_venue = await asyncio.gather(*(self._fetch_venue(client, venue, pairs) for venue in self.config.venues))
         now_wall_ms = time.time_ns() // 1_000_000
         now_ns = time.monotonic_ns()
 
         failed: dict[str, str] = {}
         succeeded: set[str] = set()
         by_pair: dict[str, dict[str, VenuePrint | str]] = {pair: {} for pair in pairs}
+        jobs = [(venue, pair) for venue in self.config.venues for pair in pairs]
+        results = [r for venue_results in per_venue for r in venue_results]
         for (venue, pair), result in zip(jobs, results):
             by_pair[pair][venue] = result
             if isinstance(result, str):
@@ -357,6 +394,8 @@ class PriceDaemon:
             del self._pairs[pair]
         self._rounds += 1
         self._last_round_ms = now_wall_ms
+        if self._on_round is not None:
+            self._on_round()
 
     def _update_venue_health(self, venue: str, health: VenueHealth, error: str | None, any_ok: bool,
                              now_wall_ms: int) -> None:
@@ -449,6 +488,27 @@ class PriceDaemon:
         except Exception:  # ExtendVote must always get an answer; an empty vote is safe
             log.exception("pricefeed: vote_prices failed")
         return out
+
+    def snapshot(self) -> dict[str, Any]:
+        """What another process needs to answer ExtendVote and health without this object (JSON-able).
+
+        ``votes``: [market_id, price in exponent units, valid_until] where valid_until (CLOCK_MONOTONIC ns, shared
+        by every process on the host) is when that index stops being fresh (newest raw sample + max_print_age_ms).
+        """
+        votes = []
+        try:
+            now_ns = time.monotonic_ns()
+            max_age_ns = self.config.max_print_age_ms * 1_000_000
+            for market_id, pair, exponent in self._markets:
+                index = self._index_or_none(pair, now_ns)
+                if index is None:
+                    continue
+                units = decimal_price_to_exponent_units(index[0], exponent)
+                if units > 0:
+                    votes.append([market_id, units, self._pairs[pair].samples[-1][0] + max_age_ns])
+        except Exception:  # a snapshot must always be produced; an empty vote is safe
+            log.exception("pricefeed: snapshot failed")
+        return {"votes": votes, "health": self.health()}
 
     def health(self) -> dict[str, Any]:
         """JSON-able status: per venue, per market (keyed by pair), overall ``status`` ok | degraded | down."""

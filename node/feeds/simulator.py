@@ -467,7 +467,7 @@ def _make_handler(sim: FeedSimulator) -> type[http.server.BaseHTTPRequestHandler
             params = tuple(sorted(parse_qsl(url.query, keep_blank_values=True)))
             route = sim.routes.get((url.path, params))
             if route is None:
-                return self._send(404, {"error": f"no ticker at {self.path}"})
+                return self._batch(url.path, params)
             venue, pair = route
             try:
                 quote = sim.quote(venue, pair)
@@ -476,6 +476,21 @@ def _make_handler(sim: FeedSimulator) -> type[http.server.BaseHTTPRequestHandler
             if quote.delay_ms:
                 time.sleep(quote.delay_ms / 1000)  # each request has its own thread
             self._send(200, shape_for(venue).render(pair, quote.price, quote.time_ms))
+
+        def _batch(self, path: str, params: Params) -> None:
+            """A venue's many-markets endpoint (venues.VenueShape.batch_request); 404 if nothing matches."""
+            venue = path.split("/")[1] if path.count("/") >= 2 else ""
+            shape = shape_for(venue) if venue in sim.venues else None
+            pairs = shape.batch_pairs(venue, path, params, list(sim.markets)) if shape and shape.batch else None
+            if not pairs:
+                return self._send(404, {"error": f"no ticker at {self.path}"})
+            try:
+                quotes = [(pair, sim.quote(venue, pair)) for pair in pairs]
+            except VenueDown:
+                return self._send(503, {"error": f"{venue} is down"})
+            if quotes[0][1].delay_ms:
+                time.sleep(quotes[0][1].delay_ms / 1000)
+            self._send(200, shape.render_batch([(pair, q.price, q.time_ms) for pair, q in quotes]))
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib naming
             path = urlsplit(self.path).path

@@ -142,6 +142,47 @@ class VenueShape:
         """Read a ticker answer for ``pair``; raises VenueParseError on any other shape or market."""
         raise NotImplementedError
 
+    # --- batch: one request for many markets (None / False where the venue has no such endpoint) ----------
+    batch = False
+
+    def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
+        """Path and query parameters asking ``venue`` for all of ``pairs`` at once."""
+        raise NotImplementedError
+
+    def batch_pairs(self, venue: str, path: str, params: Params, known: list[str]) -> list[str] | None:
+        """Simulator routing: the pairs a request asks for, if it is this venue's batch request (else None)."""
+        return None
+
+    def render_batch(self, rows: list[tuple[str, str, int]]) -> Any:
+        """Body answering a batch request: ``rows`` of (pair, price, time_ms)."""
+        raise NotImplementedError
+
+    def parse_batch(self, pairs: list[str], body: Any) -> dict[str, VenuePrint]:
+        """The prints of ``pairs`` found in a batch answer (missing pairs are absent); VenueParseError on a bad shape."""
+        raise NotImplementedError
+
+
+def _rows(body: Any, *path: str | int) -> list:
+    rows = _get(body, *path) if path else body
+    if not isinstance(rows, list):
+        raise VenueParseError("expected a list of tickers")
+    return rows
+
+
+def _collect(pairs: list[str], symbol_of, rows: list, read) -> dict[str, VenuePrint]:
+    """Match rows to requested pairs by venue symbol; ``read(row)`` -> (symbol, VenuePrint). Bad rows are skipped."""
+    wanted = {symbol_of(p): p for p in pairs}
+    out: dict[str, VenuePrint] = {}
+    for row in rows:
+        try:
+            symbol, venue_print = read(row)
+        except VenueParseError:
+            continue
+        pair = wanted.get(symbol)
+        if pair is not None:
+            out[pair] = venue_print
+    return out
+
 
 def _concat_symbol(pair: str, quote_alias: str = "USDT") -> str:
     base, quote = split_pair(pair)
@@ -164,6 +205,31 @@ class BinanceShape(VenueShape):
         if _get(body, "symbol") != _concat_symbol(pair):
             raise VenueParseError(f"answer is for {_get(body, 'symbol')!r}, not {pair}")
         return VenuePrint(parse_price(_get(body, "price")), _int_ms(_get(body, "time"), "time"))
+
+    # ``GET /binance/api/v3/ticker/price?symbols=["BTCUSDT","ETHUSDT"]`` -> ``[{"symbol", "price", "time"}, ...]``
+    batch = True
+
+    def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
+        symbols = "[" + ",".join(f'"{_concat_symbol(p)}"' for p in pairs) + "]"
+        return f"/{venue}/api/v3/ticker/price", (("symbols", symbols),)
+
+    def batch_pairs(self, venue: str, path: str, params: Params, known: list[str]) -> list[str] | None:
+        d = dict(params)
+        if path != f"/{venue}/api/v3/ticker/price" or set(d) != {"symbols"}:
+            return None
+        by_symbol = {_concat_symbol(p): p for p in known}
+        try:
+            symbols = [x.strip().strip('"') for x in d["symbols"].strip().removeprefix("[").removesuffix("]").split(",")]
+        except AttributeError:
+            return None
+        return [by_symbol[x] for x in symbols if x in by_symbol]
+
+    def render_batch(self, rows: list[tuple[str, str, int]]) -> Any:
+        return [self.render(pair, price, t) for pair, price, t in rows]
+
+    def parse_batch(self, pairs: list[str], body: Any) -> dict[str, VenuePrint]:
+        return _collect(pairs, _concat_symbol, _rows(body), lambda r: (
+            _get(r, "symbol"), VenuePrint(parse_price(_get(r, "price")), _int_ms(_get(r, "time"), "time"))))
 
 
 class OkxShape(VenueShape):
@@ -189,6 +255,25 @@ class OkxShape(VenueShape):
         if _get(row, "instId") != self._inst_id(pair):
             raise VenueParseError(f"answer is for {_get(row, 'instId')!r}, not {pair}")
         return VenuePrint(parse_price(_get(row, "last")), _int_ms(_get(row, "ts"), "ts"))
+
+    # ``GET /okx/api/v5/market/tickers?instType=SPOT`` -> every spot market: ``{"code": "0", "data": [...]}``
+    batch = True
+
+    def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
+        return f"/{venue}/api/v5/market/tickers", (("instType", "SPOT"),)
+
+    def batch_pairs(self, venue: str, path: str, params: Params, known: list[str]) -> list[str] | None:
+        return list(known) if (path, params) == self.batch_request(venue, []) else None
+
+    def render_batch(self, rows: list[tuple[str, str, int]]) -> Any:
+        return {"code": "0", "msg": "", "data": [{"instId": self._inst_id(pair), "last": price, "ts": str(t)}
+                                                for pair, price, t in rows]}
+
+    def parse_batch(self, pairs: list[str], body: Any) -> dict[str, VenuePrint]:
+        if _get(body, "code") != "0":
+            raise VenueParseError(f"error code {_get(body, 'code')!r}: {body.get('msg', '')}")
+        return _collect(pairs, self._inst_id, _rows(body, "data"), lambda r: (
+            _get(r, "instId"), VenuePrint(parse_price(_get(r, "last")), _int_ms(_get(r, "ts"), "ts"))))
 
 
 class BybitShape(VenueShape):
@@ -216,6 +301,27 @@ class BybitShape(VenueShape):
             raise VenueParseError(f"answer is for {_get(row, 'symbol')!r}, not {pair}")
         return VenuePrint(parse_price(_get(row, "lastPrice")), _int_ms(_get(body, "time"), "time"))
 
+    # ``GET /bybit/v5/market/tickers?category=spot`` -> every spot market in ``result.list``
+    batch = True
+
+    def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
+        return f"/{venue}/v5/market/tickers", (("category", "spot"),)
+
+    def batch_pairs(self, venue: str, path: str, params: Params, known: list[str]) -> list[str] | None:
+        return list(known) if (path, params) == self.batch_request(venue, []) else None
+
+    def render_batch(self, rows: list[tuple[str, str, int]]) -> Any:
+        return {"retCode": 0, "retMsg": "OK", "time": max((t for _, _, t in rows), default=0),
+                "result": {"category": "spot",
+                           "list": [{"symbol": _concat_symbol(pair), "lastPrice": price} for pair, price, _ in rows]}}
+
+    def parse_batch(self, pairs: list[str], body: Any) -> dict[str, VenuePrint]:
+        if _get(body, "retCode") != 0:
+            raise VenueParseError(f"retCode {_get(body, 'retCode')!r}: {body.get('retMsg', '')}")
+        t = _int_ms(_get(body, "time"), "time")
+        return _collect(pairs, _concat_symbol, _rows(body, "result", "list"), lambda r: (
+            _get(r, "symbol"), VenuePrint(parse_price(_get(r, "lastPrice")), t)))
+
 
 class KrakenShape(VenueShape):
     """``GET /kraken/0/public/Ticker?pair=XBTUSD`` ->
@@ -240,6 +346,10 @@ class KrakenShape(VenueShape):
         if errors:
             raise VenueParseError(f"venue error {errors!r}")
         price = parse_price(_get(body, "result", self._symbol(pair), "c", 0))
+        return VenuePrint(price, self._ts_ms(body))
+
+    @staticmethod
+    def _ts_ms(body: Any) -> int:
         ts = _get(body, "ts")
         if not isinstance(ts, str):
             raise VenueParseError("ts must be a decimal string of unix seconds")
@@ -249,7 +359,35 @@ class KrakenShape(VenueShape):
             raise VenueParseError(f"ts {ts!r} is not a decimal") from None
         if not seconds.is_finite() or seconds < 0:
             raise VenueParseError(f"ts {ts!r} is not a time")
-        return VenuePrint(price, int(seconds.scaleb(3)))
+        return int(seconds.scaleb(3))
+
+    # ``GET /kraken/0/public/Ticker?pair=XBTUSD,ETHUSD`` -> ``result`` keyed by every requested symbol
+    batch = True
+
+    def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
+        return f"/{venue}/0/public/Ticker", (("pair", ",".join(self._symbol(p) for p in pairs)),)
+
+    def batch_pairs(self, venue: str, path: str, params: Params, known: list[str]) -> list[str] | None:
+        d = dict(params)
+        if path != f"/{venue}/0/public/Ticker" or set(d) != {"pair"} or "," not in d["pair"]:
+            return None
+        by_symbol = {self._symbol(p): p for p in known}
+        return [by_symbol[x] for x in d["pair"].split(",") if x in by_symbol]
+
+    def render_batch(self, rows: list[tuple[str, str, int]]) -> Any:
+        t = max((t for _, _, t in rows), default=0)
+        return {"error": [], "result": {self._symbol(pair): {"c": [price, "0.01000000"]} for pair, price, _ in rows},
+                "ts": format(Decimal(t).scaleb(-3), "f")}
+
+    def parse_batch(self, pairs: list[str], body: Any) -> dict[str, VenuePrint]:
+        errors = _get(body, "error")
+        if errors:
+            raise VenueParseError(f"venue error {errors!r}")
+        result, t = _get(body, "result"), self._ts_ms(body)
+        if not isinstance(result, dict):
+            raise VenueParseError("result must be an object")
+        return _collect(pairs, self._symbol, list(result.items()), lambda kv: (
+            kv[0], VenuePrint(parse_price(_get(kv[1], "c", 0)), t)))
 
 
 class CoinbaseShape(VenueShape):
@@ -285,6 +423,25 @@ class GenericShape(VenueShape):
             raise VenueParseError(f"answer is for {_get(body, 'pair')!r}, not {pair}")
         return VenuePrint(parse_price(_get(body, "price")), _int_ms(_get(body, "timestamp_ms"), "timestamp_ms"))
 
+    # ``GET /<venue>/tickers?pairs=BTC-USD,ETH-USD`` -> ``{"tickers": [{"pair", "price", "timestamp_ms"}, ...]}``
+    batch = True
+
+    def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
+        return f"/{venue}/tickers", (("pairs", ",".join(pairs)),)
+
+    def batch_pairs(self, venue: str, path: str, params: Params, known: list[str]) -> list[str] | None:
+        d = dict(params)
+        if path != f"/{venue}/tickers" or set(d) != {"pairs"}:
+            return None
+        return [p for p in d["pairs"].split(",") if p in known]
+
+    def render_batch(self, rows: list[tuple[str, str, int]]) -> Any:
+        return {"tickers": [self.render(pair, price, t) for pair, price, t in rows]}
+
+    def parse_batch(self, pairs: list[str], body: Any) -> dict[str, VenuePrint]:
+        return _collect(pairs, lambda p: p, _rows(body, "tickers"), lambda r: (
+            _get(r, "pair"), VenuePrint(parse_price(_get(r, "price")), _int_ms(_get(r, "timestamp_ms"), "timestamp_ms"))))
+
 
 SHAPES: Mapping[str, VenueShape] = {
     s.kind: s for s in (BinanceShape(), OkxShape(), BybitShape(), KrakenShape(), CoinbaseShape())
@@ -307,6 +464,20 @@ def ticker_url(base_url: str, venue: str, pair: str) -> str:
     """Absolute URL of ``venue``'s ticker for ``pair`` under the simulator at ``base_url``."""
     path, params = ticker_request(venue, pair)
     return base_url.rstrip("/") + path + (f"?{urlencode(params)}" if params else "")
+
+
+def batch_url(base_url: str, venue: str, pairs: list[str]) -> str | None:
+    """Absolute URL asking ``venue`` for all of ``pairs`` at once, or None if the venue has no batch endpoint."""
+    shape = shape_for(venue)
+    if not shape.batch:
+        return None
+    path, params = shape.batch_request(venue, pairs)
+    return base_url.rstrip("/") + path + (f"?{urlencode(sorted(params))}" if params else "")
+
+
+def parse_batch(venue: str, pairs: list[str], body: Any) -> dict[str, VenuePrint]:
+    """The prints of ``pairs`` in ``venue``'s batch answer; raises VenueParseError on a bad shape."""
+    return shape_for(venue).parse_batch(pairs, body)
 
 
 def parse_ticker(venue: str, pair: str, body: Any) -> VenuePrint:
