@@ -93,20 +93,24 @@ class PriceDaemonProcess:
             stdout=asyncio.subprocess.PIPE, stderr=None, preexec_fn=die_with_parent, limit=1 << 24,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        config = {k: v for k, v in vars(self.config).items()}
-        proc.stdin.write(json.dumps({"config": config}).encode() + b"\n")
-        self._send_markets()
-        while True:
-            line = await proc.stdout.readline()
-            if not line:
-                break
-            try:
-                self._snapshot = json.loads(line)
-                self._snapshot_ns = time.monotonic_ns()
-            except ValueError:
-                log.error("pricefeed: unreadable snapshot from the worker: %.200r", line)
+        try:
+            proc.stdin.write(json.dumps({"config": dict(vars(self.config))}).encode() + b"\n")
             self._send_markets()
-        await proc.wait()
+            while True:
+                line = await proc.stdout.readline()
+                if not line:
+                    break
+                try:
+                    self._snapshot = json.loads(line)
+                    self._snapshot_ns = time.monotonic_ns()
+                except ValueError:
+                    log.error("pricefeed: unreadable snapshot from the worker: %.200r", line)
+                self._send_markets()
+            await proc.wait()
+        finally:
+            if proc.returncode is None:  # we are leaving on an error or cancellation: never leave a stray worker
+                proc.kill()
+                await asyncio.shield(proc.wait())
 
     def _send_markets(self) -> None:
         """Tell the worker the chain's markets when they changed (cheap: the app caches them per block)."""
