@@ -137,10 +137,9 @@ class AbciHandler:
 
     def check_tx(self, req: abci.RequestCheckTx) -> abci.Response:
         res = self.app.check_tx(req.tx, recheck=req.type == abci.RECHECK)
+        # No events: CometBFT indexes FinalizeBlock's, never CheckTx's, and converting them cost ~8 % of CheckTx.
         return abci.Response(
-            check_tx=abci.ResponseCheckTx(
-                code=res.code, codespace=res.codespace, log=res.log, gas_wanted=1, events=to_abci_events(res.events)
-            )
+            check_tx=abci.ResponseCheckTx(code=res.code, codespace=res.codespace, log=res.log, gas_wanted=1)
         )
 
     def prepare_proposal(self, req: abci.RequestPrepareProposal) -> abci.Response:
