@@ -291,8 +291,10 @@ class Application:
         updates = []
         if self.expects_oracle_tx(height) and txs and oracle_votes.is_oracle_tx(txs[0]):
             try:
-                updates = self._verify_oracle(txs[0], height, last_commit)
-                results.append(TxResult())
+                verified = self._verify_oracle(txs[0], height, last_commit)
+                updates = verified.updates
+                pruned = [Event.of("oracle_pruned", validator=a.hex().upper()) for a in verified.pruned]
+                results.append(TxResult(events=tuple(pruned)))
             except AppError as err:
                 results.append(TxResult.from_error(err))
             user_txs = txs[1:]

@@ -24,6 +24,7 @@ from node.feeds.venues import (
     batch_url,
     ms_from_iso8601,
     parse_batch,
+    parse_price,
     parse_ticker,
     ticker_url,
 )
@@ -426,3 +427,16 @@ def test_batch_parsers_reject_other_shapes(venue):
     for body in ({"unexpected": True}, "text", None):
         with pytest.raises(VenueParseError):
             parse_batch(venue, PAIRS, body)
+
+
+@pytest.mark.parametrize("text", ["1E+999999999", "1E+999990", "1e31", "1e-31", "9" * 65, "NaN", "-1", "0"])
+def test_hostile_prices_are_rejected_at_once(text):
+    with pytest.raises(VenueParseError):  # before any Decimal arithmetic that could overflow or stall
+        parse_price(text)
+
+
+@pytest.mark.parametrize("ts", ["1E+999990", "1e13", "-1", "x"])
+def test_hostile_kraken_timestamps_are_rejected(ts):
+    body = {"error": [], "result": {"XBTUSD": {"c": ["1", "1"]}}, "ts": ts}
+    with pytest.raises(VenueParseError):
+        parse_ticker("kraken", "BTC-USD", body)

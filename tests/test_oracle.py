@@ -257,6 +257,30 @@ def test_proposer_prunes_an_unverified_late_extension(chain):
     assert market(chain, "BTC-USD")["reporters"] == 3 and market(chain, "BTC-USD")["oracle_price"] == "6500000000"
 
 
+def test_an_oversized_late_extension_is_pruned_and_audited(chain):
+    height = chain.app.info()[0] + 1
+    ext, last = extended_commit(height - 1, [{BTC: 6_500_000_000}] * 4)
+    votes = list(ext.votes)
+    votes[2] = dataclasses.replace(votes[2], extension=b"\x0a" * 200_000)  # over 16 000 bytes
+    proposal = chain.app.prepare_proposal([], 1 << 20, height, dataclasses.replace(ext, votes=tuple(votes)))
+    assert len(proposal[0]) < 10_000
+    assert chain.app.process_proposal(proposal, height, last)
+    res = chain.block(proposal, last_commit=last)
+    assert res.tx_results[0].code == 0
+    assert [e.type for e in res.tx_results[0].events] == ["oracle_pruned"]
+    assert res.tx_results[0].events[0].attributes == (("validator", votes[2].address.hex().upper()),)
+    assert market(chain, "BTC-USD")["reporters"] == 3
+
+
+def test_an_oversized_extension_that_is_not_pruned_is_rejected(chain):
+    height = chain.app.info()[0] + 1
+    ext, last = extended_commit(height - 1, [{BTC: 6_500_000_000}] * 4)
+    proposal = chain.app.prepare_proposal([], 1 << 20, height, ext)
+    bad = [_tamper(proposal[0], lambda m: setattr(m.votes[1], "vote_extension", b"\x0a" * 20_000))]
+    res = chain.block(bad, last_commit=last)
+    assert res.tx_results[0].code == errors.ERR_INVALID_ORACLE_TX.code and "bytes over" in res.tx_results[0].log
+
+
 def test_pruning_a_third_of_the_power_is_rejected(chain):
     height = chain.app.info()[0] + 1
     ext, last = extended_commit(height - 1, [{BTC: 6_500_000_000}] * 4)

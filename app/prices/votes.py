@@ -6,9 +6,13 @@ FinalizeBlock, so an honest proposer's oracle tx always verifies. Rules:
 - A vote extension is a canonical OracleVoteExtension, at most
   MAX_VOTE_EXTENSION_BYTES, market ids strictly increasing and known, prices > 0.
   Empty is valid (a validator whose daemon has no healthy price).
-- The oracle tx carries the previous height's extended commit verbatim. Its
-  votes must match the block's last commit (same validators, same order,
-  same block-id flags, same round), so a proposer cannot drop votes it dislikes.
+- The oracle tx carries the previous height's extended commit. Its votes must
+  match the block's last commit (same validators, same order, same block-id
+  flags, same round). The proposer may prune COMMIT votes whose extension it
+  could not verify (late votes, cometbft#2361): extension and signature
+  emptied. Pruned power must stay below 1/3, so a byzantine proposer can drop
+  some honest reports (never alter one); each block emits ``oracle_pruned``
+  naming them, for audit.
   Every COMMIT vote's extension signature must verify (ed25519, CometBFT's
   canonical vote-extension sign bytes) against the key the app tracks for that
   validator. An extension whose content is invalid counts as "no prices".
@@ -19,6 +23,8 @@ FinalizeBlock, so an honest proposer's oracle tx always verifies. Rules:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -90,6 +96,8 @@ class OracleCache:
         return sorted(market_ids) == self.index.ids.tolist() and validators == self.validators
 
     def decode(self, extension: bytes) -> DecodedVote | None:
+        if len(extension) > MAX_VOTE_EXTENSION_BYTES:
+            return None  # never hashed or cached: an oversized extension must not cost memory
         if extension in self._decoded:
             return self._decoded[extension]
         decoded = decode_vote_extension_or_none(extension, self.index)
@@ -99,7 +107,10 @@ class OracleCache:
         return decoded
 
     def updates_for(self, votes: list[tuple[bytes, int, bytes]]) -> list[prices_pb2.PriceUpdate]:
-        key = tuple(votes)
+        digest = hashlib.sha256()
+        for address, flag, extension in votes:
+            digest.update(b"%d|%d|%d|" % (len(address), flag, len(extension)) + address + extension)
+        key = digest.digest()  # bounded memory per entry whatever the votes' size
         hit = self._updates.get(key)
         if hit is None:
             hit = compute_updates(votes, self.validators, self.index, self.decode)
@@ -183,9 +194,10 @@ def build_oracle_tx(
 
     CometBFT v0.38 adds precommits that arrive after the decision (during timeout_commit) to the local commit
     without verifying their extensions (cometbft#2361), so a byzantine validator could otherwise make an honest
-    proposer's block fail ProcessProposal. The proposer therefore prunes every COMMIT vote whose extension
-    signature does not verify (extension and signature emptied, flag kept); the +2/3 that decided the block
-    were verified by CometBFT, so pruned power always stays below 1/3, which ProcessProposal enforces.
+    proposer's block fail ProcessProposal (or, with a huge extension, overflow the block). The proposer therefore
+    prunes every COMMIT vote whose extension is over MAX_VOTE_EXTENSION_BYTES or whose extension signature does
+    not verify (extension and signature emptied, flag kept); the +2/3 that decided the block were verified by
+    CometBFT, so pruned power always stays below 1/3, which ProcessProposal enforces.
     """
     votes = []
     tx_votes = []
@@ -193,14 +205,23 @@ def build_oracle_tx(
         extension, signature = v.extension, v.signature
         if v.block_id_flag == BLOCK_ID_FLAG_COMMIT:
             validator = validators.get(v.address)
-            sign_bytes = vote_extension_sign_bytes(extension, height - 1, commit.round, chain_id)
-            if validator is not None and not signatures.verify(validator.pub_key_ed25519, sign_bytes, signature):
-                extension, signature = b"", b""
+            if len(extension) > MAX_VOTE_EXTENSION_BYTES:
+                extension, signature = b"", b""  # only an unverified late vote can be this big
+            elif validator is not None:
+                sign_bytes = vote_extension_sign_bytes(extension, height - 1, commit.round, chain_id)
+                if not signatures.verify(validator.pub_key_ed25519, sign_bytes, signature):
+                    extension, signature = b"", b""
         votes.append((v.address, v.block_id_flag, extension))
         tx_votes.append(prices_pb2.ExtendedVote(validator_address=v.address, vote_extension=extension,
                                                 extension_signature=signature, block_id_flag=v.block_id_flag))
     tx = prices_pb2.OracleTx(round=commit.round, votes=tx_votes, updates=updates_for(votes))
     return ORACLE_TX_MARKER + encode_proto(tx)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifiedOracle:
+    updates: list[prices_pb2.PriceUpdate]
+    pruned: tuple[bytes, ...]  # validators whose extensions the proposer pruned (for an audit event)
 
 
 def _invalid(reason: str) -> AppError:
@@ -215,8 +236,8 @@ def verify_oracle_tx(
     validators: dict[bytes, state_pb2.Validator],
     signatures: SignatureMemo,
     updates_for: Callable[[list], list],
-) -> list[prices_pb2.PriceUpdate]:
-    """The updates of a valid oracle tx for block ``height``; raises AppError(ERR_INVALID_ORACLE_TX) otherwise."""
+) -> "VerifiedOracle":
+    """The updates (and pruned votes) of a valid oracle tx for ``height``; AppError(ERR_INVALID_ORACLE_TX) otherwise."""
     if not is_oracle_tx(tx_bytes):
         raise _invalid("tx 0 is not an oracle tx")
     tx = decode_canonical(prices_pb2.OracleTx, tx_bytes[len(ORACLE_TX_MARKER):])
@@ -228,6 +249,7 @@ def verify_oracle_tx(
         raise _invalid(f"oracle tx carries {len(tx.votes)} votes, last commit has {len(last_commit.votes)}")
     votes = []
     pruned_power = 0
+    pruned: list[bytes] = []
     for i, (vote, expected) in enumerate(zip(tx.votes, last_commit.votes)):
         if vote.validator_address != expected.address or vote.block_id_flag != expected.block_id_flag:
             raise _invalid(f"vote {i} does not match the last commit (validator or flag)")
@@ -236,6 +258,9 @@ def verify_oracle_tx(
             raise _invalid(f"vote {i} is from unknown validator {vote.validator_address.hex()}")
         if is_pruned(vote):
             pruned_power += validator.power
+            pruned.append(vote.validator_address)
+        elif len(vote.vote_extension) > MAX_VOTE_EXTENSION_BYTES:
+            raise _invalid(f"vote {i}: extension of {len(vote.vote_extension)} bytes over {MAX_VOTE_EXTENSION_BYTES}")
         elif vote.block_id_flag == BLOCK_ID_FLAG_COMMIT:
             sign_bytes = vote_extension_sign_bytes(vote.vote_extension, height - 1, tx.round, chain_id)
             if not signatures.verify(validator.pub_key_ed25519, sign_bytes, vote.extension_signature):
@@ -249,7 +274,7 @@ def verify_oracle_tx(
     expected_updates = updates_for(votes)
     if list(tx.updates) != expected_updates:
         raise _invalid("oracle tx prices differ from the medians of its votes")
-    return expected_updates
+    return VerifiedOracle(updates=expected_updates, pruned=tuple(pruned))
 
 
 def decode_oracle_tx_or_none(tx_bytes: bytes) -> prices_pb2.OracleTx | None:

@@ -389,7 +389,10 @@ class PriceDaemon:
             self._update_venue_health(venue, health, failed.get(venue), venue in succeeded, now_wall_ms)
 
         for pair in pairs:
-            self._update_pair(pair, by_pair[pair], now_wall_ms, now_ns)
+            try:
+                self._update_pair(pair, by_pair[pair], now_wall_ms, now_ns)
+            except Exception:  # one market's bad data must not cost the other markets their round
+                log.exception("pricefeed: updating %s failed; its index ages out", pair)
         for pair in set(self._pairs) - set(pairs):
             del self._pairs[pair]
         self._rounds += 1

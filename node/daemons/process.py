@@ -101,9 +101,14 @@ class PriceDaemonProcess:
                 if not line:
                     break
                 try:
-                    self._snapshot = json.loads(line)
-                    self._snapshot_ns = time.monotonic_ns()
+                    snapshot = json.loads(line)
                 except ValueError:
+                    snapshot = None
+                if isinstance(snapshot, dict) and isinstance(snapshot.get("votes"), list) \
+                        and isinstance(snapshot.get("health"), dict):
+                    self._snapshot = snapshot
+                    self._snapshot_ns = time.monotonic_ns()
+                else:
                     log.error("pricefeed: unreadable snapshot from the worker: %.200r", line)
                 self._send_markets()
             await proc.wait()
@@ -138,7 +143,17 @@ class PriceDaemonProcess:
             return {}
 
     def health(self) -> dict[str, Any]:
-        """The worker's health plus the process view; ``down`` when the worker has not reported recently."""
+        """The worker's health plus the process view; ``down`` when the worker has not reported recently.
+
+        Never raises: it answers an ABCI query, where an exception would stop the node.
+        """
+        try:
+            return self._health()
+        except Exception as e:
+            log.exception("pricefeed: health failed")
+            return {"status": "down", "error": f"{type(e).__name__}: {e}"}
+
+    def _health(self) -> dict[str, Any]:
         process = {"pid": self.pid, "restarts": self.restarts,
                    "last_report_ms_ago": (time.monotonic_ns() - self._snapshot_ns) // 1_000_000
                    if self._snapshot is not None else None}

@@ -29,6 +29,9 @@ _PAIR = re.compile(r"^([A-Z0-9]{1,16})-([A-Z0-9]{1,16})$")
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _ONE_MS = datetime.timedelta(milliseconds=1)
 
+MAX_NUMBER_CHARS = 64  # longest price or timestamp text a venue may send
+MAX_PRICE_EXPONENT = 30  # accepted prices lie in [1e-30, 1e30]
+
 # Query parameters as sorted (name, value) pairs: hashable, so the simulator can route on them.
 Params = tuple[tuple[str, str], ...]
 
@@ -75,24 +78,29 @@ def parse_price(text: Any) -> Decimal:
     """
     if not isinstance(text, str):
         raise VenueParseError(f"price must be a decimal string, got {type(text).__name__}")
+    if len(text) > MAX_NUMBER_CHARS:
+        raise VenueParseError(f"price has {len(text)} characters, limit {MAX_NUMBER_CHARS}")
     try:
         price = Decimal(text)
     except InvalidOperation:
         raise VenueParseError(f"price {text!r} is not a decimal") from None
     if not price.is_finite() or price <= 0:
         raise VenueParseError(f"price {text!r} is not a positive finite number")
+    if not -MAX_PRICE_EXPONENT <= price.adjusted() <= MAX_PRICE_EXPONENT:
+        # "1E+999999999" would overflow or stall the index arithmetic for seconds: a hostile print is just bad data.
+        raise VenueParseError(f"price {text!r} is outside 1e-{MAX_PRICE_EXPONENT} .. 1e{MAX_PRICE_EXPONENT}")
     return price
 
 
 def _int_ms(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or len(str(value)) > MAX_NUMBER_CHARS:
         raise VenueParseError(f"{what} must be an integer of milliseconds")
     try:
         ms = int(value)
     except ValueError:
         raise VenueParseError(f"{what} {value!r} is not an integer") from None
-    if ms < 0:
-        raise VenueParseError(f"{what} is negative")
+    if not 0 <= ms < 10**15:
+        raise VenueParseError(f"{what} {ms} is not a time in unix milliseconds")
     return ms
 
 
@@ -176,7 +184,9 @@ def _collect(pairs: list[str], symbol_of, rows: list, read) -> dict[str, VenuePr
     for row in rows:
         try:
             symbol, venue_print = read(row)
-        except VenueParseError:
+        except (VenueParseError, ArithmeticError):
+            continue
+        if not isinstance(symbol, str):
             continue
         pair = wanted.get(symbol)
         if pair is not None:
@@ -351,13 +361,13 @@ class KrakenShape(VenueShape):
     @staticmethod
     def _ts_ms(body: Any) -> int:
         ts = _get(body, "ts")
-        if not isinstance(ts, str):
+        if not isinstance(ts, str) or len(ts) > MAX_NUMBER_CHARS:
             raise VenueParseError("ts must be a decimal string of unix seconds")
         try:
             seconds = Decimal(ts)
         except InvalidOperation:
             raise VenueParseError(f"ts {ts!r} is not a decimal") from None
-        if not seconds.is_finite() or seconds < 0:
+        if not seconds.is_finite() or seconds < 0 or seconds.adjusted() > 12:
             raise VenueParseError(f"ts {ts!r} is not a time")
         return int(seconds.scaleb(3))
 
