@@ -126,6 +126,7 @@ def test_oracle_on_localnet(net):
     for height in range(h, h + 4):
         prices, votes = btc_votes(height)
         assert lie in prices, votes  # the lie is in the block, for audit
+        assert [v["power"] for v in votes["votes"]] == [1, 1, 1, 1]  # powers of the set that signed them
         assert votes["medians"]["BTC-USD"]["usd"] == f"{PINNED_BTC}.00000", votes
     assert market(cs[0], "BTC-USD")["oracle_price"] == str(target)
     assert_same_app_hash(cs, common_height(cs) - 1)

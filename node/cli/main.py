@@ -394,7 +394,9 @@ def query_oracle_votes(height: int) -> None:
     with rpc(obj) as client:
         block = client.block(height)["block"]
         markets = client.query_json("/prices/markets")["markets"]
-        validators = {v["address"]: int(v["power"]) for v in client.query_json("/consensus/validators")["validators"]}
+        # Powers of the set that signed those votes (height - 1), from CometBFT's history, not today's set.
+        signed_by = client.call("validators", height=str(height - 1), per_page="100")["validators"]
+        validators = {v["address"].lower(): int(v["voting_power"]) for v in signed_by}
     txs = block["data"]["txs"] or []
     tx = decode_oracle_tx_or_none(base64.b64decode(txs[0])) if txs else None
     if tx is None:

@@ -361,8 +361,10 @@ class PriceDaemon:
 
     async def _fetch_venue(self, client: httpx.AsyncClient, venue: str, pairs: list[str]) -> list[VenuePrint | str]:
         """Every pair from one venue: batch requests of at most BATCH_PAIRS where the venue has them."""
-        if shape_for(venue).batch:
-            chunks = [pairs[i:i + BATCH_PAIRS] for i in range(0, len(pairs), BATCH_PAIRS)]
+        shape = shape_for(venue)
+        if shape.batch:
+            size = len(pairs) if shape.batch_all else BATCH_PAIRS
+            chunks = [pairs[i:i + size] for i in range(0, len(pairs), max(1, size))]
             parts = await asyncio.gather(*(self._fetch_batch(client, venue, chunk) for chunk in chunks))
             return [r for part in parts for r in part]
         return list(await asyncio.gather(*(self._fetch(client, venue, pair) for pair in pairs)))

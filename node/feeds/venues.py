@@ -152,6 +152,7 @@ class VenueShape:
 
     # --- batch: one request for many markets (None / False where the venue has no such endpoint) ----------
     batch = False
+    batch_all = False  # the batch endpoint answers every market whatever is asked: one request covers all pairs
 
     def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
         """Path and query parameters asking ``venue`` for all of ``pairs`` at once."""
@@ -268,6 +269,7 @@ class OkxShape(VenueShape):
 
     # ``GET /okx/api/v5/market/tickers?instType=SPOT`` -> every spot market: ``{"code": "0", "data": [...]}``
     batch = True
+    batch_all = True
 
     def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
         return f"/{venue}/api/v5/market/tickers", (("instType", "SPOT"),)
@@ -313,6 +315,7 @@ class BybitShape(VenueShape):
 
     # ``GET /bybit/v5/market/tickers?category=spot`` -> every spot market in ``result.list``
     batch = True
+    batch_all = True
 
     def batch_request(self, venue: str, pairs: list[str]) -> tuple[str, Params]:
         return f"/{venue}/v5/market/tickers", (("category", "spot"),)
