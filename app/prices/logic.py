@@ -36,7 +36,7 @@ def has_supermajority(power: int, total_power: int) -> bool:
 
 
 def compute_min_price_change(current_price: int, min_price_change_ppm: int) -> int:
-    """floor(current × ppm / 1e6): dYdX x/prices getMinPriceChangeAmountForMarket (floor biases toward updating)."""
+    """floor(current × ppm ÷ 10^6): dYdX x/prices getMinPriceChangeAmountForMarket (floor biases toward updating)."""
     return div_round(current_price * min_price_change_ppm, ONE_MILLION, Rounding.FLOOR)
 
 
@@ -52,9 +52,9 @@ def compute_mark(
 ) -> tuple[int, int]:
     """(mark_price, new_basis_ema).
 
-    basis_ema' = basis_ema + trunc((sample - basis_ema) × smoothing_ppm / 1e6), with sample = 0 when the
+    basis_ema' = basis_ema + trunc((sample - basis_ema) × smoothing_ppm ÷ 10^6), with sample = 0 when the
     market has no book yet (the EMA then decays toward 0 and mark -> oracle); then
-    |basis_ema'| <= floor(oracle × clamp_ppm / 1e6); mark = max(1, oracle + basis_ema').
+    |basis_ema'| <= floor(oracle × clamp_ppm ÷ 10^6); mark = max(1, oracle + basis_ema').
     A manipulated book can move the mark by at most clamp_ppm of the oracle, and only gradually.
     """
     sample = 0 if basis_sample is None else basis_sample

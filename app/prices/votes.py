@@ -203,19 +203,26 @@ def build_oracle_tx(
     tx_votes = []
     for v in commit.votes:
         extension, signature = v.extension, v.signature
-        if v.block_id_flag == BLOCK_ID_FLAG_COMMIT:
-            validator = validators.get(v.address)
-            if len(extension) > MAX_VOTE_EXTENSION_BYTES:
-                extension, signature = b"", b""  # only an unverified late vote can be this big
-            elif validator is not None:
-                sign_bytes = vote_extension_sign_bytes(extension, height - 1, commit.round, chain_id)
-                if not signatures.verify(validator.pub_key_ed25519, sign_bytes, signature):
-                    extension, signature = b"", b""
+        validator = validators.get(v.address)
+        if v.block_id_flag == BLOCK_ID_FLAG_COMMIT and validator is not None and not _extension_verifies(
+                extension, signature, validator, height, commit.round, chain_id, signatures):
+            extension, signature = b"", b""
         votes.append((v.address, v.block_id_flag, extension))
         tx_votes.append(prices_pb2.ExtendedVote(validator_address=v.address, vote_extension=extension,
                                                 extension_signature=signature, block_id_flag=v.block_id_flag))
     tx = prices_pb2.OracleTx(round=commit.round, votes=tx_votes, updates=updates_for(votes))
     return ORACLE_TX_MARKER + encode_proto(tx)
+
+
+def _extension_verifies(extension: bytes, signature: bytes, validator: state_pb2.Validator, height: int, round_: int,
+                        chain_id: str, signatures: SignatureMemo) -> bool:
+    """The one acceptance rule for a COMMIT vote's extension in block ``height`` (votes of height - 1), shared by
+    PrepareProposal (prune what fails) and ProcessProposal/FinalizeBlock (reject what fails unpruned): within the
+    size limit (checked first, so an oversized one is never hashed) and signed over CometBFT's sign bytes."""
+    if len(extension) > MAX_VOTE_EXTENSION_BYTES:
+        return False
+    sign_bytes = vote_extension_sign_bytes(extension, height - 1, round_, chain_id)
+    return signatures.verify(validator.pub_key_ed25519, sign_bytes, signature)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,12 +266,11 @@ def verify_oracle_tx(
         if is_pruned(vote):
             pruned_power += validator.power
             pruned.append(vote.validator_address)
-        elif len(vote.vote_extension) > MAX_VOTE_EXTENSION_BYTES:
-            raise _invalid(f"vote {i}: extension of {len(vote.vote_extension)} bytes over {MAX_VOTE_EXTENSION_BYTES}")
         elif vote.block_id_flag == BLOCK_ID_FLAG_COMMIT:
-            sign_bytes = vote_extension_sign_bytes(vote.vote_extension, height - 1, tx.round, chain_id)
-            if not signatures.verify(validator.pub_key_ed25519, sign_bytes, vote.extension_signature):
-                raise _invalid(f"vote {i} ({vote.validator_address.hex()}): extension signature does not verify")
+            if not _extension_verifies(vote.vote_extension, vote.extension_signature, validator, height, tx.round,
+                                       chain_id, signatures):
+                raise _invalid(f"vote {i} ({vote.validator_address.hex()}): extension of {len(vote.vote_extension)} "
+                               f"bytes does not verify (limit {MAX_VOTE_EXTENSION_BYTES} bytes, ed25519 signature)")
         elif vote.vote_extension or vote.extension_signature:
             raise _invalid(f"vote {i} is not a commit vote but carries an extension")
         votes.append((vote.validator_address, vote.block_id_flag, vote.vote_extension))
