@@ -3,9 +3,11 @@
 Same validator count, same CometBFT config (timeout_commit), same tx count,
 similar tx size, same client, measured in one run. Prints both rates, their
 ratio, and median/p99 latency from broadcast to the block being observed
-committed. Not a test: figures only.
+committed. Not a test: figures only. Extra rows separate the transport's cost
+from the app's: kvstore-socket and kvstore-grpc run the same Go kvstore as a
+separate process behind CometBFT's two out-of-process ABCI clients.
 
-    .venv/bin/python bench/localnet_tps.py [--txs 2000] [--senders 40] [--threads 8]
+    .venv/bin/python bench/localnet_tps.py [--txs 2000] [--senders 40] [--threads 8] [--apps perpd,kvstore,...]
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import pathlib
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -66,19 +69,34 @@ def cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def process_cpu(manifest: dict) -> dict[str, float]:
-    out = {"perpd": 0.0, "cometbft": 0.0}
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def process_cpu(manifest: dict, d: pathlib.Path) -> dict[str, float]:
+    """CPU seconds so far: apps, cometbft, oracle (price-daemon workers + the venue simulator), client."""
+    out = {"perpd": 0.0, "cometbft": 0.0, "oracle": 0.0}
     for node in manifest["nodes"]:
         for name, pid in ln.node_pids(node).items():
             out[name] += cpu_seconds(pid)
+            if name == "perpd":
+                out["oracle"] += sum(cpu_seconds(c) for c in children(pid) if c not in ln.node_pids(node).values())
+    feeds = ln.feeds_pid(d, manifest)
+    if feeds is not None:
+        out["oracle"] += cpu_seconds(feeds)
+    for pid in manifest.get("app_pids", ()):  # Go kvstore processes
+        out["perpd"] += cpu_seconds(pid)
     out["client"] = cpu_seconds(os.getpid())
     return out
 
 
-def run_load(manifest: dict, txs: list[bytes], threads: int, timeout_s: float) -> dict:
+def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, timeout_s: float) -> dict:
     """Broadcast every tx (sync), watch blocks on node0, return rate, latencies and CPU use."""
     nodes = manifest["nodes"]
-    cpu0 = process_cpu(manifest)
+    cpu0 = process_cpu(manifest, d)
     hashes = {hashlib.sha256(t).hexdigest(): i for i, t in enumerate(txs)}
     sent_at: list[float | None] = [None] * len(txs)
     committed_at: list[float | None] = [None] * len(txs)
@@ -136,7 +154,7 @@ def run_load(manifest: dict, txs: list[bytes], threads: int, timeout_s: float) -
     done = [i for i in range(len(txs)) if committed_at[i] is not None]
     t_last = max(committed_at[i] for i in done) if done else time.perf_counter()
     lat = sorted(committed_at[i] - sent_at[i] for i in done)
-    cpu1 = process_cpu(manifest)
+    cpu1 = process_cpu(manifest, d)
     return {
         "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0},
         "committed": len(done), "rejected": len(rejected), "first_rejection": rejected[0] if rejected else None,
@@ -146,10 +164,13 @@ def run_load(manifest: dict, txs: list[bytes], threads: int, timeout_s: float) -
     }
 
 
-def start_socket_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path) -> tuple[dict, list[subprocess.Popen]]:
-    """CometBFT's Go kvstore served over the same unix-socket ABCI as perpd (abci-cli kvstore).
+def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
+                     transport: str) -> tuple[dict, list[subprocess.Popen]]:
+    """CometBFT's Go kvstore as a separate process (abci-cli kvstore) behind ``transport``.
 
-    Separates the cost of socket ABCI itself from the cost of our Python app.
+    "socket" is the unix-socket ABCI perpd uses; "grpc" is CometBFT's other
+    out-of-process transport. Separates the cost of the transport from the cost
+    of our Python app. The kvstore processes' CPU is counted as the apps' CPU.
     """
     manifest = ln.create(d, 4, base_port, "perpd", template)
     abci_cli = str(pathlib.Path(find_cometbft()).with_name("abci-cli"))
@@ -157,23 +178,38 @@ def start_socket_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path
     try:
         for node in manifest["nodes"]:
             home = pathlib.Path(node["home"])
-            sock = home / "perpd.sock"
             log = open(home / "cometbft.log", "ab")  # noqa: SIM115 -- closed with the process
-            procs.append(subprocess.Popen([abci_cli, "kvstore", "--address", f"unix://{sock}"],
+            if transport == "socket":
+                sock = home / "perpd.sock"
+                app_addr = proxy_app = f"unix://{sock}"
+            else:
+                port = base_port + 90 + node["index"]
+                app_addr, proxy_app = f"tcp://127.0.0.1:{port}", f"127.0.0.1:{port}"  # CometBFT's grpc dialer
+            procs.append(subprocess.Popen([abci_cli, "kvstore", "--abci", transport, "--address", app_addr],
                                           stdout=log, stderr=subprocess.STDOUT))
+            manifest.setdefault("app_pids", []).append(procs[-1].pid)
             deadline = time.monotonic() + 10
-            while not sock.exists():  # cometbft exits if the app is not listening yet
-                if time.monotonic() > deadline or procs[-1].poll() is not None:
-                    raise RuntimeError(f"abci-cli kvstore did not listen on {sock}")
+            while not (sock.exists() if transport == "socket" else port_open(port)):
+                if time.monotonic() > deadline or procs[-1].poll() is not None:  # cometbft exits if no app yet
+                    raise RuntimeError(f"abci-cli kvstore did not listen on {app_addr}")
                 time.sleep(0.02)
-            procs.append(subprocess.Popen([find_cometbft(), "start", "--home", str(home)], stdout=log,
-                                          stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen([find_cometbft(), "start", "--home", str(home), "--abci", transport,
+                                           "--proxy_app", proxy_app], stdout=log, stderr=subprocess.STDOUT))
             (home / "cometbft.pid").write_text(str(procs[-1].pid))
-        ln.wait_for_height(manifest, 3, 120)
+        deadline = time.monotonic() + 120
+        while not all(h is not None and h >= 3 for h in ln.node_heights(manifest)):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"kvstore-{transport} localnet did not reach height 3; see {d}/node*/cometbft.log")
+            time.sleep(0.5)
     except BaseException:
         stop_procs(procs)
         raise
     return manifest, procs
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def stop_procs(procs: list[subprocess.Popen]) -> None:
@@ -215,6 +251,8 @@ def main() -> None:
     ap.add_argument("--timeout-commit", default="500ms")
     ap.add_argument("--base-port", type=int, default=29100)
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--apps", default="perpd,kvstore,kvstore-socket",
+                    help="rows to run, in order; also kvstore-grpc (Go kvstore behind CometBFT's gRPC ABCI)")
     ns = ap.parse_args()
     print(machine_facts())
     work = pathlib.Path(tempfile.mkdtemp(prefix="perpd-bench-"))
@@ -225,13 +263,14 @@ def main() -> None:
     }
     (work / "template.json").write_text(json.dumps(template))
     results = {}
+    size = 219  # a perpd transfer; replaced by the measured size when perpd runs first
     try:
-        for i, app in enumerate(("perpd", "kvstore", "kvstore-socket")):
+        for i, app in enumerate(ns.apps.split(",")):
             d = work / app
             port = ns.base_port + 100 * i
             procs: list[subprocess.Popen] = []
-            if app == "kvstore-socket":
-                manifest, procs = start_socket_kvstore(d, port, work / "template.json")
+            if app in ("kvstore-socket", "kvstore-grpc"):
+                manifest, procs = start_go_kvstore(d, port, work / "template.json", app.split("-")[1])
             else:
                 manifest = ln.up(d, 4, port, app, wait_height=3, timeout_commit=ns.timeout_commit,
                                  template_path=work / "template.json")
@@ -241,7 +280,7 @@ def main() -> None:
                     size = sum(map(len, txs)) // len(txs)
                 else:
                     txs = kvstore_txs(ns.txs, size)
-                results[app] = run_load(manifest, txs, ns.threads, ns.timeout)
+                results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout)
                 results[app]["tx_bytes"] = sum(map(len, txs)) // len(txs)
             finally:
                 if procs:
@@ -251,7 +290,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("rows: perpd = this chain; kvstore = CometBFT's built-in app (--proxy_app=kvstore, in-process); "
-          "kvstore-socket = abci-cli kvstore over a unix socket")
+          "kvstore-socket / kvstore-grpc = abci-cli kvstore over a unix socket / gRPC")
     print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, broadcast_tx_sync round-robin over "
           f"nodes, timeout_commit {ns.timeout_commit}")
     for app, r in results.items():
@@ -259,15 +298,22 @@ def main() -> None:
               f"{r['tps']:.0f} tx/s over {r['total_s']:.2f}s (broadcast {r['broadcast_s']:.2f}s) in {r['blocks']} blocks, "
               f"latency p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms"
               + f"; CPU s: apps {r['cpu']['perpd']:.1f}, cometbft {r['cpu']['cometbft']:.1f}, "
+              f"oracle {r['cpu']['oracle']:.1f}, "
               f"client {r['cpu']['client']:.1f}"
               + (f"; first rejection {r['first_rejection']}" if r["first_rejection"] else ""))
-    ratio = results["perpd"]["tps"] / results["kvstore"]["tps"]
-    print(f"ratio perpd/kvstore: {ratio:.2f}  (first bar >= 0.5, goal >= 0.9)")
-    print(f"ratio perpd/kvstore-over-socket-ABCI: {results['perpd']['tps'] / results['kvstore-socket']['tps']:.2f}"
-          f"  (kvstore-socket = the same Go kvstore behind the unix-socket ABCI perpd uses)")
-    print(f"ratio kvstore-socket/kvstore: {results['kvstore-socket']['tps'] / results['kvstore']['tps']:.2f}"
-          f"  (what CometBFT's socket ABCI client alone leaves of the in-process rate: the ceiling for any "
-          f"out-of-process app on this machine)")
+    notes = {
+        "perpd": "first bar >= 0.5, goal >= 0.9",
+        "kvstore-socket": "what CometBFT's socket ABCI client leaves of the in-process rate: the ceiling for any "
+                          "socket app on this machine",
+        "kvstore-grpc": "the same for CometBFT's gRPC ABCI client",
+    }
+    base = results.get("kvstore")
+    for app, r in results.items():
+        if base is not None and app != "kvstore":
+            print(f"ratio {app}/kvstore: {r['tps'] / base['tps']:.2f}  ({notes.get(app, '')})")
+    if "perpd" in results and "kvstore-socket" in results:
+        print(f"ratio perpd/kvstore-socket: {results['perpd']['tps'] / results['kvstore-socket']['tps']:.2f}"
+              f"  (our app against a Go app behind the same transport)")
 
 
 if __name__ == "__main__":
