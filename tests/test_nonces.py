@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import errors
-from app.auth.keeper import validate_nonce
+from app.auth.keeper import decode_window, encode_window, validate_nonce
 from app.auth.params import MAX_NONCE_JUMP, NONCE_WINDOW
 from app.errors import AppError
 from tests.helpers import ONE_USDC, send_tx
@@ -68,3 +68,16 @@ def test_model_no_nonce_ever_accepted_twice(nonces):
 @pytest.mark.parametrize("n", [pytest.param(0, id="zero is a valid first nonce"), pytest.param(2**64 - 1, id="max")])
 def test_edge_nonces_on_empty_window(n):
     validate_nonce([], n)
+
+
+@given(st.lists(st.integers(0, (1 << 64) - 1), max_size=NONCE_WINDOW, unique=True).map(sorted))
+def test_window_encoding_round_trips_and_keeps_byte_order(nonces):
+    raw = encode_window(nonces)
+    assert len(raw) == 8 * len(nonces) and decode_window(raw) == nonces
+    # Fixed-width big-endian: byte order of the packed words is numeric order (readable, stable).
+    assert [raw[i:i + 8] for i in range(0, len(raw), 8)] == sorted(raw[i:i + 8] for i in range(0, len(raw), 8))
+
+
+def test_corrupt_window_is_an_error_not_a_guess():
+    with pytest.raises(ValueError, match="corrupt nonce window"):
+        decode_window(b"\x00" * 9)

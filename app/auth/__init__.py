@@ -1,7 +1,7 @@
 """auth: per-account replay protection (nonce windows).
 
-State (prefix 0x02): ``0x02 || address(20)`` -> NonceWindow, the up to
-NONCE_WINDOW highest nonces the account has used, ascending.
+State (prefix 0x02): ``0x02 || address(20)`` -> the up to NONCE_WINDOW highest
+nonces the account has used, ascending, each as 8 bytes big-endian.
 
 Rule (Hyperliquid-style, burst-safe for bots): a tx's nonce is accepted iff it
 is not in the window, and either the window is not full or the nonce is

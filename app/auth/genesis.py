@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from perpchain.v1 import state_pb2
-
 from app.auth import keys
+from app.auth.keeper import encode_window
 from app.auth.keeper import export_genesis as _export
 from app.auth.params import NONCE_WINDOW
 from app.bank.genesis import parse_uint
 from app.errors import ERR_INVALID_GENESIS, AppError
 from app.lib.address import decode_address_or_none
-from app.lib.encoding import encode_proto
 from app.store import BranchStore
 
 
@@ -22,7 +20,7 @@ def init_genesis(store: BranchStore, state: dict) -> None:
         nonces = sorted(parse_uint(n, f"auth.accounts[{i}].recent_nonces") for n in entry.get("recent_nonces", []))
         if len(nonces) > NONCE_WINDOW or len(nonces) != len(dict.fromkeys(nonces)):
             raise AppError(ERR_INVALID_GENESIS, f"auth.accounts[{i}].recent_nonces: too many or duplicated")
-        store.set(keys.nonce_window_key(address), encode_proto(state_pb2.NonceWindow(recent_nonces=nonces)))
+        store.set(keys.nonce_window_key(address), encode_window(nonces))
 
 
 def export_genesis(store: BranchStore) -> dict:
