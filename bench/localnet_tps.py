@@ -93,8 +93,13 @@ def process_cpu(manifest: dict, d: pathlib.Path) -> dict[str, float]:
     return out
 
 
-def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, timeout_s: float) -> dict:
-    """Broadcast every tx (sync), watch blocks on node0, return rate, latencies and CPU use."""
+def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, timeout_s: float,
+             method: str = "broadcast_tx_sync") -> dict:
+    """Broadcast every tx, watch blocks on node0, return rate, latencies and CPU use.
+
+    broadcast_tx_sync waits for CheckTx (what a bot that wants its error code does);
+    broadcast_tx_async returns at once, so more CheckTx requests are in flight per node.
+    """
     nodes = manifest["nodes"]
     cpu0 = process_cpu(manifest, d)
     hashes = {hashlib.sha256(t).hexdigest(): i for i, t in enumerate(txs)}
@@ -129,7 +134,7 @@ def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, ti
 
     # Pre-encoded JSON-RPC bodies over keep-alive stdlib connections: the load generator must cost
     # far less CPU than the nodes it measures (they share this machine's cores).
-    bodies = [json.dumps({"jsonrpc": "2.0", "id": i, "method": "broadcast_tx_sync",
+    bodies = [json.dumps({"jsonrpc": "2.0", "id": i, "method": method,
                           "params": {"tx": base64.b64encode(t).decode()}}).encode() for i, t in enumerate(txs)]
 
     def send(i: int) -> None:
@@ -251,6 +256,7 @@ def main() -> None:
     ap.add_argument("--timeout-commit", default="500ms")
     ap.add_argument("--base-port", type=int, default=29100)
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--method", choices=("broadcast_tx_sync", "broadcast_tx_async"), default="broadcast_tx_sync")
     ap.add_argument("--apps", default="perpd,kvstore,kvstore-socket",
                     help="rows to run, in order; also kvstore-grpc (Go kvstore behind CometBFT's gRPC ABCI)")
     ns = ap.parse_args()
@@ -280,7 +286,7 @@ def main() -> None:
                     size = sum(map(len, txs)) // len(txs)
                 else:
                     txs = kvstore_txs(ns.txs, size)
-                results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout)
+                results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout, ns.method)
                 results[app]["tx_bytes"] = sum(map(len, txs)) // len(txs)
             finally:
                 if procs:
@@ -291,7 +297,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print("rows: perpd = this chain; kvstore = CometBFT's built-in app (--proxy_app=kvstore, in-process); "
           "kvstore-socket / kvstore-grpc = abci-cli kvstore over a unix socket / gRPC")
-    print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, broadcast_tx_sync round-robin over "
+    print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, {ns.method} round-robin over "
           f"nodes, timeout_commit {ns.timeout_commit}")
     for app, r in results.items():
         print(f"{app:14s} committed {r['committed']}/{ns.txs} (rejected {r['rejected']}), tx {r['tx_bytes']} B, "
