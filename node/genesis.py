@@ -5,8 +5,43 @@ from __future__ import annotations
 import copy
 import json
 import pathlib
+import tempfile
 
+from app.application import Application
+from app.errors import AppError
 from node.client.keys import Keyring
+from node.storage.leveldb import LevelDBStore
+
+
+class GenesisError(ValueError):
+    pass
+
+
+def load_app_state_file(path: pathlib.Path) -> dict:
+    """The JSON object in ``path``; GenesisError naming the file otherwise."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise GenesisError(f"cannot read app state {path}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise GenesisError(f"app state {path} is not JSON: {e}") from None
+    if not isinstance(state, dict):
+        raise GenesisError(f"app state {path} must be a JSON object")
+    return state
+
+
+def validate_app_state(chain_id: str, app_state: dict) -> None:
+    """Run the app's own InitChain on a throwaway store: the exact checks the chain will apply at genesis."""
+    with tempfile.TemporaryDirectory(prefix="perpd-genesis-check-") as tmp:
+        store = LevelDBStore(tmp)
+        try:
+            Application(store).init_chain(chain_id=chain_id, genesis_time_ns=0,
+                                          app_state_bytes=json.dumps(app_state).encode(), validators=[],
+                                          initial_height=1, vote_extensions_enable_height=1)
+        except AppError as e:
+            raise GenesisError(f"invalid app state: {e.message}") from None
+        finally:
+            store.close()
 
 
 def build_app_state(template: dict, keyring: Keyring) -> dict:

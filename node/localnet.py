@@ -62,10 +62,7 @@ def create(
     template_path: pathlib.Path = DEFAULT_TEMPLATE,
     timeout_commit: str = "500ms",
 ) -> dict:
-    if proxy_app not in PROXY_APPS:
-        raise LocalnetError(f"proxy app must be one of {PROXY_APPS}")
-    if validators < 1:
-        raise LocalnetError("need at least one validator")
+    check_layout(validators, base_port, proxy_app)
     d.mkdir(parents=True, exist_ok=True)
     d = d.resolve()
     cmt = find_cometbft()
@@ -246,19 +243,49 @@ def wait_for_height(
         time.sleep(0.5)
 
 
+DEFAULT_VALIDATORS = 4
+DEFAULT_BASE_PORT = 26656
+
+
+def check_layout(validators: int, base_port: int, proxy_app: str) -> None:
+    """Reject a layout before anything is created: counts, app, and every port inside 1024..65535."""
+    if proxy_app not in PROXY_APPS:
+        raise LocalnetError(f"proxy app must be one of {PROXY_APPS}")
+    if validators < 1:
+        raise LocalnetError("need at least one validator")
+    highest = base_port + 10 * validators + 2  # the venue simulator's port, above every node's
+    if base_port < 1024 or highest > 65535:
+        raise LocalnetError(f"base port {base_port} with {validators} validators needs ports {base_port}..{highest}; "
+                            f"they must lie within 1024..65535")
+
+
 def up(
-    d: pathlib.Path, validators: int, base_port: int, proxy_app: str = "perpd", wait_height: int = 3,
-    timeout_s: float = 180, progress: Callable[[str], None] | None = None, timeout_commit: str = "500ms",
-    template_path: pathlib.Path = DEFAULT_TEMPLATE,
+    d: pathlib.Path, validators: int | None = None, base_port: int | None = None, proxy_app: str | None = None,
+    wait_height: int = 3, timeout_s: float = 180, progress: Callable[[str], None] | None = None,
+    timeout_commit: str = "500ms", template_path: pathlib.Path = DEFAULT_TEMPLATE,
 ) -> dict:
+    """Create the localnet in ``d`` if it does not exist, start whatever is not running, wait for ``wait_height``.
+
+    For an existing localnet, arguments left as None mean "as created"; one that differs is an error (changing the
+    layout of a chain with data would need a reset).
+    """
     d = d.resolve()
     if manifest_path(d).exists():
         manifest = load_manifest(d)
-        if manifest["validators"] != validators:
-            raise LocalnetError(
-                f"{d} holds a {manifest['validators']}-validator localnet; `perpd localnet down --dir {d} --reset` first"
-            )
+        have = {"validators": manifest["validators"], "base port": manifest["nodes"][0]["p2p_port"],
+                "proxy app": manifest["proxy_app"]}
+        asked = {"validators": validators, "base port": base_port, "proxy app": proxy_app}
+        for what, value in asked.items():
+            if value is not None and value != have[what]:
+                raise LocalnetError(
+                    f"{d} was created with {what} {have[what]}, not {value}; omit the flag to restart it as it is, "
+                    f"or `perpd localnet down --dir {d} --reset` (deletes its chain data) to create a new one"
+                )
     else:
+        validators = DEFAULT_VALIDATORS if validators is None else validators
+        base_port = DEFAULT_BASE_PORT if base_port is None else base_port
+        proxy_app = proxy_app or "perpd"
+        check_layout(validators, base_port, proxy_app)
         if progress:
             progress(f"creating a {validators}-validator localnet in {d}")
         manifest = create(d, validators, base_port, proxy_app, template_path, timeout_commit)

@@ -4,9 +4,12 @@ import asyncio
 import json
 
 import pytest
+from google.protobuf.message import DecodeError
+from perpchain.v1.abci_wire_pb2 import WireRequest, WireRequestQuery
 from tendermint.abci import types_pb2 as abci
 
 from app.application import Application
+from app.errors import ERR_BAD_QUERY_PATH
 from node.abci.framing import decode_frames, frame
 from node.abci.handler import AbciHandler
 from node.abci.server import AbciServer
@@ -105,6 +108,25 @@ def test_server_answers_in_order_over_four_connections(tmp_path, transport, unus
         w.close()
         r = await _exchange(*query, [abci.Request(echo=abci.RequestEcho(message="still here"))])
         assert r[0].echo.message == "still here"
+
+        # `abci_query?path=0xff` from anyone on the RPC: CometBFT forwards non-UTF-8 bytes in a string field. The
+        # answer must be a ResponseQuery error (a ResponseException would stop CometBFT), and serving goes on.
+        bad = WireRequest(query=WireRequestQuery(path=b"\xff\xfe/bank/supply")).SerializeToString()
+        with pytest.raises(DecodeError):
+            abci.Request.FromString(bad)
+        reader, writer = query
+        writer.write(frame(bad) + frame(abci.Request(echo=abci.RequestEcho(message="alive")).SerializeToString()))
+        await writer.drain()
+        buf = bytearray()
+        got: list[bytes] = []
+        while len(got) < 2:
+            buf += await asyncio.wait_for(reader.read(65536), timeout=10)
+            frames, used = decode_frames(buf)
+            del buf[:used]
+            got += frames
+        r = [abci.Response.FromString(f) for f in got]
+        assert r[0].WhichOneof("value") == "query" and r[0].query.code == ERR_BAD_QUERY_PATH.code
+        assert r[1].echo.message == "alive" and server.fatal is None
         for _, w in conns:
             w.close()
         server.stop()

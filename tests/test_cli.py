@@ -55,13 +55,30 @@ def test_keys_lifecycle(tmp_path):
                      id="unknown recipient"),
         pytest.param(["localnet", "status", "--dir", "/nonexistent/ln"], "no localnet", id="no localnet"),
         pytest.param(["frobnicate"], "No such command", id="unknown command"),
+        pytest.param(["init", "--chain-id", "x", "--home", "/proc/perpd-cannot-exist"], "cannot create",
+                     id="init into an uncreatable home"),
+        pytest.param(["init", "--chain-id", "x", "--app-state", "/etc/hostname", "--home", "{tmp}/h"], "is not JSON",
+                     id="init with a non-JSON app state"),
+        pytest.param(["query", "tx", "XYZ", "--node", "http://127.0.0.1:9"], "64 hex characters", id="bad tx hash"),
+        pytest.param(["tx", "bank", "send", "alice", "alice", "1", "--nonce", "99999999999999999999"], "nonce",
+                     id="nonce above uint64"),
+        pytest.param(["tx", "consensus", "set-validator-power", "alice", "00" * 32, "99999999999999999999"], "POWER",
+                     id="power above uint64"),
+        pytest.param(["query", "oracle", "votes", "0", "--node", "http://127.0.0.1:9"], "HEIGHT", id="height 0"),
+        pytest.param(["localnet", "logs", "--dir", "/nonexistent/ln", "-n", "0"], "lines", id="zero log lines"),
+        pytest.param(["localnet", "up", "--dir", "{tmp}/ln", "--base-port", "70000"], "65535",
+                     id="ports beyond 65535"),
+        pytest.param(["localnet", "up", "--dir", "{tmp}/ln", "--validators", "0"], "at least one validator",
+                     id="zero validators"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, args, fragment):
     perpd("keys", "add", "alice", "--home", str(tmp_path))
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     if args[0] in ("keys", "tx", "query"):
         args = [*args, "--home", str(tmp_path)]
     res = perpd(*args, check=False)
+    assert not (tmp_path / "h").exists() and not (tmp_path / "ln").exists()  # nothing half-created
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
@@ -83,7 +100,8 @@ def test_usdc_conversion_is_exact(text, quantums):
     assert usdc_to_quote_quantums(quote_quantums_to_usdc(quantums)) == quantums
 
 
-@pytest.mark.parametrize("text", ["-1", "0", "1e6", "abc", "1.0000001", "18446744073709.551616", ""])
+@pytest.mark.parametrize("text", ["-1", "0", "1e6", "abc", "1.0000001", "18446744073709.551616", "",
+                                  "\u0661\u0662", "\uff15"])
 def test_usdc_conversion_rejects(text):
     with pytest.raises(UnitError):
         usdc_to_quote_quantums(text)
@@ -98,3 +116,10 @@ def test_daemon_summary_names_what_is_not_ok():
               "venues": {"okx": {"status": "down"}, "binance": {"status": "ok"}, "kraken": {"status": "degraded"}},
               "markets": {"BTC-USD": {"healthy": True}, "PEPE-USD": {"healthy": False}}}
     assert daemon_summary(health) == "degraded: venues kraken degraded, okx down; no index for PEPE-USD"
+
+
+def test_a_corrupt_key_file_is_named(tmp_path):
+    perpd("keys", "add", "alice", "--home", str(tmp_path))
+    (tmp_path / "keys" / "broken.json").write_text("{}")
+    res = perpd("keys", "list", "--home", str(tmp_path), check=False)
+    assert res.returncode == 1 and "broken.json is not a perpd key" in res.stderr and "Traceback" not in res.stderr

@@ -302,6 +302,8 @@ def test_slow_venue_delays_its_answer(server):
         pytest.param("/control/price", {"pair": "BTC-USD", "price": 50000.5}, 400, "decimal string",
                      id="price given as a JSON number"),
         pytest.param("/control/price", {"pair": "BTC-USD", "price": "0"}, 400, "positive", id="zero price"),
+        pytest.param("/control/price", {"pair": "BTC-USD", "price": "1e999"}, 400, "outside", id="absurdly high price"),
+        pytest.param("/control/price", {"pair": "BTC-USD", "price": "1e-30"}, 400, "outside", id="absurdly low price"),
         pytest.param("/control/nothing", {}, 404, "no control endpoint", id="unknown control path"),
     ],
 )

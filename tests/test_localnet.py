@@ -184,7 +184,7 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
     perpd("localnet", "down", "--dir", str(d))
     assert all(not ln.node_pids(n) for n in manifest["nodes"])
     assert all(safe_height(c) == -1 for c in cs)
-    perpd("localnet", "up", "--dir", str(d), "--validators", "4")
+    perpd("localnet", "up", "--dir", str(d))  # no layout flags: restarted as created
     wait_until(lambda: all(safe_height(c) > before for c in cs), 120, "heights to continue after restart")
     assert_same_app_hash(cs, common_height(cs) - 1)
     for c in cs:
@@ -193,3 +193,51 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
     assert all(r["running"] for r in status)
     for c in cs:
         c.close()
+
+
+def perpd_fails(*args) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "node.cli.main", *args], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PERPD_DEBUG": ""})
+    assert res.returncode != 0, res.stdout
+    assert "Traceback" not in res.stderr, res.stderr
+    return res
+
+
+def test_cli_failures_on_a_live_chain_are_one_error_line(net):
+    d, manifest = net
+    node = ["--home", str(d), "--node", ln.rpc_url(manifest["nodes"][0])]
+
+    def one_error_line(res) -> str:
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
+        return lines[0]
+
+    # CheckTx rejection: one Error line on stderr in text mode, the structured answer on stdout with -o json.
+    res = perpd_fails("tx", "bank", "send", "alice", "faucet", "100000000", *node)
+    assert "rejected by CheckTx" in one_error_line(res) and "insufficient" in res.stderr and res.stdout == ""
+    res = perpd_fails("tx", "bank", "send", "alice", "faucet", "100000000", *node, "-o", "json")
+    assert json.loads(res.stdout)["stage"] == "check_tx"
+    # The same signed bytes twice (explicit nonce): the second is named for what it is.
+    alice = Keyring(d / "keys").get("alice").address
+    with RpcClient(ln.rpc_url(manifest["nodes"][0])) as c:
+        used = [int(n) for n in c.query_json(f"/auth/account/{alice}")["recent_nonces"]]
+    nonce = str(max(used, default=0) + 1000)
+    perpd("tx", "bank", "send", "alice", "faucet", "0.5", "--nonce", nonce, *node)
+    res = perpd_fails("tx", "bank", "send", "alice", "faucet", "0.5", "--nonce", nonce, *node)
+    assert "already received" in one_error_line(res) or "nonce" in res.stderr
+    assert "tx hash" in one_error_line(perpd_fails("query", "tx", "XYZ", *node))
+    assert "block 1 carries no oracle tx" in one_error_line(perpd_fails("query", "oracle", "votes", "1", *node))
+    not_comet = f"http://127.0.0.1:{manifest['feeds']['port']}"  # the venue simulator answers JSON, not JSON-RPC
+    assert "CometBFT JSON-RPC" in one_error_line(perpd_fails("status", "--home", str(d), "--node", not_comet))
+
+
+def test_non_utf8_query_path_from_the_rpc_cannot_stop_a_node(net):
+    """`abci_query?path=0xff`: CometBFT hands the app bytes that are not UTF-8 in a proto string field."""
+    d, manifest = net
+    c = RpcClient(ln.rpc_url(manifest["nodes"][1]), timeout_s=10)
+    before = c.height()
+    r = c._http.get("/abci_query", params={"path": "0xfffe"}).json()
+    assert int(r["result"]["response"]["code"]) == 204, r
+    wait_until(lambda: safe_height(c) >= before + 2, 30, "node1 to keep committing")
+    assert all(set(ln.node_pids(n)) == {"perpd", "cometbft"} for n in manifest["nodes"])
+    c.close()

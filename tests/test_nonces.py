@@ -81,3 +81,15 @@ def test_window_encoding_round_trips_and_keeps_byte_order(nonces):
 def test_corrupt_window_is_an_error_not_a_guess():
     with pytest.raises(ValueError, match="corrupt nonce window"):
         decode_window(b"\x00" * 9)
+
+
+def test_client_default_nonce_never_breaks_the_jump_rule():
+    from node.client.txbuilder import default_nonce
+
+    now = 1_795_000_000_000  # ms since the epoch, > MAX_NONCE_JUMP
+    assert default_nonce([], now) == now
+    assert default_nonce([now + 5], now) == now + 6  # bumped above the highest used nonce
+    # An account that counted 1..50 continues its counter: a timestamp would be "too far ahead".
+    assert default_nonce(list(range(1, 51)), now) == 51
+    for recent in ([], [now + 5], list(range(1, 51))):
+        validate_nonce(recent, default_nonce(recent, now))

@@ -13,7 +13,7 @@ from app.store import BranchStore
 
 
 def parse_uint(value: object, what: str) -> int:
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 20:
+    if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 20:
         raise AppError(ERR_INVALID_GENESIS, f"{what} must be a decimal string, got {value!r}")
     n = int(value)
     if n > UINT64_MAX:

@@ -19,12 +19,33 @@ import os
 import pathlib
 
 from google.protobuf.message import DecodeError
+from perpchain.v1 import abci_wire_pb2
 from tendermint.abci import types_pb2 as abci
+
+from app.errors import ERR_BAD_QUERY_PATH
 
 from node.abci.framing import FramingError, decode_frames, frame
 from node.abci.handler import AbciHandler
 
 log = logging.getLogger("perpd.abci")
+
+
+def _answer_undecodable_query(payload: bytes) -> abci.Response | None:
+    """A ResponseQuery error for a Query whose path is not UTF-8; None if ``payload`` is not such a Query.
+
+    CometBFT's RPC forwards ``abci_query?path=0x..`` bytes unchecked. Answering ResponseException would stop
+    CometBFT (it treats any exception answer as fatal), so one anonymous HTTP request could take a node down.
+    """
+    wire = abci_wire_pb2.WireRequest()
+    try:
+        wire.ParseFromString(payload)
+    except DecodeError:
+        return None
+    if not wire.HasField("query"):
+        return None
+    err = ERR_BAD_QUERY_PATH
+    return abci.Response(query=abci.ResponseQuery(code=err.code, codespace=err.codespace,
+                                                  log=f"{err.name}: query path is not UTF-8 text"))
 
 READ_CHUNK = 1 << 16
 
@@ -100,6 +121,10 @@ class AbciServer:
         try:
             req.ParseFromString(payload)
         except DecodeError as e:
+            answer = _answer_undecodable_query(payload)
+            if answer is not None:
+                return answer
+            # Only CometBFT writes the other requests' string fields: this is a bug, and fatal for CometBFT.
             return abci.Response(exception=abci.ResponseException(error=f"undecodable request: {e}"))
         try:
             return self.handler.handle(req)

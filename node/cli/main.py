@@ -17,6 +17,7 @@ import sys
 import click
 
 from app.lib.address import decode_address_or_none
+from app.lib.math import UINT64_MAX
 from app.prices.queries import format_scaled
 from app.prices.votes import decode_oracle_tx_or_none
 from node import localnet as ln
@@ -26,11 +27,12 @@ from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import default_nonce, msg_send, msg_set_validator_power, sign_tx, tx_hash
 from node.client.units import UnitError, quote_quantums_to_usdc, usdc_to_quote_quantums
 from node.config import AppConfig, edit_cometbft_config, find_cometbft, write_app_config
-from node.genesis import patch_genesis
+from node.genesis import GenesisError, load_app_state_file, patch_genesis, validate_app_state
 
 DEFAULT_HOME = os.environ.get("PERPD_HOME", str(pathlib.Path.home() / ".perpd"))
 DEFAULT_NODE = os.environ.get("PERPD_NODE", "http://127.0.0.1:26657")
 DEFAULT_LOCALNET = os.environ.get("PERPD_LOCALNET_DIR", ".localnet")
+INT64_MAX = (1 << 63) - 1  # CometBFT heights are int64
 
 
 class CliError(click.ClickException):
@@ -42,6 +44,15 @@ def emit(ctx_obj: dict, data, text: str | None = None) -> None:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
         click.echo(text)
+
+
+def fail(ctx_obj: dict, data, text: str) -> None:
+    """A failed tx: JSON on stdout with -o json, else one ``Error:`` line on stderr; exit 1 either way."""
+    if ctx_obj.get("output") == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(f"Error: {text}", err=True)
+    sys.exit(1)
 
 
 def common(f):
@@ -85,10 +96,19 @@ def init(chain_id: str, moniker: str, app_state: str | None) -> None:
     home: pathlib.Path = obj["home"]
     if (home / "config" / "genesis.json").exists():
         raise CliError(f"{home} is already initialized")
-    subprocess.run([find_cometbft(), "init", "--home", str(home)], check=True, capture_output=True)
+    # Everything that can fail on user input is checked before anything is written.
     if app_state:
-        state = json.loads(pathlib.Path(app_state).read_text())
-    else:
+        state = load_app_state_file(pathlib.Path(app_state))
+        validate_app_state(chain_id, state)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"cannot create {home}: {e.strerror}") from None
+    done = subprocess.run([find_cometbft(), "init", "--home", str(home)], capture_output=True, text=True)
+    if done.returncode != 0:
+        first = next((ln_ for ln_ in done.stderr.splitlines() if ln_.strip()), f"exit code {done.returncode}")
+        raise CliError(f"cometbft init failed: {first.strip()}")
+    if not app_state:
         key = keyring(obj).add("validator")
         state = {"bank": {"authority": key.address,
                           "balances": [{"address": key.address, "amount_quote_quantums": "1000000000000"}]}}
@@ -183,21 +203,27 @@ def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool
     res = client.broadcast_tx_sync(tx_bytes)
     h = tx_hash(tx_bytes)
     if int(res["code"]) != 0:
-        emit(obj, {"hash": h, "code": int(res["code"]), "codespace": res.get("codespace", ""), "log": res["log"],
-                   "stage": "check_tx"}, f"rejected by CheckTx: code {res['code']} ({res.get('codespace', '')}): "
-                   f"{res['log']}")
-        sys.exit(1)
+        fail(obj, {"hash": h, "code": int(res["code"]), "codespace": res.get("codespace", ""), "log": res["log"],
+                   "stage": "check_tx"},
+             f"rejected by CheckTx: code {res['code']} ({res.get('codespace', '')}): {res['log']}")
     if not wait:
         emit(obj, {"hash": h, "code": 0, "stage": "mempool"}, f"in mempool: {h}")
         return
-    result = client.wait_tx(h)
+    try:
+        result = client.wait_tx(h)
+    except RpcError as e:
+        if "not committed" not in str(e):
+            raise
+        raise CliError(f"{e}: CheckTx accepted it, so it was probably dropped from the mempool (for example another "
+                       f"tx spent the funds first); check later with `perpd query tx {h}`") from None
     r = result["tx_result"]
     code = int(r.get("code", 0))
-    emit(obj, {"hash": h, "height": int(result["height"]), "code": code, "codespace": r.get("codespace", ""),
-               "log": r.get("log", "")},
-         f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else ""))
+    out = {"hash": h, "height": int(result["height"]), "code": code, "codespace": r.get("codespace", ""),
+           "log": r.get("log", "")}
     if code != 0:
-        sys.exit(1)
+        fail(obj, {**out, "stage": "finalize_block"}, f"included at height {result['height']} but failed: code {code} "
+             f"({out['codespace']}): {out['log']}  hash {h}")
+    emit(obj, out, f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else ""))
 
 
 @tx.group("bank")
@@ -210,7 +236,8 @@ def tx_options(f):
     f = common(f)
     f = click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")(f)
     f = click.option("--memo", default="")(f)
-    f = click.option("--nonce", type=int, help="defaults to max(now in ms, highest used nonce + 1)")(f)
+    f = click.option("--nonce", type=click.IntRange(0, UINT64_MAX),
+                     help="defaults to max(now in ms, highest used nonce + 1)")(f)
     return click.option("--chain-id", help="defaults to the node's chain id")(f)
 
 
@@ -262,7 +289,7 @@ def tx_consensus() -> None:
 @tx_consensus.command("set-validator-power", context_settings={"ignore_unknown_options": True})
 @click.argument("from_key")
 @click.argument("pub_key")
-@click.argument("power", type=int)
+@click.argument("power", type=click.IntRange(0, UINT64_MAX))
 @tx_options
 def tx_consensus_set_validator_power(from_key, pub_key, power, chain_id, nonce, memo, no_wait) -> None:
     """Set the voting power of consensus key PUB_KEY to POWER (0 removes it); FROM_KEY must be the authority.
@@ -340,8 +367,11 @@ def query_validators() -> None:
 def query_tx(tx_hash_hex: str) -> None:
     """A committed tx by hash: height, code, log, events."""
     obj = click.get_current_context().obj
+    hash_hex = tx_hash_hex.upper().removeprefix("0X")
+    if len(hash_hex) != 64 or any(c not in "0123456789ABCDEF" for c in hash_hex):
+        raise CliError(f"tx hash {tx_hash_hex!r} must be 64 hex characters (the sha256 of the tx bytes)")
     with rpc(obj) as client:
-        res = client.tx(tx_hash_hex.upper().removeprefix("0X"))
+        res = client.tx(hash_hex)
     if res is None:
         raise CliError(f"tx {tx_hash_hex} not found")
     r = res["tx_result"]
@@ -384,13 +414,15 @@ def query_oracle() -> None:
 
 
 @query_oracle.command("votes")
-@click.argument("height", type=int)
+@click.argument("height", type=click.IntRange(1, INT64_MAX))
 @common
 def query_oracle_votes(height: int) -> None:
     """Per-validator prices behind block HEIGHT's oracle prices (votes of HEIGHT-1, from the block itself)."""
     from app.prices.votes import MarketIndex, decode_vote_extension_or_none, is_pruned
 
     obj = click.get_current_context().obj
+    if height == 1:
+        raise CliError("block 1 carries no oracle tx (it has no previous height whose votes it could carry)")
     with rpc(obj) as client:
         block = client.block(height)["block"]
         markets = client.query_json("/prices/markets")["markets"]
@@ -470,10 +502,13 @@ def localnet_options(f):
 
 @localnet.command("up")
 @localnet_options
-@click.option("--validators", default=4, show_default=True)
-@click.option("--base-port", default=26656, show_default=True, help="node i: p2p base+10i, rpc base+10i+1")
-@click.option("--proxy-app", type=click.Choice(ln.PROXY_APPS), default="perpd", show_default=True,
-              help="kvstore runs CometBFT's built-in app (benchmark baseline)")
+@click.option("--validators", type=int, default=None,
+              help=f"number of validators when creating [default: {ln.DEFAULT_VALIDATORS}]; an existing localnet "
+                   f"keeps its own")
+@click.option("--base-port", type=int, default=None,
+              help=f"node i: p2p base+10i, rpc base+10i+1; feed simulator base+10N+2 [default: {ln.DEFAULT_BASE_PORT}]")
+@click.option("--proxy-app", type=click.Choice(ln.PROXY_APPS), default=None,
+              help="kvstore runs CometBFT's built-in app (benchmark baseline) [default: perpd]")
 @click.option("--timeout", default=180.0, show_default=True, help="seconds to wait for height 3")
 @click.option("--genesis-template", type=click.Path(exists=True, dir_okay=False), default=str(ln.DEFAULT_TEMPLATE),
               show_default=True, help="accounts to create and fund, and the app_state (used when creating)")
@@ -511,7 +546,7 @@ def localnet_down(dir_, output, reset) -> None:
 @localnet_options
 @click.option("--node", "node_index", default=0, show_default=True)
 @click.option("--cometbft", "which", flag_value="cometbft", help="show cometbft's log instead of perpd's")
-@click.option("-n", "--lines", default=50, show_default=True)
+@click.option("-n", "--lines", type=click.IntRange(min=1), default=50, show_default=True)
 def localnet_logs(dir_, output, node_index, which, lines) -> None:
     manifest = ln.load_manifest(pathlib.Path(dir_).resolve())
     if not 0 <= node_index < len(manifest["nodes"]):
@@ -526,7 +561,7 @@ cli.add_command(feeds)
 
 # --- entry point -------------------------------------------------------------------
 EXPECTED = (RpcError, KeyError_, UnitError, ln.LocalnetError, FileNotFoundError, subprocess.CalledProcessError,
-            json.JSONDecodeError, PermissionError)
+            json.JSONDecodeError, PermissionError, GenesisError)
 
 
 def main() -> None:

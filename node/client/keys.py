@@ -12,6 +12,7 @@ import os
 import pathlib
 import re
 
+import nacl.exceptions
 import nacl.signing
 
 from app.lib.address import address_from_pubkey, encode_address
@@ -79,8 +80,12 @@ class Keyring:
         path = self._path(name)
         if not path.exists():
             raise KeyError_(f"no key named {name!r} in {self.dir}")
-        doc = json.loads(path.read_text())
-        return Key(name, nacl.signing.SigningKey(bytes.fromhex(doc["private_key"])))
+        try:
+            doc = json.loads(path.read_text())
+            seed = bytes.fromhex(doc["private_key"])
+            return Key(name, nacl.signing.SigningKey(seed))
+        except (ValueError, TypeError, KeyError, nacl.exceptions.CryptoError):  # ValueError covers bad JSON/hex
+            raise KeyError_(f"key file {path} is not a perpd key (want JSON with a 64-hex private_key)") from None
 
     def export_hex(self, name: str) -> str:
         return bytes(self.get(name).signing_key).hex()
@@ -88,4 +93,9 @@ class Keyring:
     def list(self) -> list[Key]:
         if not self.dir.exists():
             return []
-        return [self.get(p.stem) for p in sorted(self.dir.glob("*.json"))]
+        keys = []
+        for p in sorted(self.dir.glob("*.json")):
+            if not NAME_RE.match(p.stem):
+                raise KeyError_(f"{p} is not a key file name perpd uses (letters, digits, _ . - only)")
+            keys.append(self.get(p.stem))
+        return keys

@@ -36,11 +36,17 @@ class RpcClient:
             raise RpcError(f"cannot reach node at {self.url}: {e.__class__.__name__}: {e}") from None
         try:
             doc = r.json()
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise RpcError(f"{method}: node answered HTTP {r.status_code} with non-JSON body") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("error", doc.get("result")), dict):
+            raise RpcError(f"{method}: {self.url} did not answer like a CometBFT JSON-RPC endpoint")
         if "error" in doc:
             err = doc["error"]
-            raise RpcError(f"{method}: {err.get('message')} {err.get('data', '')}".strip())
+            data = err.get("data", "")
+            if "tx already exists in cache" in str(data):
+                raise RpcError(f"{method}: this exact tx was already received (same signed bytes; a repeated "
+                               f"--nonce resends the same tx)")
+            raise RpcError(f"{method}: {err.get('message')} {data}".strip())
         return doc["result"]
 
     def status(self) -> dict:
@@ -85,10 +91,13 @@ class RpcClient:
         res = self.abci_query(path)
         if int(res.get("code", 0)) != 0:
             raise RpcError(f"query {path}: {res.get('log')}")
-        return json.loads(base64.b64decode(res.get("value") or ""))
+        try:
+            return json.loads(base64.b64decode(res.get("value") or ""))
+        except ValueError:  # JSONDecodeError, binascii.Error, UnicodeDecodeError
+            raise RpcError(f"query {path}: the node's app did not answer JSON (is {self.url} a perpd node?)") from None
 
     def block(self, height: int | None = None) -> dict:
-        return self.call("block", height=str(height)) if height else self.call("block")
+        return self.call("block") if height is None else self.call("block", height=str(height))
 
     def app_hash_at(self, height: int) -> str:
         """App hash after executing block ``height`` (it is in the header of block height+1)."""

@@ -8,6 +8,7 @@ import time
 import nacl.signing
 from perpchain.v1 import tx_pb2
 
+from app.auth.params import MAX_NONCE_JUMP
 from app.lib.encoding import encode_proto
 from app.tx.codec import sign_bytes
 
@@ -51,7 +52,16 @@ def tx_hash(tx_bytes: bytes) -> str:
     return hashlib.sha256(tx_bytes).hexdigest().upper()
 
 
-def default_nonce(recent_nonces: list[int]) -> int:
-    """Milliseconds since the epoch, bumped above the highest used nonce (client side only)."""
-    now_ms = time.time_ns() // 1_000_000
-    return max(now_ms, (max(recent_nonces) + 1) if recent_nonces else 0)
+def default_nonce(recent_nonces: list[int], now_ms: int | None = None) -> int:
+    """Milliseconds since the epoch, bumped above the highest used nonce (client side only).
+
+    An account that used small counters (1, 2, 3 ... as bots often do) cannot jump to a timestamp: the chain
+    refuses nonces more than MAX_NONCE_JUMP above the highest used one. Such an account continues its counter.
+    """
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    if not recent_nonces:
+        return now_ms
+    highest = max(recent_nonces)
+    if now_ms > highest + MAX_NONCE_JUMP:
+        return highest + 1
+    return max(now_ms, highest + 1)

@@ -7,7 +7,7 @@ import re
 from app.lib.math import UINT64_MAX
 
 USDC_DECIMALS = 6
-_DEC_RE = re.compile(r"^(\d+)(?:\.(\d*))?$")
+_DEC_RE = re.compile(r"^([0-9]+)(?:\.([0-9]*))?$", re.ASCII)  # no other scripts' digits: int("١٢") == 12
 
 
 class UnitError(ValueError):

@@ -65,6 +65,10 @@ SIGNIFICANT_DIGITS = 10
 MODES = ("ok", "stale", "manipulated", "down", "slow")
 MAX_DELAY_MS = 120_000
 MAX_BODY_BYTES = 65_536
+# Prices the simulator will quote (pins, CSV cells, start prices): wide enough for PEPE and BTC alike, narrow enough
+# that every quote stays a short plain decimal a venue could really send.
+MIN_PRICE = Decimal("1e-12")
+MAX_PRICE = Decimal("1e12")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +109,8 @@ def parse_positive_decimal(text: Any, what: str) -> Decimal:
         raise ValueError(f"{what} must be a decimal string, got {type(text).__name__}")
     if not value.is_finite() or value <= 0:
         raise ValueError(f"{what} {text!r} must be a positive number")
+    if not MIN_PRICE <= value <= MAX_PRICE:
+        raise ValueError(f"{what} {text!r} is outside {MIN_PRICE}..{MAX_PRICE}")
     return value
 
 
