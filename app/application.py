@@ -387,8 +387,6 @@ class Application:
                 answer = prices_queries.query_markets(store, self._total_power(store))
             elif parts[:2] == ["prices", "market"] and len(parts) == 3:
                 answer = prices_queries.query_market(store, parts[2], self._total_power(store))
-            elif parts == ["app", "genesis"]:
-                answer = self.export_genesis()
             else:
                 raise AppError(errors.ERR_UNKNOWN_QUERY, f"unknown query path {path!r}")
         except AppError as err:

@@ -161,3 +161,22 @@ def test_prepare_proposal_drops_invalid_and_respects_max_bytes(replica):
     size = 1 + 1 + len(txs[0]) if len(txs[0]) < 128 else 1 + 2 + len(txs[0])
     out = replica.app.prepare_proposal([b"junk", *txs], max_tx_bytes=size * 3, height=2)
     assert out == txs[:3]
+
+
+def test_junk_cannot_grow_the_stateless_memo_or_the_address_cache(replica):
+    """Anyone can send oversized or unsigned bytes and long query paths for free: none of it may be kept."""
+    from app.lib.address import _decode_address
+
+    memo = replica.app._stateless
+    before = len(memo._entries)
+    junk = [b"\x0a" + bytes([i]) * (MAX_TX_BYTES + 10) for i in range(20)] + [bytes([i]) * 500 for i in range(20)]
+    for tx in junk:
+        assert replica.app.check_tx(tx).code != 0
+    assert len(memo._entries) == before
+    assert replica.app.check_tx(send_tx(1, 2, ONE_USDC, 1)).code == 0
+    assert len(memo._entries) == before + 1  # a verified tx is still memoized
+    cached = _decode_address.cache_info().currsize
+    for i in range(20):
+        res = replica.app.query(f"/bank/balance/perp1{'q' * (100_000 + i)}", b"")
+        assert res.code != 0
+    assert _decode_address.cache_info().currsize == cached

@@ -27,6 +27,13 @@ def _bad(mutate):
         pytest.param(_bad(lambda s: s["bank"]["balances"][0].update(address="perp1xyz")), "address",
                      id="bad address"),
         pytest.param([], "JSON object", id="app_state not an object"),
+        pytest.param(_bad(lambda s: s.update(auth=["x"])), "auth genesis", id="auth not an object"),
+        pytest.param(_bad(lambda s: s.update(auth={"accounts": [{"address": s["bank"]["balances"][0]["address"],
+                                                                 "recent_nonces": "123"}]})),
+                     "must be a list", id="nonces as a string"),
+        pytest.param(_bad(lambda s: s["bank"].update(balances={"a": 1})), "must be a list", id="balances not a list"),
+        pytest.param(_bad(lambda s: s["bank"]["balances"][0].update(amount_quote_quantums="\u0661")),
+                     "decimal string", id="non-ASCII digits"),
     ],
 )
 def test_invalid_genesis_is_rejected_with_a_clear_error(tmp_path, state, fragment):

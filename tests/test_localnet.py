@@ -184,6 +184,11 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
     perpd("localnet", "down", "--dir", str(d))
     assert all(not ln.node_pids(n) for n in manifest["nodes"])
     assert all(safe_height(c) == -1 for c in cs)
+    # Offline export: every node's committed state, in genesis format, holds the expected balances.
+    exports = [json.loads(perpd("export", "--home", n["home"])) for n in manifest["nodes"][:2]]
+    assert exports[0] == exports[1] and int(exports[0]["height"]) >= before
+    exported = {b["address"]: int(b["amount_quote_quantums"]) for b in exports[0]["app_state"]["bank"]["balances"]}
+    assert [exported.get(a, 0) for a in addrs] == [expected[a] for a in addrs]
     perpd("localnet", "up", "--dir", str(d))  # no layout flags: restarted as created
     wait_until(lambda: all(safe_height(c) > before for c in cs), 120, "heights to continue after restart")
     assert_same_app_hash(cs, common_height(cs) - 1)
@@ -227,6 +232,7 @@ def test_cli_failures_on_a_live_chain_are_one_error_line(net):
     assert "already received" in one_error_line(res) or "nonce" in res.stderr
     assert "tx hash" in one_error_line(perpd_fails("query", "tx", "XYZ", *node))
     assert "block 1 carries no oracle tx" in one_error_line(perpd_fails("query", "oracle", "votes", "1", *node))
+    assert "still running" in one_error_line(perpd_fails("export", "--home", manifest["nodes"][0]["home"]))
     not_comet = f"http://127.0.0.1:{manifest['feeds']['port']}"  # the venue simulator answers JSON, not JSON-RPC
     assert "CometBFT JSON-RPC" in one_error_line(perpd_fails("status", "--home", str(d), "--node", not_comet))
 

@@ -29,6 +29,8 @@ def init_genesis(store: BranchStore, state: dict) -> None:
         raise AppError(ERR_INVALID_GENESIS, f"bank.authority {authority!r} is not a valid address")
     seen: dict[bytes, int] = {}
     total = 0
+    if not isinstance(state.get("balances", []), list):
+        raise AppError(ERR_INVALID_GENESIS, "bank.balances must be a list")
     for i, entry in enumerate(state.get("balances", [])):
         if not isinstance(entry, dict):
             raise AppError(ERR_INVALID_GENESIS, f"bank.balances[{i}] must be an object")

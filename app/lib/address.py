@@ -9,6 +9,7 @@ import bech32
 
 HRP = "perp"
 ADDRESS_LEN = 20
+ADDRESS_TEXT_LEN = len(HRP) + 1 + 32 + 6  # "perp" "1" 32 data chars (20 bytes) 6 checksum chars = 43
 
 
 def address_from_pubkey(pub_key: bytes) -> bytes:
@@ -21,11 +22,16 @@ def encode_address(addr: bytes) -> str:
     return bech32.bech32_encode(HRP, data)
 
 
-@functools.lru_cache(maxsize=1 << 16)  # pure function; bech32 in Python is slow
 def decode_address_or_none(text: str) -> bytes | None:
     """Raw 20 bytes of a bech32 address with our prefix, or None if it is not one."""
-    if not isinstance(text, str) or len(text) > 90 or text != text.lower():
+    # Checked before the cache: a megabyte of query path or tx field must not become a cache key.
+    if not isinstance(text, str) or len(text) != ADDRESS_TEXT_LEN or text != text.lower():
         return None
+    return _decode_address(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # pure function; bech32 in Python is slow
+def _decode_address(text: str) -> bytes | None:
     hrp, data = bech32.bech32_decode(text)
     if hrp != HRP or data is None:
         return None

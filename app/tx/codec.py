@@ -8,6 +8,7 @@ honest proposer's block always passes ProcessProposal.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 
 import nacl.exceptions
 import nacl.signing
@@ -51,32 +52,32 @@ def sign_bytes(body: bytes) -> bytes:
 
 
 class StatelessCheckCache:
-    """Memoizes :func:`decode_and_verify` by (tx bytes, chain id); bounded, oldest evicted first.
+    """Memoizes successful :func:`decode_and_verify` by (sha256 of the tx, chain id); bounded, oldest evicted first.
 
     The result is a pure function of its key, so the cache can never change
     an outcome -- it only removes the repeated signature check and decode
     when one tx goes through CheckTx, rechecks, ProcessProposal and
     FinalizeBlock on the same node. A restarted node simply starts cold.
+    Only verified txs are kept, keyed by digest, and nothing is cached for a
+    tx over MAX_TX_BYTES: junk (oversized or unsigned bytes, which anyone can
+    send for free) must not be able to fill a node's memory.
     """
 
     def __init__(self, max_entries: int = 50_000) -> None:
         self._max = max_entries
-        self._entries: dict[tuple[bytes, str], DecodedTx | tuple[ErrorCode, str]] = {}
+        self._entries: dict[tuple[bytes, str], DecodedTx] = {}
 
     def decode_and_verify(self, tx_bytes: bytes, chain_id: str) -> DecodedTx:
-        key = (tx_bytes, chain_id)
+        if len(tx_bytes) > MAX_TX_BYTES:
+            return decode_and_verify(tx_bytes, chain_id)  # raises tx_too_large before looking at the bytes
+        key = (hashlib.sha256(tx_bytes).digest(), chain_id)
         hit = self._entries.get(key)
         if hit is None:
-            try:
-                hit = decode_and_verify(tx_bytes, chain_id)
-            except AppError as err:
-                hit = (err.error, err.message)
+            hit = decode_and_verify(tx_bytes, chain_id)  # an AppError propagates and nothing is stored
             if len(self._entries) >= self._max:
                 del self._entries[next(iter(self._entries))]  # dicts keep insertion order: oldest first
             self._entries[key] = hit
-        if isinstance(hit, DecodedTx):
-            return hit
-        raise AppError(hit[0], hit[1])
+        return hit
 
 
 def _has_unknown_message(body_bytes: bytes) -> bool:

@@ -132,6 +132,37 @@ def start(home: str, abci_only: bool, cometbft_args: tuple[str, ...]) -> None:
 
 
 # --- keys ------------------------------------------------------------------------
+@cli.command("export")
+@click.option("--home", default=DEFAULT_HOME, show_default=True)
+def export(home: str) -> None:
+    """Print the committed state as genesis app_state JSON (offline: stop the node first).
+
+    Not an RPC query on purpose: exporting reads the whole state, which would stall block execution and lets
+    anyone on the RPC make a validator do unbounded work.
+    """
+    import plyvel
+
+    from app.application import Application
+    from node.config import db_path, load_app_config
+    from node.storage.leveldb import LevelDBStore
+
+    home_path = pathlib.Path(home)
+    path = db_path(home_path, load_app_config(home_path))
+    if not path.exists():
+        raise CliError(f"no app state at {path}")
+    try:
+        store = LevelDBStore(path)
+    except plyvel.IOError as e:
+        raise CliError(f"cannot open {path} ({e}); is the node still running? stop it first") from None
+    try:
+        app = Application(store)
+        doc = {"height": str(store.last_height()), "app_hash": store.last_app_hash().hex(),
+               "app_state": app.export_genesis()}
+    finally:
+        store.close()
+    click.echo(json.dumps(doc, indent=2, sort_keys=True))
+
+
 @cli.group()
 def keys() -> None:
     """Manage the file keyring in <home>/keys (files are mode 0600)."""
@@ -377,7 +408,11 @@ def query_tx(tx_hash_hex: str) -> None:
     r = res["tx_result"]
     out = {"hash": res["hash"], "height": int(res["height"]), "code": int(r.get("code", 0)),
            "codespace": r.get("codespace", ""), "log": r.get("log", ""), "events": r.get("events", [])}
-    emit(obj, out, f"height {out['height']}  code {out['code']}" + (f"  log {out['log']}" if out["log"] else ""))
+    lines = [f"height {out['height']}  code {out['code']}  hash {out['hash']}" + (f"  log {out['log']}" if out["log"] else "")]
+    for e in out["events"]:
+        attrs = "  ".join(f"{a.get('key')}={a.get('value')}" for a in e.get("attributes", []))
+        lines.append(f"  {e.get('type')}: {attrs}")
+    emit(obj, out, "\n".join(lines))
 
 
 @query.group("prices")
@@ -405,7 +440,8 @@ def query_prices_list() -> None:
 def query_prices_market(pair: str) -> None:
     """One market: oracle, mark, last update height/time, stale flag, reporters and their stake."""
     obj, res = query_json(f"/prices/market/{pair}")
-    emit(obj, res, _market_line(res) + f"  (last update time {res['last_update_time_ns']} ns)")
+    emit(obj, res, _market_line(res) + f"  basis EMA {res['basis_ema']}  (last update time "
+                   f"{res['last_update_time_ns']} ns)")
 
 
 @query.group("oracle")
@@ -475,7 +511,8 @@ def status() -> None:
            "latest_block_height": int(si["latest_block_height"]), "latest_app_hash": si["latest_app_hash"],
            "catching_up": si["catching_up"], "app": app, "oracle_daemon": oracle}
     emit(obj, out, f"{out['chain_id']}  {out['moniker']}  height {out['latest_block_height']}  "
-                   f"app hash {out['latest_app_hash']}  catching up {out['catching_up']}  "
+                   f"app hash {out['latest_app_hash']}  catching up {out['catching_up']}\n"
+                   f"app: committed height {app['height']}  app hash {app['app_hash'].upper()}\n"
                    f"price daemon {daemon_summary(oracle)}")
 
 
