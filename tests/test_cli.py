@@ -70,6 +70,10 @@ def test_keys_lifecycle(tmp_path):
                      id="ports beyond 65535"),
         pytest.param(["localnet", "up", "--dir", "{tmp}/ln", "--validators", "0"], "at least one validator",
                      id="zero validators"),
+        pytest.param(["tx", "bank", "send", "alice", "alice", "1", "--chain-id", "", "--node", "http://127.0.0.1:9"],
+                     "--chain-id is empty", id="empty chain id"),
+        pytest.param(["query", "bank", "balance", "PERP1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPFML97V", "--node",
+                      "http://127.0.0.1:9"], "cannot reach node", id="all-uppercase bech32 is an address"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, args, fragment):
@@ -123,3 +127,8 @@ def test_a_corrupt_key_file_is_named(tmp_path):
     (tmp_path / "keys" / "broken.json").write_text("{}")
     res = perpd("keys", "list", "--home", str(tmp_path), check=False)
     assert res.returncode == 1 and "broken.json is not a perpd key" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_group_without_subcommand_prints_its_help_not_an_error():
+    res = perpd("query", check=False)
+    assert res.returncode == 2 and "Usage:" in res.stderr and "Error" not in res.stderr

@@ -222,6 +222,8 @@ def tx() -> None:
 
 
 def resolve_address(obj: dict, who: str) -> str:
+    if who.isupper() and decode_address_or_none(who.lower()) is not None:
+        return who.lower()  # bech32 allows all-uppercase; the chain's canonical form is lowercase
     if decode_address_or_none(who) is not None:
         return who
     try:
@@ -290,6 +292,8 @@ def sign_and_broadcast(obj: dict, key, msgs: list, chain_id: str | None, nonce: 
                        no_wait: bool) -> None:
     """Fill in chain id and nonce from the node, sign with ``key``, broadcast and (unless no_wait) wait."""
     with rpc(obj) as client:
+        if chain_id == "":
+            raise CliError("--chain-id is empty (omit it to use the node's chain id)")
         chain_id = chain_id or client.chain_id()
         if nonce is None:
             recent = client.query_json(f"/auth/account/{key.address}")["recent_nonces"]
@@ -589,7 +593,10 @@ def localnet_logs(dir_, output, node_index, which, lines) -> None:
     if not 0 <= node_index < len(manifest["nodes"]):
         raise CliError(f"no node {node_index} (localnet has {len(manifest['nodes'])})")
     path = pathlib.Path(manifest["nodes"][node_index]["home"]) / f"{which or 'perpd'}.log"
-    text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+    if not path.exists():
+        raise CliError(f"no log at {path}" + (" (this localnet runs CometBFT's kvstore: try --cometbft)"
+                                               if manifest["proxy_app"] != "perpd" and not which else ""))
+    text = path.read_text(errors="replace").splitlines()[-lines:]
     click.echo("\n".join(text))
 
 
@@ -607,6 +614,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:  # `perpd query`: the help is the answer, not an error
+        click.echo(e.format_message(), err=True)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         click.echo(f"Error: {e.format_message()}", err=True)
         sys.exit(e.exit_code or 1)
