@@ -93,6 +93,14 @@ def find_cometbft() -> str:
     return found
 
 
+def perpd_cometbft_settings() -> dict[str, dict[str, object]]:
+    """config.toml settings every perpd node gets (init and localnet): CometBFT refuses a tx larger than the app
+    accepts before it costs a CheckTx round trip or gossip bandwidth (its default limit is 1 MiB)."""
+    from app.tx.codec import MAX_TX_BYTES
+
+    return {"mempool": {"max_tx_bytes": MAX_TX_BYTES}}
+
+
 def edit_cometbft_config(home: pathlib.Path, settings: dict[str, dict[str, object]]) -> None:
     """Set keys in config/config.toml, keeping its comments. settings: {table or "": {key: value}}."""
     path = home / "config" / "config.toml"

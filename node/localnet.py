@@ -28,7 +28,8 @@ from collections.abc import Callable
 
 from node.client.keys import Keyring
 from node.client.rpc import RpcClient, RpcError
-from node.config import REPO_ROOT, AppConfig, edit_cometbft_config, find_cometbft, write_app_config
+from node.config import (REPO_ROOT, AppConfig, edit_cometbft_config, find_cometbft, perpd_cometbft_settings,
+                         write_app_config)
 from node.genesis import build_app_state, patch_genesis
 
 DEFAULT_TEMPLATE = REPO_ROOT / "genesis" / "localnet.json"
@@ -98,6 +99,7 @@ def create(
         cfg = AppConfig.default(home)
         cfg.oracle = dict(oracle)
         edit_cometbft_config(home, {
+            **perpd_cometbft_settings(),
             "": {"proxy_app": cfg.abci_address if proxy_app == "perpd" else "kvstore",
                  "moniker": f"node{node['index']}", "log_level": "info"},
             "rpc": {"laddr": f"tcp://127.0.0.1:{node['rpc_port']}"},

@@ -19,9 +19,10 @@ import time
 
 import pytest
 
+from app.tx.codec import MAX_TX_BYTES
 from node import localnet as ln
 from node.client.keys import Keyring
-from node.client.rpc import RpcClient
+from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import msg_send, sign_tx, tx_hash
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -244,6 +245,9 @@ def test_non_utf8_query_path_from_the_rpc_cannot_stop_a_node(net):
     before = c.height()
     r = c._http.get("/abci_query", params={"path": "0xfffe"}).json()
     assert int(r["result"]["response"]["code"]) == 204, r
+    # A tx over the app's limit is refused by CometBFT's mempool itself (config from perpd), before any CheckTx.
+    with pytest.raises(RpcError, match="(?i)too large"):
+        c.broadcast_tx_sync(b"\x0a" * (MAX_TX_BYTES + 1))
     wait_until(lambda: safe_height(c) >= before + 2, 30, "node1 to keep committing")
     assert all(set(ln.node_pids(n)) == {"perpd", "cometbft"} for n in manifest["nodes"])
     c.close()

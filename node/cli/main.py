@@ -26,7 +26,7 @@ from node.client.keys import Keyring, KeyError_
 from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import default_nonce, msg_send, msg_set_validator_power, sign_tx, tx_hash
 from node.client.units import UnitError, quote_quantums_to_usdc, usdc_to_quote_quantums
-from node.config import AppConfig, edit_cometbft_config, find_cometbft, write_app_config
+from node.config import AppConfig, edit_cometbft_config, find_cometbft, perpd_cometbft_settings, write_app_config
 from node.genesis import GenesisError, load_app_state_file, patch_genesis, validate_app_state
 
 DEFAULT_HOME = os.environ.get("PERPD_HOME", str(pathlib.Path.home() / ".perpd"))
@@ -114,7 +114,7 @@ def init(chain_id: str, moniker: str, app_state: str | None) -> None:
                           "balances": [{"address": key.address, "amount_quote_quantums": "1000000000000"}]}}
     cfg = AppConfig.default(home)
     write_app_config(home, cfg)
-    edit_cometbft_config(home, {"": {"proxy_app": cfg.abci_address, "moniker": moniker}})
+    edit_cometbft_config(home, {**perpd_cometbft_settings(), "": {"proxy_app": cfg.abci_address, "moniker": moniker}})
     patch_genesis(home / "config" / "genesis.json", chain_id, state)
     emit(obj, {"home": str(home), "chain_id": chain_id, "abci": cfg.abci_address},
          f"initialized {home} for chain {chain_id}")
