@@ -36,6 +36,7 @@ from node.client.keys import Keyring  # noqa: E402
 from node.client.rpc import RpcClient  # noqa: E402
 from node.client.txbuilder import msg_send, sign_tx  # noqa: E402
 from node.config import find_cometbft  # noqa: E402
+from node.procutil import write_pid_file  # noqa: E402
 
 
 def machine_facts() -> str:
@@ -200,7 +201,7 @@ def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
                 time.sleep(0.02)
             procs.append(subprocess.Popen([find_cometbft(), "start", "--home", str(home), "--abci", transport,
                                            "--proxy_app", proxy_app], stdout=log, stderr=subprocess.STDOUT))
-            (home / "cometbft.pid").write_text(str(procs[-1].pid))
+            write_pid_file(home / "cometbft.pid", procs[-1].pid)
         deadline = time.monotonic() + 120
         while not all(h is not None and h >= 3 for h in ln.node_heights(manifest)):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):

@@ -31,6 +31,7 @@ from node.client.rpc import RpcClient, RpcError
 from node.config import (REPO_ROOT, AppConfig, edit_cometbft_config, find_cometbft, perpd_cometbft_settings,
                          write_app_config)
 from node.genesis import build_app_state, patch_genesis
+from node.procutil import argv, read_pid_file, write_pid_file
 
 DEFAULT_TEMPLATE = REPO_ROOT / "genesis" / "localnet.json"
 PROXY_APPS = ("perpd", "kvstore")
@@ -116,35 +117,19 @@ def create(
     return manifest
 
 
-def _pid_file_pid(path: pathlib.Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _is_ours(pid: int, home: str) -> bool:
-    """Alive and its command line names this node's home (guards against PID reuse)."""
-    try:
-        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    except (OSError, IndexError):
-        return False
-    return home in cmdline
+def _is_node_process(pid: int, home: str) -> bool:
+    """``perpd start --home HOME`` or ``cometbft start --home HOME`` exactly (not any process naming the path)."""
+    args = argv(pid)
+    return "start" in args and any(a == "--home" and b == home for a, b in zip(args, args[1:]))
 
 
 def node_pids(node: dict) -> dict[str, int]:
-    """The recorded processes of a node that are alive and really ours."""
+    """The recorded processes of a node that are alive and really ours (same PID, start time and command)."""
     home = pathlib.Path(node["home"])
     out = {}
     for name in ("perpd", "cometbft"):
-        pid = _pid_file_pid(home / f"{name}.pid")
-        if pid is not None and _is_ours(pid, node["home"]):
+        pid = read_pid_file(home / f"{name}.pid")
+        if pid is not None and _is_node_process(pid, node["home"]):
             out[name] = pid
     return out
 
@@ -166,29 +151,27 @@ def start_node(manifest: dict, node: dict) -> int:
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env, cwd=str(REPO_ROOT),
             )
-        (home / "perpd.pid").write_text(str(proc.pid))
+        write_pid_file(home / "perpd.pid", proc.pid)
     else:
         with open(home / "cometbft.log", "ab") as logf:
             proc = subprocess.Popen(
                 [find_cometbft(), "start", "--home", str(home)],
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        (home / "cometbft.pid").write_text(str(proc.pid))
+        write_pid_file(home / "cometbft.pid", proc.pid)
     return proc.pid
 
 
 def feeds_pid(d: pathlib.Path, manifest: dict) -> int | None:
     """PID of the localnet's venue feed simulator, if it is running."""
     feeds = manifest.get("feeds")
-    pid = _pid_file_pid(d / "feeds.pid")
+    pid = read_pid_file(d / "feeds.pid")
     if not feeds or pid is None:
         return None
-    try:
-        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    ours = b"feeds" in cmdline and str(feeds["port"]).encode() in cmdline
-    return pid if ours and _is_ours(pid, "feeds") else None
+    args = argv(pid)
+    ours = "feeds" in args and "serve" in args and any(a == "--port" and b == str(feeds["port"])
+                                                       for a, b in zip(args, args[1:]))
+    return pid if ours else None
 
 
 def start_feeds(d: pathlib.Path, manifest: dict) -> int:
@@ -200,7 +183,7 @@ def start_feeds(d: pathlib.Path, manifest: dict) -> int:
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             cwd=str(REPO_ROOT),
         )
-    (d / "feeds.pid").write_text(str(proc.pid))
+    write_pid_file(d / "feeds.pid", proc.pid)
     return proc.pid
 
 

@@ -22,7 +22,7 @@ from node.abci.server import AbciServer
 from node.config import db_path, find_cometbft, load_app_config
 from node.daemons.pricefeed import OracleConfig
 from node.daemons.process import PriceDaemonProcess
-from node.procutil import die_with_parent
+from node.procutil import die_with_parent, write_pid_file
 from node.storage.leveldb import LevelDBStore
 
 log = logging.getLogger("perpd")
@@ -38,76 +38,86 @@ def setup_logging(level: str) -> None:
 
 async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]) -> int:
     cfg = load_app_config(home)
-    store = LevelDBStore(db_path(home, cfg))
-    app = Application(store)
-    oracle_cfg = OracleConfig.from_dict(cfg.oracle)
-    daemon: PriceDaemonProcess | None = None
-    if oracle_cfg.enabled:
-        daemon = PriceDaemonProcess(oracle_cfg, app.markets)
-        daemon.start()
-        log.info("perpd: price daemon polling %s (venues %s)", oracle_cfg.feeds_url, ",".join(oracle_cfg.venues))
-    else:
-        log.warning("perpd: no [oracle] feeds_url in app.toml: this validator votes no prices")
-    handler = AbciHandler(
-        app,
-        vote_prices=daemon.vote_prices if daemon is not None else None,
-        node_queries={"/node/oracle/health": daemon.health if daemon is not None else (lambda: {"status": "disabled"})},
-    )
-    server = AbciServer(handler, cfg.abci_address)
-    await server.start()
-    (home / "perpd.pid").write_text(str(os.getpid()))
-    height, app_hash = app.info()
-    log.info("perpd: home %s, committed height %d, app hash %s", home, height, app_hash.hex())
-
+    store = LevelDBStore(db_path(home, cfg))  # holds the LevelDB lock: a second perpd on this home stops here
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
+    daemon: PriceDaemonProcess | None = None
+    server: AbciServer | None = None
     child: subprocess.Popen | None = None
-    if with_cometbft:
-        cmt_log = open(home / "cometbft.log", "ab")  # noqa: SIM115 -- lives as long as the child
-        child = subprocess.Popen(
-            [find_cometbft(), "start", "--home", str(home), *cometbft_args],
-            stdout=cmt_log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
+    code = 1  # anything that escapes below is a failed start or run
+    try:
+        app = Application(store)
+        oracle_cfg = OracleConfig.from_dict(cfg.oracle)
+        if oracle_cfg.enabled:
+            daemon = PriceDaemonProcess(oracle_cfg, app.markets)
+        else:
+            log.warning("perpd: no [oracle] feeds_url in app.toml: this validator votes no prices")
+        handler = AbciHandler(
+            app,
+            vote_prices=daemon.vote_prices if daemon is not None else None,
+            node_queries={"/node/oracle/health": daemon.health if daemon is not None
+                          else (lambda: {"status": "disabled"})},
         )
-        (home / "cometbft.pid").write_text(str(child.pid))
-        log.info("perpd: started cometbft pid %d (log %s)", child.pid, home / "cometbft.log")
+        server = AbciServer(handler, cfg.abci_address)
+        await server.start()
+        write_pid_file(home / "perpd.pid", os.getpid())
+        height, app_hash = app.info()
+        log.info("perpd: home %s, committed height %d, app hash %s", home, height, app_hash.hex())
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
 
-    async def child_exit() -> None:
-        while child is not None and child.poll() is None:
-            await asyncio.sleep(0.2)
+        if with_cometbft:
+            cmt_log = open(home / "cometbft.log", "ab")  # noqa: SIM115 -- lives as long as the child
+            child = subprocess.Popen(
+                [find_cometbft(), "start", "--home", str(home), *cometbft_args],
+                stdout=cmt_log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent(),
+            )
+            write_pid_file(home / "cometbft.pid", child.pid)
+            log.info("perpd: started cometbft pid %d (log %s)", child.pid, home / "cometbft.log")
+        if daemon is not None:  # last: nothing that can fail comes after it
+            daemon.start()
+            log.info("perpd: price daemon polling %s (venues %s)", oracle_cfg.feeds_url, ",".join(oracle_cfg.venues))
 
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.wait_stopped())]
-    if child is not None:
-        waits.append(asyncio.ensure_future(child_exit()))
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    for w in waits:
-        w.cancel()
+        async def child_exit() -> None:
+            while child is not None and child.poll() is None:
+                await asyncio.sleep(0.2)
 
-    code = 0
-    if server.fatal is not None:
-        log.critical("perpd: stopping after a fatal application error")
-        code = 1
-    elif child is not None and child.poll() is not None:
-        log.error("perpd: cometbft exited with code %s; stopping", child.returncode)
-        code = 1
-    if child is not None and child.poll() is None:
-        child.terminate()
-        try:
-            await asyncio.wait_for(loop.run_in_executor(None, child.wait), timeout=15)
-        except TimeoutError:
-            child.kill()
-            child.wait()
-    server.stop()
-    if daemon is not None:
-        await daemon.stop()
-    store.close()
-    for name in ("perpd.pid", "cometbft.pid"):
-        (home / name).unlink(missing_ok=True)
-    log.info("perpd: stopped")
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(server.wait_stopped())]
+        if child is not None:
+            waits.append(asyncio.ensure_future(child_exit()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+        code = 0
+        if server.fatal is not None:
+            log.critical("perpd: stopping after a fatal application error")
+            code = 1
+        elif child is not None and child.poll() is not None and not stop.is_set():
+            log.error("perpd: cometbft exited with code %s; stopping", child.returncode)
+            code = 1
+    finally:
+        # Shutdown must finish: from here a second SIGTERM/SIGINT takes the default action (terminate).
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(None, child.wait), timeout=15)
+            except TimeoutError:
+                log.warning("perpd: cometbft did not stop within 15 s of SIGTERM; killing it")
+                child.kill()
+                child.wait()
+        if server is not None:
+            server.stop()
+        if daemon is not None:
+            await daemon.stop()
+        store.close()
+        for name in ("perpd.pid", "cometbft.pid"):
+            (home / name).unlink(missing_ok=True)
+        log.info("perpd: stopped")
     return code
 
 

@@ -132,3 +132,54 @@ def test_a_corrupt_key_file_is_named(tmp_path):
 def test_a_group_without_subcommand_prints_its_help_not_an_error():
     res = perpd("query", check=False)
     assert res.returncode == 2 and "Usage:" in res.stderr and "Error" not in res.stderr
+
+
+def test_a_start_that_fails_exits_at_once_and_leaves_nothing_behind(tmp_path):
+    """cometbft cannot be started while the price daemon is configured: exit 1 quickly, no pid file, no lock."""
+    from node.config import load_app_config, write_app_config
+
+    home = tmp_path / "h"
+    perpd("init", "--home", str(home), "--chain-id", "t")
+    cfg = load_app_config(home)
+    cfg.oracle = {**cfg.oracle, "feeds_url": "http://127.0.0.1:9"}
+    write_app_config(home, cfg)
+    for _ in range(2):  # the second run proves the LevelDB lock and pid files were released
+        res = subprocess.run([sys.executable, "-m", "node.cli.main", "start", "--home", str(home)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PERPD_COMETBFT": str(tmp_path / "no-such-cometbft")})
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "no-such-cometbft" in res.stderr and "Traceback" not in res.stderr
+        assert not (home / "perpd.pid").exists() and not (home / "cometbft.pid").exists()
+
+
+def test_localnet_pid_files_name_exactly_one_process(tmp_path):
+    """A stale pid file must never make `localnet down` signal someone else's process."""
+    from node import localnet as ln
+    from node.procutil import start_ticks, write_pid_file
+
+    home = tmp_path / "node1"
+    home.mkdir()
+    (home / "perpd.log").write_text("")
+    node = {"home": str(home)}
+    procs = {
+        # mentions the path, but is not a node of it
+        "tail": subprocess.Popen(["tail", "-f", str(home / "perpd.log")]),
+        # a node of another home whose path merely starts with this one ("node1" vs "node10")
+        "other": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "start", "--home",
+                                   str(home) + "0"]),
+        # the right command line
+        "right": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "start", "--home", str(home)]),
+    }
+    try:
+        for name in ("tail", "other"):
+            write_pid_file(home / "perpd.pid", procs[name].pid)
+            assert ln.node_pids(node) == {}, name
+        write_pid_file(home / "perpd.pid", procs["right"].pid)
+        assert ln.node_pids(node) == {"perpd": procs["right"].pid}
+        # The same PID with another start time is another process (PID reuse): not ours.
+        (home / "perpd.pid").write_text(f"{procs['right'].pid} {start_ticks(procs['right'].pid) + 1}\n")
+        assert ln.node_pids(node) == {}
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()

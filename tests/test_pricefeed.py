@@ -320,11 +320,11 @@ def test_a_venue_missing_one_market_is_degraded_not_down(server):
 
 
 # --- the daemon in its own process (what perpd start runs) -------------------------------------------------------
-def run_process(cfg: OracleConfig, scenario, markets=lambda: MARKETS) -> None:
+def run_process(cfg: OracleConfig, scenario, markets=lambda: MARKETS, watchdog_s: float | None = None) -> None:
     from node.daemons.process import PriceDaemonProcess
 
     async def main() -> None:
-        p = PriceDaemonProcess(cfg, markets, restart_delay_s=0.2)
+        p = PriceDaemonProcess(cfg, markets, restart_delay_s=0.2, watchdog_s=watchdog_s)
         p.start()
         try:
             await scenario(p)
@@ -376,6 +376,22 @@ def test_worker_follows_market_list_changes_and_reports_silence(server):
             await until(lambda: p.health()["status"] == "down", "silence detected", deadline_s=20)
             assert "no report" in p.health()["reason"]
         finally:
-            os.kill(p.pid, signal.SIGCONT)
+            if p.pid is not None:
+                os.kill(p.pid, signal.SIGCONT)
 
     run_process(config(server.url, max_print_age_ms=800), scenario, lambda: markets["list"])
+
+
+def test_a_hung_worker_is_replaced_by_the_watchdog(server):
+    seen: dict[str, int] = {}
+
+    async def scenario(p) -> None:
+        await until(lambda: BTC in p.vote_prices(), "the worker's first vote", deadline_s=20)
+        seen["stopped"] = p.pid
+        os.kill(p.pid, signal.SIGSTOP)  # alive but silent: only a watchdog notices
+        await until(lambda: p.pid not in (None, seen["stopped"]), "a replacement worker", deadline_s=20)
+        assert p.health()["process"]["restarts"] == 1
+        await until(lambda: BTC in p.vote_prices(), "votes from the replacement", deadline_s=20)
+
+    run_process(config(server.url), scenario, watchdog_s=1.5)
+    assert not pid_alive(seen["stopped"])

@@ -50,7 +50,7 @@ def test_init_start_send_stop_and_supervision(tmp_path):
     try:
         c = RpcClient(node, timeout_s=3)
         wait_until(lambda: _height(c) >= 2, 60, "single node height 2")
-        cmt_pid = int((home / "cometbft.pid").read_text())
+        cmt_pid = int((home / "cometbft.pid").read_text().split()[0])
         perpd("keys", "add", "bob", "--home", str(home))
         res = json.loads(perpd("tx", "bank", "send", "validator", "bob", "3.25", "--home", str(home),
                                "--node", node, "-o", "json"))
@@ -69,7 +69,7 @@ def test_init_start_send_stop_and_supervision(tmp_path):
         # Restart continues the chain; kill -9 of perpd takes its child down too (PR_SET_PDEATHSIG).
         proc = start(home)
         wait_until(lambda: _height(c) > h_before, 60, "height to continue after restart")
-        cmt_pid = int((home / "cometbft.pid").read_text())
+        cmt_pid = int((home / "cometbft.pid").read_text().split()[0])
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         wait_until(lambda: not alive(cmt_pid), 10, "orphaned cometbft to die with its parent")
@@ -77,7 +77,7 @@ def test_init_start_send_stop_and_supervision(tmp_path):
         # Killing cometbft makes perpd exit non-zero (the operator's supervisor restarts the pair).
         proc = start(home)
         wait_until(lambda: _height(c) > h_before + 1, 60, "height after second restart")
-        cmt_pid = int((home / "cometbft.pid").read_text())
+        cmt_pid = int((home / "cometbft.pid").read_text().split()[0])
         os.kill(cmt_pid, signal.SIGKILL)
         assert proc.wait(timeout=30) == 1
     finally:

@@ -1,5 +1,6 @@
 """BranchStore against a dict model, and the app-hash definition."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,3 +54,15 @@ def test_app_hash_depends_on_every_part():
     assert h != compute_app_hash(b"prev", [(b"\x01a", b"1"), (b"\x01b", b"")])  # delete != empty value
     assert h != compute_app_hash(b"prev", [(b"\x01a1", None)])  # framing is injective
     assert len(h) == 32
+
+
+def test_a_commit_that_fails_midway_writes_nothing(tmp_path):
+    """One LevelDB batch per block, written as a transaction: all of block H or none of it."""
+    store = LevelDBStore(tmp_path / "db")
+    store.commit([(b"\x01a", b"1")], 1, b"h1")
+    with pytest.raises(TypeError):
+        store.commit([(b"\x01a", b"2"), (b"\x01b", "not bytes")], 2, b"h2")  # type: ignore[list-item]
+    store.close()
+    store = LevelDBStore(tmp_path / "db")
+    assert (store.last_height(), store.last_app_hash(), store.get(b"\x01a")) == (1, b"h1", b"1")
+    store.close()

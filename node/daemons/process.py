@@ -23,15 +23,24 @@ log = logging.getLogger("perpd.pricefeed")
 
 RESTART_DELAY_S = 1.0
 STOP_TIMEOUT_S = 5.0
+MAX_LINE_BYTES = 1 << 20  # a snapshot is a few KB even at 100 markets; a longer line is a broken worker
+MIN_WATCHDOG_S = 10.0  # worker start-up (imports) on a loaded machine must not look like a hang
+
+
+def watchdog_seconds(config: OracleConfig) -> float:
+    """How long the worker may stay silent before it is killed and restarted (it reports every poll round)."""
+    return max(MIN_WATCHDOG_S, 5 * config.poll_interval_ms / 1000)
 
 
 class PriceDaemonProcess:
     """Same interface as :class:`PriceDaemon` for the node: ``start``, ``stop``, ``vote_prices``, ``health``."""
 
-    def __init__(self, config: OracleConfig, markets: MarketsFn, restart_delay_s: float = RESTART_DELAY_S) -> None:
+    def __init__(self, config: OracleConfig, markets: MarketsFn, restart_delay_s: float = RESTART_DELAY_S,
+                 watchdog_s: float | None = None) -> None:
         self.config = config
         self._markets_fn = markets
         self._restart_delay_s = restart_delay_s
+        self._watchdog_s = watchdog_seconds(config) if watchdog_s is None else watchdog_s
         self._snapshot: dict[str, Any] | None = None
         self._snapshot_ns = 0
         self._sent_markets: list | None = None
@@ -86,18 +95,40 @@ class PriceDaemonProcess:
                         self._proc.returncode if self._proc else None, self._restart_delay_s)
             await asyncio.sleep(self._restart_delay_s)
 
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        """Start a worker. The spawn runs to completion even if we are cancelled meanwhile (CPython 3.11 never
+        finishes a subprocess transport whose pipe setup was cancelled, which hung the node's shutdown), and a
+        worker started that way is killed at once."""
+        spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
+            sys.executable, "-m", "node.daemons.worker", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=None, preexec_fn=die_with_parent(), limit=MAX_LINE_BYTES,
+        ))
+        try:
+            return await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            try:
+                proc = await spawn
+            except Exception:  # noqa: BLE001 -- the spawn failed: nothing to clean up
+                raise asyncio.CancelledError from None
+            proc.kill()
+            await proc.wait()
+            raise
+
     async def _run_once(self) -> None:
         self._sent_markets = None
-        self._proc = proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "node.daemons.worker", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=None, preexec_fn=die_with_parent, limit=1 << 24,
-        )
+        self._proc = proc = await self._spawn()
         assert proc.stdin is not None and proc.stdout is not None
         try:
             proc.stdin.write(json.dumps({"config": dict(vars(self.config))}).encode() + b"\n")
             self._send_markets()
             while True:
-                line = await proc.stdout.readline()
+                try:
+                    line = await asyncio.wait_for(proc.stdout.readline(), self._watchdog_s)
+                except TimeoutError:
+                    log.error("pricefeed: no snapshot from the worker for %.1f s (hung?); killing it",
+                              self._watchdog_s)
+                    line = None
+                    break
                 if not line:
                     break
                 try:
@@ -111,6 +142,13 @@ class PriceDaemonProcess:
                 else:
                     log.error("pricefeed: unreadable snapshot from the worker: %.200r", line)
                 self._send_markets()
+            if line == b"":  # stdout closed: the worker is exiting, or wedged without its stdout
+                try:
+                    await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+                except TimeoutError:
+                    log.error("pricefeed: the worker closed its output but did not exit; killing it")
+            if proc.returncode is None:
+                proc.kill()  # a stopped (SIGSTOP) or wedged worker is replaced
             await proc.wait()
         finally:
             if proc.returncode is None:  # we are leaving on an error or cancellation: never leave a stray worker

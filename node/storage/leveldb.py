@@ -46,7 +46,7 @@ class LevelDBStore:
     def commit(self, writes: list[tuple[bytes, bytes | None]], height: int, app_hash: bytes) -> None:
         if height != self._height + 1 and self._height != 0:
             raise RuntimeError(f"commit of height {height} on top of {self._height}")
-        with self._db.write_batch(sync=True) as batch:
+        with self._db.write_batch(transaction=True, sync=True) as batch:  # all of block H or nothing
             for key, value in writes:
                 if value is None:
                     batch.delete(key)
