@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 import signal
 import socket
 import time
@@ -395,3 +396,28 @@ def test_a_hung_worker_is_replaced_by_the_watchdog(server):
 
     run_process(config(server.url), scenario, watchdog_s=1.5)
     assert not pid_alive(seen["stopped"])
+
+
+def test_stopping_while_the_worker_is_being_spawned_neither_hangs_nor_leaks(server):
+    """stop() at any moment of the spawn returns and leaves no worker (the spawn is shielded, then killed).
+    The node-level regression (a failed start hung forever) is test_cli's start_that_fails test."""
+    from node.daemons.process import PriceDaemonProcess
+
+    async def main() -> None:
+        for delay in (0, 0.001, 0.01, 0.05):
+            p = PriceDaemonProcess(config(server.url), lambda: MARKETS, restart_delay_s=0.2)
+            p.start()
+            await asyncio.sleep(delay)
+            await asyncio.wait_for(p.stop(), 15)
+            assert p.pid is None
+
+    before = set(children_of(os.getpid()))
+    asyncio.run(main())
+    assert set(children_of(os.getpid())) <= before
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
