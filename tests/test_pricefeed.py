@@ -421,3 +421,41 @@ def children_of(pid: int) -> list[int]:
         return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+@pytest.mark.parametrize("declare_length", [True, False])
+def test_a_venue_cannot_balloon_the_worker_with_a_huge_answer(declare_length):
+    import http.server
+    import threading
+
+    from node.daemons.pricefeed import MAX_RESPONSE_BYTES, get_json
+
+    body = b"[" + b"1," * (MAX_RESPONSE_BYTES // 2 + 10) + b"1]"
+
+    class Huge(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 -- http.server API
+            self.send_response(200)
+            if declare_length:
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up reading, as it should
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Huge)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    async def main() -> None:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            with pytest.raises(ValueError, match="exceeds"):
+                await asyncio.wait_for(get_json(client, f"http://127.0.0.1:{httpd.server_port}/x"), 20)
+
+    try:
+        asyncio.run(main())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

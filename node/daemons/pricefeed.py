@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import json
 import logging
 import time
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -252,6 +253,26 @@ class PairIndex:
     reason: str | None = "no round yet"  # why the last round gave no raw index
 
 
+MAX_RESPONSE_BYTES = 4 << 20  # a venue's all-markets answer is well under this; more is junk or an attack
+
+
+async def get_json(client: httpx.AsyncClient, url: str) -> tuple[int, Any]:
+    """(HTTP status, parsed JSON body or None). The body is read in chunks and refused past MAX_RESPONSE_BYTES,
+    so a broken or hostile venue cannot balloon the worker's memory within one request deadline."""
+    async with client.stream("GET", url) as response:
+        if response.status_code != 200:
+            return response.status_code, None
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+            raise ValueError(f"answer of {declared} bytes exceeds {MAX_RESPONSE_BYTES}")
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise ValueError(f"answer exceeds {MAX_RESPONSE_BYTES} bytes")
+    return 200, json.loads(body)
+
+
 class PriceDaemon:
     """Polls venues for the chain's markets and answers ``vote_prices()`` for ExtendVote.
 
@@ -335,10 +356,10 @@ class PriceDaemon:
         """One venue's print for one pair, or a one-line error. Never raises (except cancellation)."""
         try:
             url = ticker_url(self.config.feeds_url, venue, pair)
-            response = await asyncio.wait_for(client.get(url), self.config.request_timeout_ms / 1000)
-            if response.status_code != 200:
-                return f"HTTP {response.status_code}"
-            return parse_ticker(venue, pair, response.json())
+            status, doc = await asyncio.wait_for(get_json(client, url), self.config.request_timeout_ms / 1000)
+            if status != 200:
+                return f"HTTP {status}"
+            return parse_ticker(venue, pair, doc)
         except TimeoutError:
             return f"timeout after {self.config.request_timeout_ms} ms"
         except Exception as e:  # a venue can fail in any way (refused, reset, garbage): it is data, not a crash
@@ -349,10 +370,10 @@ class PriceDaemon:
         try:
             url = batch_url(self.config.feeds_url, venue, pairs)
             assert url is not None
-            response = await asyncio.wait_for(client.get(url), self.config.request_timeout_ms / 1000)
-            if response.status_code != 200:
-                return [f"HTTP {response.status_code}"] * len(pairs)
-            found = parse_batch(venue, pairs, response.json())
+            status, doc = await asyncio.wait_for(get_json(client, url), self.config.request_timeout_ms / 1000)
+            if status != 200:
+                return [f"HTTP {status}"] * len(pairs)
+            found = parse_batch(venue, pairs, doc)
         except TimeoutError:
             return [f"timeout after {self.config.request_timeout_ms} ms"] * len(pairs)
         except Exception as e:  # a venue can fail in any way: it is data, not a crash
