@@ -97,6 +97,11 @@ class Application:
         self._genesis: _Pending | None = None  # InitChain writes, committed with the first block
         self._pending: _Pending | None = None  # FinalizeBlock result awaiting Commit
         info = consensus_keeper.get_chain_info_or_none(store)
+        if info is not None and info.state_format != consensus_keeper.STATE_FORMAT:
+            raise errors.IncompatibleState(
+                f"the data directory holds state format {info.state_format}; this perpd reads format "
+                f"{consensus_keeper.STATE_FORMAT} only. Start from a fresh data directory (localnet: "
+                f"`perpd localnet down --reset`, then `perpd localnet up`)")
         self._chain_id = info.chain_id if info is not None else ""
         self._check_state = BranchStore(store)
         self._stateless = StatelessCheckCache()

@@ -41,6 +41,10 @@ class AppError(Exception):
         return f"{self.error.name}: {self.message}"
 
 
+class IncompatibleState(Exception):
+    """The data directory holds state in a layout this version does not read. Refuse to start; never guess."""
+
+
 class InvariantViolation(Exception):
     """Consensus-critical invariant broken. Never caught in app/: the node halts."""
 

@@ -27,6 +27,8 @@ from node.storage.leveldb import LevelDBStore
 
 log = logging.getLogger("perpd")
 
+CHILD_STOP_TIMEOUT_S = 15.0  # cometbft's grace period after SIGTERM before SIGKILL
+
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(
@@ -99,15 +101,23 @@ async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]
             log.error("perpd: cometbft exited with code %s; stopping", child.returncode)
             code = 1
     finally:
-        # Shutdown must finish: from here a second SIGTERM/SIGINT takes the default action (terminate).
+        # From here a second SIGTERM/SIGINT means "now": kill cometbft and exit (committed data is already on
+        # disk: every Commit is a synced LevelDB batch).
+        def die_now() -> None:
+            if child is not None and child.poll() is None:
+                child.kill()
+            os._exit(1)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+            loop.add_signal_handler(sig, die_now)
         if child is not None and child.poll() is None:
             child.terminate()
-            try:
-                await asyncio.wait_for(loop.run_in_executor(None, child.wait), timeout=15)
-            except TimeoutError:
-                log.warning("perpd: cometbft did not stop within 15 s of SIGTERM; killing it")
+            deadline = loop.time() + CHILD_STOP_TIMEOUT_S
+            while child.poll() is None and loop.time() < deadline:  # polled: no thread can block the exit
+                await asyncio.sleep(0.05)
+            if child.poll() is None:
+                log.warning("perpd: cometbft did not stop within %.0f s of SIGTERM; killing it", CHILD_STOP_TIMEOUT_S)
                 child.kill()
                 child.wait()
         if server is not None:

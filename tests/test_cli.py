@@ -59,6 +59,9 @@ def test_keys_lifecycle(tmp_path):
                      id="init into an uncreatable home"),
         pytest.param(["init", "--chain-id", "x", "--app-state", "/etc/hostname", "--home", "{tmp}/h"], "is not JSON",
                      id="init with a non-JSON app state"),
+        pytest.param(["init", "--chain-id", "", "--home", "{tmp}/h"], "--chain-id must be", id="init empty chain id"),
+        pytest.param(["init", "--chain-id", "c" * 51, "--home", "{tmp}/h"], "--chain-id must be",
+                     id="init chain id too long"),
         pytest.param(["query", "tx", "XYZ", "--node", "http://127.0.0.1:9"], "64 hex characters", id="bad tx hash"),
         pytest.param(["tx", "bank", "send", "alice", "alice", "1", "--nonce", "99999999999999999999"], "nonce",
                      id="nonce above uint64"),
@@ -183,3 +186,42 @@ def test_localnet_pid_files_name_exactly_one_process(tmp_path):
         for p in procs.values():
             p.kill()
             p.wait()
+
+
+def test_a_second_signal_during_shutdown_stops_at_once(tmp_path):
+    """cometbft ignoring SIGTERM gets 15 s; a second Ctrl-C / SIGTERM means now (it used to hang for good)."""
+    import signal
+    import time
+
+    from node.procutil import read_pid_file
+
+    home = tmp_path / "h"
+    perpd("init", "--home", str(home), "--chain-id", "t")
+    stubborn = tmp_path / "stubborn-cometbft"
+    stubborn.write_text("#!/bin/sh\ntrap '' TERM INT\nwhile true; do sleep 1; done\n")
+    stubborn.chmod(0o755)
+    node = subprocess.Popen([sys.executable, "-m", "node.cli.main", "start", "--home", str(home)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PERPD_COMETBFT": str(stubborn)})
+    child = None
+    try:
+        deadline = time.monotonic() + 30
+        while child is None and time.monotonic() < deadline:
+            child = read_pid_file(home / "cometbft.pid")
+            time.sleep(0.1)
+        assert child is not None
+        node.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        assert node.poll() is None  # still giving cometbft its grace period
+        node.send_signal(signal.SIGINT)
+        assert node.wait(timeout=10) == 1
+        deadline = time.monotonic() + 10
+        while read_pid_file(home / "cometbft.pid") is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert read_pid_file(home / "cometbft.pid") is None  # killed with perpd (gone or a zombie)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        if child is not None and read_pid_file(home / "cometbft.pid") == child:
+            os.kill(child, signal.SIGKILL)

@@ -186,10 +186,12 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
     assert all(not ln.node_pids(n) for n in manifest["nodes"])
     assert all(safe_height(c) == -1 for c in cs)
     # Offline export: every node's committed state, in genesis format, holds the expected balances.
-    exports = [json.loads(perpd("export", "--home", n["home"])) for n in manifest["nodes"][:2]]
-    assert exports[0] == exports[1] and int(exports[0]["height"]) >= before
-    exported = {b["address"]: int(b["amount_quote_quantums"]) for b in exports[0]["app_state"]["bank"]["balances"]}
-    assert [exported.get(a, 0) for a in addrs] == [expected[a] for a in addrs]
+    # (Nodes stop one after another, so their heights may differ by a block: compare the balances, not the blocks.)
+    for n in manifest["nodes"][:2]:
+        exported = json.loads(perpd("export", "--home", n["home"]))
+        assert int(exported["height"]) >= before - 1
+        held = {b["address"]: int(b["amount_quote_quantums"]) for b in exported["app_state"]["bank"]["balances"]}
+        assert [held.get(a, 0) for a in addrs] == [expected[a] for a in addrs]
     perpd("localnet", "up", "--dir", str(d))  # no layout flags: restarted as created
     wait_until(lambda: all(safe_height(c) > before for c in cs), 120, "heights to continue after restart")
     assert_same_app_hash(cs, common_height(cs) - 1)
@@ -230,7 +232,7 @@ def test_cli_failures_on_a_live_chain_are_one_error_line(net):
     nonce = str(max(used, default=0) + 1000)
     perpd("tx", "bank", "send", "alice", "faucet", "0.5", "--nonce", nonce, *node)
     res = perpd_fails("tx", "bank", "send", "alice", "faucet", "0.5", "--nonce", nonce, *node)
-    assert "already received" in one_error_line(res) or "nonce" in res.stderr
+    assert "already received" in one_error_line(res)
     assert "tx hash" in one_error_line(perpd_fails("query", "tx", "XYZ", *node))
     assert "block 1 carries no oracle tx" in one_error_line(perpd_fails("query", "oracle", "votes", "1", *node))
     assert "still running" in one_error_line(perpd_fails("export", "--home", manifest["nodes"][0]["home"]))

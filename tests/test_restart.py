@@ -1,5 +1,7 @@
 """Commit is the only write; a block finalized but not committed is re-executed identically."""
 
+import pytest
+
 from app import errors
 from tests.helpers import ONE_USDC, Replica, send_tx
 
@@ -48,3 +50,25 @@ def test_restart_keeps_chain_id_and_nonces(replica):
     replica.restart()
     assert replica.app.chain_id == "perpchain-test"
     assert replica.app.check_tx(send_tx(1, 2, ONE_USDC, 9)).code == errors.ERR_NONCE_USED.code
+
+
+def test_data_in_another_state_format_is_refused_not_misread(tmp_path):
+    from perpchain.v1 import state_pb2
+
+    from app.application import Application
+    from app.consensus import keeper as consensus_keeper
+    from app.lib.encoding import encode_proto
+    from node.storage.leveldb import LevelDBStore
+
+    r = Replica(tmp_path / "db")
+    r.init_chain()
+    r.block([send_tx(1, 2, ONE_USDC, 1)])
+    r.close()
+    store = LevelDBStore(tmp_path / "db")
+    info = consensus_keeper.get_chain_info_or_none(store)
+    assert info.state_format == consensus_keeper.STATE_FORMAT
+    info.state_format = 0  # as written before the marker existed
+    store.commit([(consensus_keeper.CHAIN_INFO_KEY, encode_proto(info))], store.last_height() + 1, b"x" * 32)
+    with pytest.raises(errors.IncompatibleState, match="state format 0"):
+        Application(store)
+    store.close()

@@ -9,13 +9,17 @@ from app.lib.encoding import encode_proto
 from app.store import PREFIX_CONSENSUS, BranchStore, CommittedReader, prefix_end
 
 CHAIN_INFO_KEY = PREFIX_CONSENSUS + b"\x00"
+# Bumped whenever the stored layout changes incompatibly; a node refuses data written in another format instead
+# of misreading it (2: nonce windows as packed uint64s, validator sets per height).
+STATE_FORMAT = 2
 
 
 def set_chain_info(
     store: BranchStore, chain_id: str, initial_height: int, genesis_time_ns: int, vote_extensions_enable_height: int
 ) -> None:
     info = state_pb2.ChainInfo(chain_id=chain_id, initial_height=initial_height, genesis_time_ns=genesis_time_ns,
-                               vote_extensions_enable_height=vote_extensions_enable_height)
+                               vote_extensions_enable_height=vote_extensions_enable_height,
+                               state_format=STATE_FORMAT)
     store.set(CHAIN_INFO_KEY, encode_proto(info))
 
 

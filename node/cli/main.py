@@ -33,6 +33,7 @@ DEFAULT_HOME = os.environ.get("PERPD_HOME", str(pathlib.Path.home() / ".perpd"))
 DEFAULT_NODE = os.environ.get("PERPD_NODE", "http://127.0.0.1:26657")
 DEFAULT_LOCALNET = os.environ.get("PERPD_LOCALNET_DIR", ".localnet")
 INT64_MAX = (1 << 63) - 1  # CometBFT heights are int64
+MAX_CHAIN_ID_LEN = 50  # CometBFT's genesis limit
 
 
 class CliError(click.ClickException):
@@ -97,6 +98,10 @@ def init(chain_id: str, moniker: str, app_state: str | None) -> None:
     if (home / "config" / "genesis.json").exists():
         raise CliError(f"{home} is already initialized")
     # Everything that can fail on user input is checked before anything is written.
+    if not chain_id or len(chain_id) > MAX_CHAIN_ID_LEN:
+        raise CliError(f"--chain-id must be 1..{MAX_CHAIN_ID_LEN} characters (CometBFT's limit)")
+    if not app_state and (home / "keys" / "validator.json").exists():
+        raise CliError(f"{home / 'keys'} already has a key named 'validator'; pass --app-state, or use a fresh home")
     if app_state:
         state = load_app_state_file(pathlib.Path(app_state))
         validate_app_state(chain_id, state)
@@ -270,7 +275,7 @@ def tx_options(f):
     f = click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")(f)
     f = click.option("--memo", default="")(f)
     f = click.option("--nonce", type=click.IntRange(0, UINT64_MAX),
-                     help="defaults to max(now in ms, highest used nonce + 1)")(f)
+                     help="defaults to max(now in ms, highest used nonce + 1); highest + 1 for a small-counter account")(f)
     return click.option("--chain-id", help="defaults to the node's chain id")(f)
 
 

@@ -28,8 +28,9 @@ MIN_WATCHDOG_S = 10.0  # worker start-up (imports) on a loaded machine must not 
 
 
 def watchdog_seconds(config: OracleConfig) -> float:
-    """How long the worker may stay silent before it is killed and restarted (it reports every poll round)."""
-    return max(MIN_WATCHDOG_S, 5 * config.poll_interval_ms / 1000)
+    """How long the worker may stay silent before it is killed and restarted. It reports after every round, and a
+    round lasts up to request_timeout_ms when a venue is slow, so the limit covers several of either."""
+    return max(MIN_WATCHDOG_S, 5 * config.poll_interval_ms / 1000, 3 * config.request_timeout_ms / 1000)
 
 
 class PriceDaemonProcess:
