@@ -519,8 +519,9 @@ def status() -> None:
     out = {"chain_id": st["node_info"]["network"], "moniker": st["node_info"]["moniker"],
            "latest_block_height": int(si["latest_block_height"]), "latest_app_hash": si["latest_app_hash"],
            "catching_up": si["catching_up"], "app": app, "oracle_daemon": oracle}
-    emit(obj, out, f"{out['chain_id']}  {out['moniker']}  height {out['latest_block_height']}  "
-                   f"app hash {out['latest_app_hash']}  catching up {out['catching_up']}\n"
+    h = out["latest_block_height"]
+    emit(obj, out, f"{out['chain_id']}  {out['moniker']}  height {h}  catching up {out['catching_up']}\n"
+                   f"block {h} header app hash {out['latest_app_hash']} (the state after block {h - 1})\n"
                    f"app: committed height {app['height']}  app hash {app['app_hash'].upper()}\n"
                    f"price daemon {daemon_summary(oracle)}")
 
