@@ -35,12 +35,14 @@ sys.path.insert(0, str(ROOT / "gen"))
 from tendermint.abci import types_pb2 as abci  # noqa: E402
 
 from node.abci.framing import decode_frames, frame  # noqa: E402
+from node.procutil import stat_fields  # noqa: E402
 
 TX = b"t" * 219  # the localnet benchmark's transfer size
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(pid)
+    assert fields is not None, f"server process {pid} is gone"
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

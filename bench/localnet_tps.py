@@ -36,7 +36,7 @@ from node.client.keys import Keyring  # noqa: E402
 from node.client.rpc import RpcClient  # noqa: E402
 from node.client.txbuilder import msg_send, sign_tx  # noqa: E402
 from node.config import find_cometbft  # noqa: E402
-from node.procutil import write_pid_file  # noqa: E402
+from node.procutil import children, stat_fields, write_pid_file  # noqa: E402
 
 
 def machine_facts() -> str:
@@ -63,28 +63,19 @@ def percentile(sorted_vals: list[float], p: float) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (and its reaped children), from /proc."""
-    try:
-        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    fields = stat_fields(pid)
+    return 0.0 if fields is None else sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu(manifest: dict, d: pathlib.Path) -> dict[str, float]:
     """CPU seconds so far: apps, cometbft, oracle (price-daemon workers + the venue simulator), client."""
     out = {"perpd": 0.0, "cometbft": 0.0, "oracle": 0.0}
     for node in manifest["nodes"]:
-        for name, pid in ln.node_pids(node).items():
+        pids = ln.node_pids(node)
+        for name, pid in pids.items():
             out[name] += cpu_seconds(pid)
-            if name == "perpd":
-                out["oracle"] += sum(cpu_seconds(c) for c in children(pid) if c not in ln.node_pids(node).values())
+            if name == "perpd":  # its other children: the price-daemon worker
+                out["oracle"] += sum(cpu_seconds(c) for c in children(pid) if c not in pids.values())
     feeds = ln.feeds_pid(d, manifest)
     if feeds is not None:
         out["oracle"] += cpu_seconds(feeds)

@@ -28,16 +28,29 @@ def die_with_parent() -> Callable[[], None]:
     return preexec
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name: index 0 is field 3 (state); None if there is no such process."""
+    try:
+        return pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def start_ticks(pid: int) -> int | None:
     """When ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None if there is no such process.
 
     A PID and its start time together name one process: a reused PID has a different start time.
     """
+    fields = stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux /proc/PID/task/PID/children)."""
     try:
-        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[19])  # field 22 overall; the split starts at field 3
-    except (OSError, IndexError, ValueError):
-        return None
+        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
 
 
 def write_pid_file(path: pathlib.Path, pid: int) -> None:
@@ -53,11 +66,10 @@ def read_pid_file(path: pathlib.Path) -> int | None:
         recorded = int(parts[1]) if len(parts) > 1 and parts[1] != "None" else None
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    fields = stat_fields(pid)
+    if fields is None or len(fields) <= 19 or fields[0] == "Z":
         return None
-    if state == "Z" or (recorded is not None and start_ticks(pid) != recorded):
+    if recorded is not None and int(fields[19]) != recorded:
         return None
     return pid
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pathlib
 import signal
 import socket
 import time
@@ -411,16 +410,11 @@ def test_stopping_while_the_worker_is_being_spawned_neither_hangs_nor_leaks(serv
             await asyncio.wait_for(p.stop(), 15)
             assert p.pid is None
 
-    before = set(children_of(os.getpid()))
+    from node.procutil import children
+
+    before = set(children(os.getpid()))
     asyncio.run(main())
-    assert set(children_of(os.getpid())) <= before
-
-
-def children_of(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    assert set(children(os.getpid())) <= before
 
 
 @pytest.mark.parametrize("declare_length", [True, False])

@@ -27,7 +27,6 @@ from app.errors import (
     ERR_UNKNOWN_MESSAGE,
     ERR_WRONG_CHAIN_ID,
     AppError,
-    ErrorCode,
 )
 from app.lib.address import address_from_pubkey, encode_address
 from app.lib.encoding import decode_canonical

@@ -29,6 +29,8 @@ from node.abci.handler import AbciHandler
 
 log = logging.getLogger("perpd.abci")
 
+READ_CHUNK = 1 << 16
+
 
 def _answer_undecodable_query(payload: bytes) -> abci.Response | None:
     """A ResponseQuery error for a Query whose path is not UTF-8; None if ``payload`` is not such a Query.
@@ -46,8 +48,6 @@ def _answer_undecodable_query(payload: bytes) -> abci.Response | None:
     err = ERR_BAD_QUERY_PATH
     return abci.Response(query=abci.ResponseQuery(code=err.code, codespace=err.codespace,
                                                   log=f"{err.name}: query path is not UTF-8 text"))
-
-READ_CHUNK = 1 << 16
 
 
 class AbciServer:
