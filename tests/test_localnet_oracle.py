@@ -1,6 +1,7 @@
 """Oracle plane on a real 4-validator CometBFT localnet with the venue feed simulator.
 
-Chain prices follow the validators' daemons within two blocks; one validator reading a manipulated
+Chain prices follow the validators' daemons within two blocks of the height in progress when they saw the price,
+and equal the weighted median of the votes the block carries; one validator reading a manipulated
 venue set (+50%) cannot move the chain price out of the honest band; a dead simulator makes markets
 stale while blocks keep coming, and its return makes them fresh; app hashes agree throughout.
 Never skipped; every wait is bounded; the fixture stops exactly what it started.
@@ -22,6 +23,7 @@ import httpx
 import pytest
 import tomlkit
 
+from app.prices.logic import compute_weighted_median
 from node import localnet as ln
 from node.client.rpc import RpcClient
 from tests.test_localnet import (ROOT, assert_same_app_hash, common_height, perpd, running_localnet, safe_height,
@@ -71,15 +73,32 @@ def test_oracle_on_localnet(net):
     wait_until(lambda: all(not market(cs[0], p)["stale"] and market(cs[0], p)["reporters"] == 4 for p in pairs),
                60, "all markets fresh with 4 reporters")
 
+    def btc_votes(h: int) -> tuple[list, dict]:
+        votes = json.loads(perpd("query", "oracle", "votes", str(h), "--node", ln.rpc_url(manifest["nodes"][0]),
+                                 "-o", "json"))
+        return [v["prices"].get("BTC-USD", {}).get("usd") for v in votes["votes"]], votes
+
     # 1. Pin BTC; once the daemons see it, the chain follows within two blocks.
     control(feeds, "/control/price", {"pair": "BTC-USD", "price": str(PINNED_BTC)})
     target = PINNED_BTC * 10**-BTC_EXPONENT
     wait_until(lambda: sum(daemon_index(c, "BTC-USD") == PINNED_BTC for c in cs) >= 3, 30,
                "3 daemons to index the pinned BTC price")
-    h_daemons = max(safe_height(c) for c in cs)
+    # The height in progress when the daemons had the price may already have extended its votes (they are made at
+    # its precommit): the first height sure to vote the new price is the next one, and the chain takes a commit's
+    # prices in the block after it. So: seen at committed height h -> votes of h + 2 -> chain price at h + 3.
+    h_seen = max(safe_height(c) for c in cs) + 1
     wait_until(lambda: market(cs[0], "BTC-USD")["oracle_price"] == str(target), 30, "chain BTC = pinned price")
     h_chain = int(market(cs[0], "BTC-USD")["last_update_height"])
-    assert h_chain <= h_daemons + 2, f"chain took {h_chain - h_daemons} blocks to follow the daemons"
+    assert h_chain <= h_seen + 2, f"chain took {h_chain - h_seen} blocks to follow the daemons"
+    # The price is the stake-weighted median of the votes block h_chain carries (those of h_chain - 1), recomputed
+    # here from the votes as the query shows them; the block before carried a commit whose median was not yet it.
+    for h, expected in ((h_chain, True), (h_chain - 1, False)):
+        _, carried = btc_votes(h)
+        reports = [(int(v["prices"]["BTC-USD"]["price"]), v["power"]) for v in carried["votes"]
+                   if "BTC-USD" in v["prices"]]
+        median = compute_weighted_median(reports) if reports else None
+        assert (median == target) is expected, carried
+        assert (carried["medians"].get("BTC-USD", {}).get("price") == str(target)) is expected, carried
 
     # The CLI shows it: list, one market (text and JSON), and a clear error for an unknown pair.
     url0 = ln.rpc_url(manifest["nodes"][0])
@@ -109,11 +128,6 @@ def test_oracle_on_localnet(net):
     wait_until(lambda: daemon_index(cs[3], "BTC-USD") == PINNED_BTC * 3 // 2, 30,
                "node3's daemon to see the manipulated +50% BTC price")
     lie = f"{PINNED_BTC * 3 // 2}.00000"
-
-    def btc_votes(h: int) -> tuple[list, dict]:
-        votes = json.loads(perpd("query", "oracle", "votes", str(h), "--node", ln.rpc_url(manifest["nodes"][0]),
-                                 "-o", "json"))
-        return [v["prices"].get("BTC-USD", {}).get("usd") for v in votes["votes"]], votes
 
     # node3 votes again once it has caught up; find the first block carrying its lie (bounded), then watch 4 blocks.
     h = safe_height(cs[0])
