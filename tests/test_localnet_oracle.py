@@ -136,12 +136,17 @@ def test_oracle_on_localnet(net):
         assert time.monotonic() < deadline, f"no block carried node3's manipulated vote; last: {btc_votes(h)[1]}"
         wait_until(lambda: safe_height(cs[0]) > h, 30, f"height > {h}")
         h += 1
-    wait_until(lambda: safe_height(cs[0]) >= h + 4, 30, "4 blocks with the lying validator")
-    for height in range(h, h + 4):
+    # Watch blocks until 4 of them carry the lie (node3's precommit can miss a commit that already has 3 others,
+    # so not every block does); every block watched keeps the honest median.
+    lying, height = 0, h
+    while lying < 4:
+        assert height < h + 12, f"only {lying} of blocks {h}..{height - 1} carried node3's vote"
+        wait_until(lambda: safe_height(cs[0]) >= height, 30, f"height {height}")
         prices, votes = btc_votes(height)
-        assert lie in prices, votes  # the lie is in the block, for audit
+        lying += lie in prices  # the lie is in the block, for audit
         assert [v["power"] for v in votes["votes"]] == [1, 1, 1, 1]  # powers of the set that signed them
         assert votes["medians"]["BTC-USD"]["usd"] == f"{PINNED_BTC}.00000", votes
+        height += 1
     assert market(cs[0], "BTC-USD")["oracle_price"] == str(target)
     assert_same_app_hash(cs, common_height(cs) - 1)
 
