@@ -17,8 +17,10 @@ COMETBFT_STAMP := $(BIN)/.cometbft-$(COMETBFT_VERSION)
 GEN := gen
 LOCALNET_DIR ?= .localnet
 VALIDATORS ?= 4
+# make mutation: what to mutate (app, a package such as app/prices, or a file such as app/store.py).
+MODULE ?= app
 
-.PHONY: all setup venv proto cometbft localnet localnet-down localnet-status test bench clean
+.PHONY: all setup venv proto cometbft localnet localnet-down localnet-status test bench mutation clean
 
 all: setup
 
@@ -69,6 +71,11 @@ test: setup
 
 bench: setup
 	$(PY) bench/localnet_tps.py
+
+# Mutation testing (mutmut) of MODULE with the fast in-process tests; not part of `make test`.
+# Work files go to .mutation/ (git-ignored). See docs/mutation.md.
+mutation: setup
+	$(PY) scripts/mutation.py $(MODULE) $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) $(GEN) $(BIN) $(LOCALNET_DIR)
