@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from app.store import BranchStore, compute_app_hash, prefix_end
 from node.storage.leveldb import LevelDBStore
+from tests.helpers import Replica, send_tx
 
 keys = st.binary(min_size=1, max_size=3).map(lambda b: b"\x01" + b)
 ops = st.lists(st.tuples(st.sampled_from(["set", "delete", "branch", "write"]), keys, st.binary(max_size=4)), max_size=60)
@@ -46,14 +47,43 @@ def test_prefix_end():
     assert prefix_end(b"\xff\xff") is None
 
 
-def test_app_hash_depends_on_every_part():
-    ws = [(b"\x01a", b"1"), (b"\x01b", None)]
-    h = compute_app_hash(b"prev", ws)
-    assert h == compute_app_hash(b"prev", list(ws))
-    assert h != compute_app_hash(b"prev2", ws)
-    assert h != compute_app_hash(b"prev", [(b"\x01a", b"1"), (b"\x01b", b"")])  # delete != empty value
-    assert h != compute_app_hash(b"prev", [(b"\x01a1", None)])  # framing is injective
-    assert len(h) == 32
+WS = [(b"\x01a", b"1"), (b"\x01b", None), (b"\x01c", b"\x00\x10\x20")]
+
+
+@pytest.mark.parametrize(
+    "prev, write_set",
+    [
+        pytest.param(b"prev2", WS, id="previous app hash differs"),
+        pytest.param(b"prev", [(b"\x01a", b"2"), *WS[1:]], id="one value differs in its only byte"),
+        pytest.param(b"prev", [*WS[:2], (b"\x01c", b"\x00\x10\x21")], id="one value differs in its last byte"),
+        pytest.param(b"prev", [(b"\x01a", None), *WS[1:]], id="a set becomes a delete"),
+        pytest.param(b"prev", [WS[0], (b"\x01b", b"1"), WS[2]], id="a delete becomes a set"),
+        pytest.param(b"prev", [WS[0], (b"\x01b", b""), WS[2]], id="a delete becomes a set of the empty value"),
+        pytest.param(b"prev", [(b"\x01a", b"1"), (b"\x01b", None)], id="one entry less"),
+        # Without value lengths, b"1" then the delete of b"\x01b" (02 01 62 | 00) read as this one value.
+        pytest.param(b"prev", [(b"\x01a", b"1\x02\x01b\x00"), WS[2]], id="framing: a value cannot swallow an entry"),
+        # Without key lengths, WS's first two entries (01 61 | 01 | 01 31, 01 62 | 00) read as this one deleted key.
+        pytest.param(b"prev", [(b"\x01a\x01\x011\x01b", None), WS[2]], id="framing: a key cannot swallow an entry"),
+        pytest.param(b"prev", [(b"\x01d", b"1"), *WS[1:]], id="a key differs, same value"),
+    ],
+)
+def test_app_hash_changes_with_every_part(prev, write_set):
+    h = compute_app_hash(b"prev", WS)
+    assert len(h) == 32 and h == compute_app_hash(b"prev", list(WS))
+    assert compute_app_hash(prev, write_set) != h
+
+
+def test_app_hash_sees_a_one_quantum_difference_between_two_blocks(tmp_path):
+    """Two chains, same txs but 5 vs 6 quantums sent: same keys written, one byte of two values differs."""
+    a, b = Replica(tmp_path / "a"), Replica(tmp_path / "b")
+    assert a.init_chain() == b.init_chain()
+    assert a.block([]).app_hash == b.block([]).app_hash
+    ra, rb = a.block([send_tx(1, 2, 5, 1)]), b.block([send_tx(1, 2, 6, 1)])
+    assert [r.code for r in ra.tx_results] == [r.code for r in rb.tx_results] == [0]
+    assert [k for k, _ in a.store.iterate(b"\x01", None)] == [k for k, _ in b.store.iterate(b"\x01", None)]
+    assert ra.app_hash != rb.app_hash
+    a.close()
+    b.close()
 
 
 def test_a_commit_that_fails_midway_writes_nothing(tmp_path):
