@@ -1,5 +1,7 @@
 """Burst-safe nonces: any unused nonce inside the recent window; replays always rejected."""
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -8,7 +10,7 @@ from app import errors
 from app.auth.keeper import decode_window, encode_window, validate_nonce
 from app.auth.params import MAX_NONCE_JUMP, NONCE_WINDOW
 from app.errors import AppError
-from tests.helpers import ONE_USDC, send_tx
+from tests.helpers import ADDRS, ONE_USDC, send_tx
 
 
 def test_out_of_order_burst_all_accepted(replica):
@@ -65,9 +67,27 @@ def test_model_no_nonce_ever_accepted_twice(nonces):
     assert len(accepted) == len(set(accepted))
 
 
-@pytest.mark.parametrize("n", [pytest.param(0, id="zero is a valid first nonce"), pytest.param(2**64 - 1, id="max")])
-def test_edge_nonces_on_empty_window(n):
+@pytest.mark.parametrize(
+    "n",
+    [
+        pytest.param(0, id="zero (the proto3 default: absent from the signed body)"),
+        pytest.param(1, id="one"),
+        pytest.param(2**63, id="2^63 (does not fit an int64)"),
+        pytest.param(2**64 - 1, id="the largest uint64"),
+    ],
+)
+def test_a_fresh_account_may_start_at_any_nonce_and_use_it_once(replica, n):
     validate_nonce([], n)
+    with pytest.raises(AppError) as used:
+        validate_nonce([n], n)
+    assert used.value.code == errors.ERR_NONCE_USED.code
+    # Account 1 has never sent: its first nonce may be anything. The same nonce again (other tx bytes) is refused,
+    # in the same block and in a later one.
+    res = replica.block([send_tx(1, 2, 1, n), send_tx(1, 2, 2, n)])
+    assert [r.code for r in res.tx_results] == [0, errors.ERR_NONCE_USED.code]
+    account = json.loads(replica.app.query(f"/auth/account/{ADDRS[1]}", b"").value)
+    assert account["recent_nonces"] == [str(n)]
+    assert replica.block([send_tx(1, 2, 3, n)]).tx_results[0].code == errors.ERR_NONCE_USED.code
 
 
 @given(st.lists(st.integers(0, (1 << 64) - 1), max_size=NONCE_WINDOW, unique=True).map(sorted))
