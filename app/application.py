@@ -14,7 +14,7 @@ import json
 
 from app import errors
 from app.auth import genesis as auth_genesis
-from app.auth import keeper as auth_keeper
+from app.auth import queries as auth_queries
 from app.bank import genesis as bank_genesis
 from app.bank import keeper as bank_keeper
 from app.bank import queries as bank_queries
@@ -34,8 +34,10 @@ from app.prices import votes as oracle_votes
 from app.prices.expected import BasisSource, no_basis
 from app.prices.types import ExtendedCommitInfo, LastCommitInfo
 from app.store import BranchStore, CommitStore, CommittedReader, compute_app_hash
+from app.tx.ante import apply_ante
 from app.tx.codec import StatelessCheckCache
-from app.tx.router import ROUTES
+from app.tx.mempool import MempoolView
+from app.tx.router import ROUTES, tx_cost
 
 APP_VERSION = 1
 
@@ -103,7 +105,7 @@ class Application:
                 f"{consensus_keeper.STATE_FORMAT} only. Start from a fresh data directory (localnet: "
                 f"`perpd localnet down --reset`, then `perpd localnet up`)")
         self._chain_id = info.chain_id if info is not None else ""
-        self._check_state = BranchStore(store)
+        self._mempool = MempoolView()
         self._stateless = StatelessCheckCache()
         self._signatures = SignatureMemo()
         self._view: ConsensusView | None = None
@@ -149,7 +151,7 @@ class Application:
         self._genesis = _Pending(initial_height - 1, store, app_hash)
         self._pending = None
         self._chain_id = chain_id
-        self._check_state = BranchStore(store)
+        self._mempool.clear()
         self._view = None
         return app_hash
 
@@ -198,13 +200,39 @@ class Application:
         """Forget uncommitted work (CometBFT restarted while the app kept running)."""
         self._pending = None
         self._view = None
-        self._check_state = BranchStore(self._base()[0])
+        self._mempool.clear()
 
     # --- mempool ---------------------------------------------------------------
     def check_tx(self, tx_bytes: bytes, recheck: bool = False) -> TxResult:
-        """Full execution against the check state (reset at every Commit; rechecks rebuild it)."""
-        block = BlockInfo(height=self._store.last_height() + 1, block_time_ns=0, chain_id=self._chain_id)
-        return self._run_tx(self._check_state, block, tx_bytes, is_check=True)
+        """Validate a tx against the last committed state plus this node's mempool view (app/tx/mempool.py).
+
+        The same tx checked again answers the same (idempotent by sha256), so CometBFT's ``/check_tx`` RPC can
+        never make the node refuse or delay a tx it would otherwise accept. New and recheck requests follow one
+        rule: the view is cleared at Commit and CometBFT's rechecks rebuild it from the txs still pending.
+        """
+        if oracle_votes.is_oracle_tx(tx_bytes):
+            return TxResult.from_error(AppError(errors.ERR_APP_ONLY_TX, "oracle txs are only valid as tx 0"))
+        try:
+            decoded = self._stateless.decode_and_verify(tx_bytes, self._chain_id)
+        except AppError as err:
+            return TxResult.from_error(err)
+        if decoded.digest in self._mempool:
+            return TxResult()
+        if self._mempool.is_full():
+            return TxResult.from_error(AppError(errors.ERR_MEMPOOL_FULL, "this node's pending-tx view is full "
+                                                                         "until the next block; retry"))
+        block = BlockInfo(height=self._last_height() + 1, block_time_ns=0, chain_id=self._chain_id)
+        pending = self._mempool.pending_for(decoded.signer)
+        cost = tx_cost(decoded.msgs)
+        ctx = Ctx(block=block, store=BranchStore(self._base()[0]), is_check_tx=True)
+        try:
+            fee = apply_ante(ctx.store, block.height, decoded.signer, decoded.nonce, cost, pending)
+            for name, msg in decoded.msgs:
+                ROUTES[name].handle(ctx, msg)
+        except AppError as err:
+            return TxResult.from_error(err)
+        self._mempool.add(decoded.digest, decoded.signer, decoded.nonce, cost, fee)
+        return TxResult()
 
     # --- vote extensions ---------------------------------------------------------
     def build_vote_extension(self, prices: dict[int, int]) -> bytes:
@@ -305,7 +333,7 @@ class Application:
             user_txs = txs[1:]
         block_events.extend(prices_abci.process_oracle_prices(store, block, updates, self._basis))
         # 2. User txs in block order, each in its own branch; a failure is a result code.
-        results.extend(self._run_tx(store, block, tx, is_check=False) for tx in user_txs)
+        results.extend(self._run_tx(store, block, tx) for tx in user_txs)
         tx_results = tuple(results)
         # 3. End of block: staged validator changes become the set signing height+2 (CometBFT's delay).
         validator_updates = tuple(consensus_keeper.end_block_validator_updates(store, height))
@@ -333,17 +361,16 @@ class Application:
         self._store.commit(writes, pending.height, pending.app_hash)
         self._genesis = None
         self._pending = None
-        self._check_state = BranchStore(self._store)
+        self._mempool.clear()  # rechecks of the txs still pending rebuild it against the new state
         self._view = None
         return 0
 
     # --- tx execution -------------------------------------------------------------
-    def _run_tx(self, parent: BranchStore, block: BlockInfo, tx_bytes: bytes, is_check: bool) -> TxResult:
-        """Authenticate, use the nonce, run the messages.
+    def _run_tx(self, parent: BranchStore, block: BlockInfo, tx_bytes: bytes) -> TxResult:
+        """Authenticate, pass the ante (nonce, budget, fee), run the messages.
 
-        In a block, once a tx authenticated (signature and nonce) its nonce
-        stays used even if a message fails: the signed bytes are public and
-        must never succeed later. CheckTx discards everything on failure.
+        Once the ante passed, its effects stay even if a message fails (app/tx/ante.py); the
+        messages are all-or-nothing.
         """
         if oracle_votes.is_oracle_tx(tx_bytes):
             return TxResult.from_error(AppError(errors.ERR_APP_ONLY_TX, "oracle txs are only valid as tx 0"))
@@ -353,25 +380,35 @@ class Application:
             return TxResult.from_error(err)
         ante = BranchStore(parent)
         try:
-            auth_keeper.apply_nonce(ante, decoded.signer, decoded.nonce)
+            fee = apply_ante(ante, block.height, decoded.signer, decoded.nonce, tx_cost(decoded.msgs))
         except AppError as err:
             return TxResult.from_error(err)
-        ctx = Ctx(block=block, store=BranchStore(ante), is_check_tx=is_check)
+        ctx = Ctx(block=block, store=BranchStore(ante))
+        signer_event = Event.of("tx", signer=encode_address(decoded.signer), nonce=decoded.nonce,
+                                fee_quote_quantums=fee)
         try:
             for name, msg in decoded.msgs:
                 ROUTES[name].handle(ctx, msg)
         except AppError as err:
-            if not is_check:
-                ante.write()
-            return TxResult.from_error(err)
+            ante.write()
+            return dataclasses.replace(TxResult.from_error(err), events=(signer_event,))
         ctx.store.write()
         ante.write()
-        signer_event = Event.of("tx", signer=encode_address(decoded.signer), nonce=decoded.nonce)
         return TxResult(events=(signer_event, *ctx.events))
 
     # --- queries -----------------------------------------------------------------
-    def query(self, path: str, data: bytes) -> QueryResult:
-        """Read-only queries against committed state; JSON answers."""
+    def query(self, path: str, data: bytes, height: int = 0) -> QueryResult:
+        """Read-only queries against the last committed state; JSON answers.
+
+        Only the latest committed height is kept (state is a single LevelDB version): ``height`` 0 or that
+        height is answered, any other height is refused with height_unavailable -- never answered with
+        another height's state.
+        """
+        last = self._store.last_height()
+        if height not in (0, last):
+            return QueryResult(code=errors.ERR_HEIGHT_UNAVAILABLE.code, codespace=errors.ERR_HEIGHT_UNAVAILABLE.codespace,
+                               log=f"{errors.ERR_HEIGHT_UNAVAILABLE.name}: state at height {height} is not kept; this "
+                                   f"node serves only its latest committed height {last} (query with height 0)")
         store = BranchStore(self._store)
         parts = [p for p in path.split("/") if p]
         try:
@@ -380,14 +417,14 @@ class Application:
             elif parts == ["bank", "supply"]:
                 answer = bank_queries.query_supply(store)
             elif parts[:2] == ["auth", "account"] and len(parts) == 3:
-                address = bank_queries.parse_address(parts[2], "address")
-                nonces = auth_keeper.get_recent_nonces(store, address)
-                answer = {"address": parts[2], "recent_nonces": [str(n) for n in nonces]}
+                answer = auth_queries.query_account(store, parts[2], last + 1)
+            elif parts == ["auth", "params"]:
+                answer = auth_queries.query_params(store)
             elif parts == ["app", "info"]:
                 height, app_hash = self.info()
                 answer = {"chain_id": self._chain_id, "height": str(height), "app_hash": app_hash.hex()}
             elif parts == ["consensus", "validators"]:
-                answer = consensus_queries.query_validators(store, self._store.last_height())
+                answer = consensus_queries.query_validators(store, last)
             elif parts == ["prices", "markets"]:
                 answer = prices_queries.query_markets(store, self._total_power(store))
             elif parts[:2] == ["prices", "market"] and len(parts) == 3:

@@ -80,6 +80,9 @@ ERR_UNAUTHORIZED = register("tx", 13, "unauthorized")
 ERR_INVALID_ADDRESS = register("tx", 14, "invalid_address")
 ERR_INVALID_PUBKEY = register("tx", 15, "invalid_pub_key")
 ERR_APP_ONLY_TX = register("tx", 16, "app_only_tx")  # an oracle tx anywhere but index 0
+ERR_RATE_LIMITED = register("tx", 17, "rate_limited")  # the signer's request (or cancel) budget is used up
+ERR_INSUFFICIENT_FEE = register("tx", 18, "insufficient_fee")  # balance below the tx's non-trading fee
+ERR_MEMPOOL_FULL = register("tx", 19, "mempool_full")  # this node's pending-tx view is at its bound
 
 # --- prices / oracle (codespace "prices") -------------------------------------
 ERR_INVALID_ORACLE_TX = register("prices", 301, "invalid_oracle_tx")
@@ -98,3 +101,13 @@ ERR_UNKNOWN_QUERY = register("app", 201, "unknown_query")
 ERR_INVALID_GENESIS = register("app", 202, "invalid_genesis")
 ERR_NOT_FOUND = register("app", 203, "not_found")
 ERR_BAD_QUERY_PATH = register("app", 204, "bad_query_path")
+ERR_HEIGHT_UNAVAILABLE = register("app", 205, "height_unavailable")  # a query for a height whose state is not kept
+
+# --- perpetuals (codespace "perpetuals") -----------------------------------
+# Liquidity tier validation, mirrors dYdX x/perpetuals/types/liquidity_tier.go Validate (plus the range
+# checks Go gets for free from uint32/uint64 fields). Codes 501..519 are reserved for this codespace.
+ERR_INITIAL_MARGIN_PPM_OUT_OF_RANGE = register("perpetuals", 501, "initial_margin_ppm_out_of_range")
+ERR_MAINTENANCE_FRACTION_PPM_OUT_OF_RANGE = register("perpetuals", 502, "maintenance_fraction_ppm_out_of_range")
+ERR_IMPACT_NOTIONAL_OUT_OF_RANGE = register("perpetuals", 503, "impact_notional_out_of_range")
+ERR_OPEN_INTEREST_CAP_OUT_OF_RANGE = register("perpetuals", 504, "open_interest_cap_out_of_range")
+ERR_OPEN_INTEREST_LOWER_CAP_ABOVE_UPPER_CAP = register("perpetuals", 505, "open_interest_lower_cap_above_upper_cap")

@@ -16,6 +16,8 @@ CHAIN_ID = "perpchain-test"
 GENESIS_TIME_NS = 1_700_000_000_000_000_000
 BLOCK_INTERVAL_NS = 500_000_000
 ONE_USDC = 1_000_000
+# Default fee per non-trading message (auth admission params): 0.01 USDC, paid by the signer to the fee collector.
+FEE = 10_000
 
 
 def signing_key(i: int) -> nacl.signing.SigningKey:
@@ -77,7 +79,15 @@ class Replica:
         return res
 
     def balance(self, i: int) -> int:
-        return int(json.loads(self.app.query(f"/bank/balance/{ADDRS[i]}", b"").value)["amount_quote_quantums"])
+        return self.balance_of_address(ADDRS[i])
+
+    def balance_of(self, raw_address: bytes) -> int:
+        from app.lib.address import encode_address
+
+        return self.balance_of_address(encode_address(raw_address))
+
+    def balance_of_address(self, address: str) -> int:
+        return int(json.loads(self.app.query(f"/bank/balance/{address}", b"").value)["amount_quote_quantums"])
 
     def close(self) -> None:
         self.store.close()

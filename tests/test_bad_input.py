@@ -8,7 +8,8 @@ from app.lib.encoding import encode_proto
 from app.lib.math import UINT64_MAX
 from app.tx.codec import MAX_TX_BYTES
 from node.client.txbuilder import msg_send, sign_tx
-from tests.helpers import ADDRS, KEYS, ONE_USDC, send_tx
+from app.bank.keeper import FEE_COLLECTOR_ADDRESS as FEE_COLLECTOR
+from tests.helpers import ADDRS, FEE, KEYS, ONE_USDC, send_tx
 
 
 def _tamper_signature(tx: bytes) -> bytes:
@@ -68,7 +69,8 @@ CASES = [
     pytest.param(_other_users_account(), errors.ERR_UNAUTHORIZED, id="another user's account"),
     pytest.param(_bad_address(), errors.ERR_INVALID_ADDRESS, id="invalid recipient address"),
     pytest.param(_oversized(), errors.ERR_TX_TOO_LARGE, id="oversized tx"),
-    pytest.param(send_tx(6, 1, ONE_USDC, nonce=1), errors.ERR_INSUFFICIENT_FUNDS, id="insufficient balance"),
+    pytest.param(send_tx(1, 2, 2_000_000 * ONE_USDC, nonce=1), errors.ERR_INSUFFICIENT_FUNDS, id="insufficient balance"),
+    pytest.param(send_tx(6, 1, 1, nonce=1), errors.ERR_INSUFFICIENT_FEE, id="empty account cannot pay the fee"),
     pytest.param(send_tx(1, 2, 0, nonce=1), errors.ERR_INVALID_AMOUNT, id="zero amount"),
 ]
 
@@ -83,11 +85,15 @@ def test_check_tx_rejects_with_clear_code(replica, tx, expected):
 
 @pytest.mark.parametrize("tx, expected", CASES)
 def test_bad_tx_in_block_gets_code_and_changes_no_balance(replica, tx, expected):
+    """Nothing moves, except that a tx which passed the ante (a message failed) pays its fee."""
     before = [replica.balance(i) for i in range(8)]
+    collector_before = replica.balance_of(FEE_COLLECTOR)
     res = replica.block([tx])
     assert len(res.tx_results) == 1
     assert res.tx_results[0].code == expected.code
-    assert [replica.balance(i) for i in range(8)] == before
+    fee = FEE if expected is errors.ERR_INSUFFICIENT_FUNDS else 0  # the only case where a message (not the ante) fails
+    assert [replica.balance(i) for i in range(8)] == [b - fee if i == 1 else b for i, b in enumerate(before)]
+    assert replica.balance_of(FEE_COLLECTOR) == collector_before + fee
 
 
 def test_failed_auth_writes_nothing(replica):
@@ -99,13 +105,15 @@ def test_failed_auth_writes_nothing(replica):
 
 
 def test_authenticated_but_failing_tx_burns_its_nonce(replica):
-    """In a block, a signed tx whose message fails keeps its nonce used: it can never succeed later."""
-    broke = send_tx(6, 1, ONE_USDC, nonce=7)
-    assert replica.block([broke]).tx_results[0].code == errors.ERR_INSUFFICIENT_FUNDS.code
-    replica.block([send_tx(1, 6, 5 * ONE_USDC, nonce=1)])
-    res = replica.block([broke])
+    """In a block, a signed tx whose message fails keeps its nonce used and pays its fee: it can never succeed
+    later, even once the account could afford it."""
+    too_much = send_tx(1, 3, 1_500_000 * ONE_USDC, nonce=7)  # account 1 holds 1 000 000 USDC
+    assert replica.block([too_much]).tx_results[0].code == errors.ERR_INSUFFICIENT_FUNDS.code
+    replica.block([send_tx(2, 1, 900_000 * ONE_USDC, nonce=1)])  # now it could
+    res = replica.block([too_much])
     assert res.tx_results[0].code == errors.ERR_NONCE_USED.code
-    assert replica.balance(6) == 5 * ONE_USDC
+    assert replica.balance(1) == 1_900_000 * ONE_USDC - FEE
+    assert replica.balance(3) == 1_000_000 * ONE_USDC
 
 
 def test_amount_beyond_uint64_on_the_wire_is_rejected(replica):
@@ -140,7 +148,9 @@ def test_supply_beyond_uint64_is_rejected_at_genesis(tmp_path):
 def test_replay_rejected_in_check_tx_and_block(replica):
     tx = send_tx(1, 2, ONE_USDC, nonce=42)
     assert replica.app.check_tx(tx).code == 0
-    assert replica.app.check_tx(tx).code == errors.ERR_NONCE_USED.code  # same tx twice in the mempool
+    assert replica.app.check_tx(tx).code == 0  # the same tx again answers the same (CometBFT dedups it)
+    # Another tx with the pending nonce is refused: only one of them could ever commit.
+    assert replica.app.check_tx(send_tx(1, 3, ONE_USDC, nonce=42)).code == errors.ERR_NONCE_USED.code
     res = replica.block([tx, tx])
     assert [r.code for r in res.tx_results] == [0, errors.ERR_NONCE_USED.code]
     assert replica.block([tx]).tx_results[0].code == errors.ERR_NONCE_USED.code
@@ -152,7 +162,7 @@ def test_process_proposal_rejects_blocks_with_invalid_txs(replica):
     assert replica.app.process_proposal([good], height=2)
     for case in CASES:
         tx, expected = case.values
-        if expected.codespace == "tx" and expected is not errors.ERR_NONCE_USED:
+        if expected.codespace == "tx" and expected not in (errors.ERR_NONCE_USED, errors.ERR_INSUFFICIENT_FEE):
             assert not replica.app.process_proposal([good, tx], height=2), case.id
 
 

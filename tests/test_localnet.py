@@ -24,6 +24,7 @@ from node import localnet as ln
 from node.client.keys import Keyring
 from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import msg_send, sign_tx, tx_hash
+from tests.helpers import FEE
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.localnet
@@ -130,7 +131,7 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
             to = addrs[(s_i + 1 + n % 4) % 5]
             amount = 1_000_000 + n
             txs.append(sign_tx(keys[sender].signing_key, chain_id, n, [msg_send(keys[sender].address, to, amount)]))
-            expected[keys[sender].address] -= amount
+            expected[keys[sender].address] -= amount + FEE
             expected[to] += amount
     for i, tx in enumerate(txs):
         res = cs[i % 4].broadcast_tx_sync(tx)
@@ -145,7 +146,7 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
         out = json.loads(perpd("tx", "bank", "send", "faucet", keys["alice"].address, "2.5", "--home", str(d),
                                "--node", ln.rpc_url(manifest["nodes"][i]), "-o", "json"))
         assert out["code"] == 0 and out["height"] > 0
-        expected[keys["faucet"].address] -= 2_500_000
+        expected[keys["faucet"].address] -= 2_500_000 + FEE
         expected[keys["alice"].address] += 2_500_000
         heights.append(out["height"])
     top = max(heights)
@@ -168,7 +169,7 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
     late = sign_tx(keys["bob"].signing_key, chain_id, 1000, [msg_send(keys["bob"].address, addrs[0], 77)])
     assert int(cs[0].broadcast_tx_sync(late)["code"]) == 0
     late_h = int(cs[0].wait_tx(tx_hash(late), timeout_s=60)["height"])
-    expected[keys["bob"].address] -= 77
+    expected[keys["bob"].address] -= 77 + FEE
     expected[addrs[0]] += 77
     wait_until(lambda: all(safe_height(c) >= h_dead + 3 for c in cs[:3]), 60, "3 nodes commit without node3")
 
@@ -253,3 +254,54 @@ def test_non_utf8_query_path_from_the_rpc_cannot_stop_a_node(net):
     wait_until(lambda: safe_height(c) >= before + 2, 30, "node1 to keep committing")
     assert all(set(ln.node_pids(n)) == {"perpd", "cometbft"} for n in manifest["nodes"])
     c.close()
+
+
+def test_check_tx_rpc_cannot_censor_and_old_heights_are_refused(net):
+    """Issue #7 on real CometBFT: `/check_tx` (the mempool's own CheckTx, without adding to the mempool) never
+    makes a node refuse or delay the same tx later; abci_query at a past height is refused, never mislabelled."""
+    import base64
+
+    d, manifest = net
+    cs = clients(manifest)
+    keyring = Keyring(d / "keys")
+    carol = keyring.get("carol")
+    faucet = keyring.get("faucet").address
+    chain_id = cs[0].chain_id()
+    used = [int(n) for n in cs[0].query_json(f"/auth/account/{carol.address}")["recent_nonces"]]
+    base = max(used, default=0) + 5000
+
+    def check_tx(c: RpcClient, tx: bytes) -> int:
+        return int(c.call("check_tx", tx=base64.b64encode(tx).decode()).get("code", 0))
+
+    # 1a. /check_tx then broadcast on the same node, on every node: accepted (was code 6, never committed).
+    txs = [sign_tx(carol.signing_key, chain_id, base + i, [msg_send(carol.address, faucet, 10 + i)]) for i in range(4)]
+    for c, tx in zip(cs, txs):
+        assert check_tx(c, tx) == 0
+        assert int(c.broadcast_tx_sync(tx)["code"]) == 0
+    # 1b. /check_tx on nodes 1..3, then the tx reaches node0 and is gossiped to them: accepted everywhere.
+    gossiped = sign_tx(carol.signing_key, chain_id, base + 10, [msg_send(carol.address, faucet, 99)])
+    for c in cs[1:]:
+        assert check_tx(c, gossiped) == 0
+    h0 = cs[0].height()
+    assert int(cs[0].broadcast_tx_sync(gossiped)["code"]) == 0
+    for tx in [*txs, gossiped]:
+        assert int(cs[0].wait_tx(tx_hash(tx), timeout_s=60)["tx_result"].get("code", 0)) == 0
+    committed_at = int(cs[0].wait_tx(tx_hash(gossiped))["height"])
+    print(f"gossiped tx broadcast at height {h0}, committed at {committed_at}")
+    # 1c. /check_tx of a tx spending carol's whole balance, never broadcast: an honest small transfer still passes.
+    whole = int(cs[1].query_json(f"/bank/balance/{carol.address}")["amount_quote_quantums"]) - FEE
+    spend_all = sign_tx(carol.signing_key, chain_id, base + 20, [msg_send(carol.address, faucet, whole)])
+    assert check_tx(cs[1], spend_all) == 0
+    honest = sign_tx(carol.signing_key, chain_id, base + 21, [msg_send(carol.address, faucet, 1)])
+    assert int(cs[1].broadcast_tx_sync(honest)["code"]) == 0
+    assert int(cs[1].wait_tx(tx_hash(honest), timeout_s=60)["tx_result"].get("code", 0)) == 0
+
+    # 2. Historical queries: height 0 and the latest are answered, an older one is refused with code 205.
+    c = cs[2]
+    path = f"/bank/balance/{carol.address}"
+    r = c.call("abci_query", path=path, data="", height="1", prove=False)["response"]
+    assert int(r.get("code", 0)) == 205 and "not kept" in r["log"] and not r.get("value"), r
+    r = c.call("abci_query", path=path, data="", height="0", prove=False)["response"]
+    assert int(r.get("code", 0)) == 0 and int(r["height"]) >= committed_at
+    for x in cs:
+        x.close()

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app import errors
-from app.auth.keeper import decode_window, encode_window, validate_nonce
+from app.auth.keeper import AccountState, decode_account, encode_account, validate_nonce
 from app.auth.params import MAX_NONCE_JUMP, NONCE_WINDOW
 from app.errors import AppError
 from tests.helpers import ADDRS, ONE_USDC, send_tx
@@ -90,17 +90,22 @@ def test_a_fresh_account_may_start_at_any_nonce_and_use_it_once(replica, n):
     assert replica.block([send_tx(1, 2, 3, n)]).tx_results[0].code == errors.ERR_NONCE_USED.code
 
 
-@given(st.lists(st.integers(0, (1 << 64) - 1), max_size=NONCE_WINDOW, unique=True).map(sorted))
-def test_window_encoding_round_trips_and_keeps_byte_order(nonces):
-    raw = encode_window(nonces)
-    assert len(raw) == 8 * len(nonces) and decode_window(raw) == nonces
-    # Fixed-width big-endian: byte order of the packed words is numeric order (readable, stable).
-    assert [raw[i:i + 8] for i in range(0, len(raw), 8)] == sorted(raw[i:i + 8] for i in range(0, len(raw), 8))
+@given(st.lists(st.integers(0, (1 << 64) - 1), max_size=NONCE_WINDOW, unique=True).map(sorted),
+       st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1), st.integers(0, (1 << 64) - 1))
+def test_account_encoding_round_trips_and_keeps_byte_order(nonces, requests, cancels, height):
+    raw = encode_account(AccountState(nonces, requests, cancels, height))
+    assert len(raw) == 24 + 8 * len(nonces)
+    assert decode_account(raw) == AccountState(nonces, requests, cancels, height)
+    words = [raw[i:i + 8] for i in range(24, len(raw), 8)]
+    # Fixed-width big-endian: byte order of the packed nonces is numeric order (readable, stable).
+    assert words == sorted(words)
+    assert raw[:8] == requests.to_bytes(8, "big") and raw[16:24] == height.to_bytes(8, "big")
 
 
-def test_corrupt_window_is_an_error_not_a_guess():
-    with pytest.raises(ValueError, match="corrupt nonce window"):
-        decode_window(b"\x00" * 9)
+@pytest.mark.parametrize("size", [pytest.param(9, id="shorter than the header"), pytest.param(24 + 9, id="partial nonce")])
+def test_corrupt_account_is_an_error_not_a_guess(size):
+    with pytest.raises(ValueError, match="corrupt auth account"):
+        decode_account(b"\x00" * size)
 
 
 def test_client_default_nonce_never_breaks_the_jump_rule():

@@ -3,7 +3,7 @@
 import pytest
 
 from app import errors
-from tests.helpers import ONE_USDC, Replica, send_tx
+from tests.helpers import FEE, ONE_USDC, Replica, send_tx
 
 
 def test_crash_between_finalize_and_commit(tmp_path):
@@ -20,7 +20,7 @@ def test_crash_between_finalize_and_commit(tmp_path):
     assert r.app.info() == (3, res.app_hash)
     r.restart()
     assert r.app.info() == (3, res.app_hash)
-    assert r.balance(2) == 1_000_000 * ONE_USDC + 4 * ONE_USDC - ONE_USDC
+    assert r.balance(2) == 1_000_000 * ONE_USDC + 4 * ONE_USDC - ONE_USDC - FEE
     r.close()
 
 

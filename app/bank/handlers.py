@@ -8,7 +8,7 @@ from app.bank import keeper
 from app.context import Ctx
 from app.errors import ERR_INVALID_ADDRESS, ERR_INVALID_AMOUNT, AppError
 from app.events import Event
-from app.lib.address import decode_address_or_none
+from app.lib.address import decode_address_or_none, encode_address
 
 
 def parse_address(text: str, field: str) -> bytes:
@@ -31,5 +31,6 @@ def handle_send(ctx: Ctx, msg: tx_pb2.MsgSend) -> None:
     sender = parse_address(msg.from_address, "from_address")
     recipient = parse_address(msg.to_address, "to_address")
     keeper.apply_transfer(ctx.store, sender, recipient, msg.amount_quote_quantums)
-    ctx.emit(Event.of("transfer", sender=msg.from_address, recipient=msg.to_address,
+    # Canonical (lowercase) addresses in events, whichever valid case the message used.
+    ctx.emit(Event.of("transfer", sender=encode_address(sender), recipient=encode_address(recipient),
                       amount_quote_quantums=msg.amount_quote_quantums))

@@ -6,10 +6,14 @@ from perpchain.v1 import state_pb2
 
 from app.bank import keys
 from app.errors import ERR_BALANCE_OVERFLOW, ERR_INSUFFICIENT_FUNDS, ERR_INVALID_AMOUNT, AppError, InvariantViolation
-from app.lib.address import encode_address
+from app.lib.address import encode_address, module_address
 from app.lib.encoding import encode_proto
 from app.lib.math import checked_add_u64
 from app.store import BranchStore, CommittedReader
+
+
+# Receives every fee (non-trading message fees now; trading fees with the order book). No key signs for it.
+FEE_COLLECTOR_ADDRESS = module_address("fee_collector")
 
 
 def decode_amount(raw: bytes | None) -> int:

@@ -22,12 +22,24 @@ def encode_address(addr: bytes) -> str:
     return bech32.bech32_encode(HRP, data)
 
 
+def module_address(name: str) -> bytes:
+    """Address of a module account (no key can sign for it): sha256("perpchain/module/" ‖ name)[:20]."""
+    return hashlib.sha256(b"perpchain/module/" + name.encode()).digest()[:ADDRESS_LEN]
+
+
 def decode_address_or_none(text: str) -> bytes | None:
-    """Raw 20 bytes of a bech32 address with our prefix, or None if it is not one."""
+    """Raw 20 bytes of a bech32 address with our prefix, or None if it is not one.
+
+    All-lowercase and all-uppercase are both valid (BIP-173); mixed case is refused, everywhere (CLI, queries,
+    tx messages), because this one function is the only decoder.
+    """
     # Checked before the cache: a megabyte of query path or tx field must not become a cache key.
-    if not isinstance(text, str) or len(text) != ADDRESS_TEXT_LEN or text != text.lower():
+    if not isinstance(text, str) or len(text) != ADDRESS_TEXT_LEN:
         return None
-    return _decode_address(text)
+    lower = text.lower()
+    if text != lower and text != text.upper():
+        return None
+    return _decode_address(lower)
 
 
 @functools.lru_cache(maxsize=1 << 16)  # pure function; bech32 in Python is slow

@@ -42,6 +42,7 @@ MAX_MEMO_BYTES = 256  # UTF-8 bytes
 class DecodedTx:
     signer: bytes  # 20-byte address
     nonce: int
+    digest: bytes  # sha256 of the tx bytes (CometBFT's tx hash)
     memo: str
     msgs: tuple[tuple[str, object], ...]  # (route name, message)
 
@@ -69,10 +70,11 @@ class StatelessCheckCache:
     def decode_and_verify(self, tx_bytes: bytes, chain_id: str) -> DecodedTx:
         if len(tx_bytes) > MAX_TX_BYTES:
             return decode_and_verify(tx_bytes, chain_id)  # raises tx_too_large before looking at the bytes
-        key = (hashlib.sha256(tx_bytes).digest(), chain_id)
+        digest = hashlib.sha256(tx_bytes).digest()
+        key = (digest, chain_id)
         hit = self._entries.get(key)
         if hit is None:
-            hit = decode_and_verify(tx_bytes, chain_id)  # an AppError propagates and nothing is stored
+            hit = decode_and_verify(tx_bytes, chain_id, digest)  # an AppError propagates and nothing is stored
             if len(self._entries) >= self._max:
                 del self._entries[next(iter(self._entries))]  # dicts keep insertion order: oldest first
             self._entries[key] = hit
@@ -89,7 +91,7 @@ def _has_unknown_message(body_bytes: bytes) -> bool:
     return any(m.WhichOneof("sum") is None for m in body.messages)
 
 
-def decode_and_verify(tx_bytes: bytes, chain_id: str) -> DecodedTx:
+def decode_and_verify(tx_bytes: bytes, chain_id: str, digest: bytes | None = None) -> DecodedTx:
     """Decode, check canonical encoding, chain id, signature and every message's signer.
 
     Raises AppError with a specific code for each failure.
@@ -135,4 +137,5 @@ def decode_and_verify(tx_bytes: bytes, chain_id: str) -> DecodedTx:
                     f"message {i} must be signed by {encode_address(required)}, tx signer is {encode_address(signer)}",
                 )
         msgs.append((name, msg))
-    return DecodedTx(signer=signer, nonce=body.nonce, memo=body.memo, msgs=tuple(msgs))
+    return DecodedTx(signer=signer, nonce=body.nonce, digest=digest or hashlib.sha256(tx_bytes).digest(),
+                     memo=body.memo, msgs=tuple(msgs))

@@ -1,13 +1,17 @@
-"""Message routing: oneof name -> (stateless signer check, handler)."""
+"""Message routing: oneof name -> (stateless signer check, admission cost, handler)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
 
+from app.auth.admission import Cost
 from app.bank import handlers as bank_handlers
 from app.consensus import handlers as consensus_handlers
 from app.context import Ctx
+
+# A non-trading message: one request from the budget and the per-message fee.
+NON_TRADING = Cost(requests=1, fee_messages=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,6 +19,8 @@ class Route:
     # Stateless checks; returns the addresses that must have signed. Raises AppError.
     signers: Callable[[object], list[bytes]]
     handle: Callable[[Ctx, object], None]
+    # What the message uses of the signer's budget and fees (app/tx/ante.py); a function of the message alone.
+    cost: Callable[[object], Cost] = lambda _msg: NON_TRADING
 
 
 # Keyed by the field name in the ``Msg.sum`` oneof (proto/perpchain/v1/tx.proto).
@@ -23,3 +29,11 @@ ROUTES: dict[str, Route] = {
     "set_validator_power": Route(consensus_handlers.signers_set_validator_power,
                                  consensus_handlers.handle_set_validator_power),
 }
+
+
+def tx_cost(msgs) -> Cost:
+    """Sum of the messages' costs."""
+    total = Cost()
+    for name, msg in msgs:
+        total = total + ROUTES[name].cost(msg)
+    return total

@@ -130,7 +130,7 @@ class AbciHandler:
         if node_query is not None:
             value = json.dumps(node_query(), sort_keys=True).encode()
             return abci.Response(query=abci.ResponseQuery(value=value, height=height))
-        res = self.app.query(req.path, req.data)
+        res = self.app.query(req.path, req.data, req.height)
         return abci.Response(
             query=abci.ResponseQuery(code=res.code, codespace=res.codespace, log=res.log, value=res.value, height=height)
         )

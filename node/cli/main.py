@@ -24,7 +24,7 @@ from node import localnet as ln
 from node.cli.feeds import feeds
 from node.client.keys import Keyring, KeyError_
 from node.client.rpc import RpcClient, RpcError
-from node.client.txbuilder import default_nonce, msg_send, msg_set_validator_power, sign_tx, tx_hash
+from node.client.txbuilder import NoNonceLeft, default_nonce, msg_send, msg_set_validator_power, sign_tx, tx_hash
 from node.client.units import UnitError, quote_quantums_to_usdc, usdc_to_quote_quantums
 from node.config import AppConfig, edit_cometbft_config, find_cometbft, perpd_cometbft_settings, write_app_config
 from node.genesis import GenesisError, load_app_state_file, patch_genesis, validate_app_state
@@ -302,7 +302,10 @@ def sign_and_broadcast(obj: dict, key, msgs: list, chain_id: str | None, nonce: 
         chain_id = chain_id or client.chain_id()
         if nonce is None:
             recent = client.query_json(f"/auth/account/{key.address}")["recent_nonces"]
-            nonce = default_nonce([int(n) for n in recent])
+            try:
+                nonce = default_nonce([int(n) for n in recent])
+            except NoNonceLeft as e:
+                raise CliError(str(e)) from None
         if nonce < 0:
             raise CliError("nonce must be non-negative")
         tx_bytes = sign_tx(key.signing_key, chain_id, nonce, msgs, memo)
@@ -379,13 +382,46 @@ def query_bank_supply() -> None:
     emit(obj, res, f"{quote_quantums_to_usdc(int(res['amount_quote_quantums']))} USDC")
 
 
-@query.command("account")
+@query.group("auth")
+def query_auth() -> None:
+    """Accounts' nonces and request budgets, admission parameters."""
+
+
+def _show_account(who: str) -> None:
+    obj, res = query_json(f"/auth/account/{resolve_address(click.get_current_context().obj, who)}")
+    b = res["budget"]
+    fee = quote_quantums_to_usdc(int(b["fee_per_message_quote_quantums"]))
+    emit(obj, res, "\n".join([
+        f"{res['address']}",
+        f"  recent nonces: {', '.join(res['recent_nonces']) or '(none)'}",
+        f"  budget at height {b['at_height']}: {b['requests_available']}/{b['request_capacity']} requests "
+        f"(+{b['request_refill_per_block']}/block), {b['cancels_available']}/{b['cancel_capacity']} cancels "
+        f"(+{b['cancel_refill_per_block']}/block); fee {fee} USDC per non-trading message",
+    ]))
+
+
+@query_auth.command("account")
+@click.argument("who")
+@common
+def query_auth_account(who: str) -> None:
+    """Recent nonces and remaining request/cancel budget of an address or key name."""
+    _show_account(who)
+
+
+@query_auth.command("params")
+@common
+def query_auth_params() -> None:
+    """Admission parameters: fee per non-trading message, budget capacity and refill, fee collector."""
+    obj, res = query_json("/auth/params")
+    emit(obj, res, "\n".join(f"{k}: {v}" for k, v in sorted(res.items())))
+
+
+@query.command("account", hidden=True)
 @click.argument("who")
 @common
 def query_account(who: str) -> None:
-    """Recent nonces of an address or key name."""
-    obj, res = query_json(f"/auth/account/{resolve_address(click.get_current_context().obj, who)}")
-    emit(obj, res, f"{res['address']}  recent nonces: {', '.join(res['recent_nonces']) or '(none)'}")
+    """Alias of `query auth account`."""
+    _show_account(who)
 
 
 @query.command("validators")
