@@ -133,6 +133,7 @@ def report(module: str, elapsed_s: float, jobs: int) -> tuple[list[str], float]:
 
     per_file: dict[str, dict[str, int]] = {}
     survivors: list[tuple[str, int | None, str, str, str]] = []
+    timeouts: list[tuple[str, int | None, str]] = []
     for path in sorted(walk_mutatable_files()):
         m = SourceFileMutationData(path=path)
         m.load()
@@ -141,6 +142,9 @@ def report(module: str, elapsed_s: float, jobs: int) -> tuple[list[str], float]:
         for name, code in m.exit_code_by_key.items():
             status = status_by_exit_code[code]
             counts[status] += 1
+            if status in ("timeout", "segfault"):
+                diff = get_diff_for_mutant(name, path=path)
+                timeouts.append((str(path), changed_line(source_lines, diff), name))
             if status in CAUGHT or status == "skipped":
                 continue
             try:
@@ -175,6 +179,9 @@ def report(module: str, elapsed_s: float, jobs: int) -> tuple[list[str], float]:
     out.append(fmt("TOTAL " + module, total_counts))
     out += ["", "per file"]
     out += [fmt(p, c) for p, c in per_file.items() if sum(c.values())]
+    if timeouts:
+        out += ["", "timed out (counted as killed; a survivor that is merely slow would show up here):"]
+        out += [f"  {path}:{line if line else '?'}  {name}" for path, line, name in sorted(timeouts, key=str)]
     out += ["", f"surviving mutants: {len(survivors)}"]
     for path, line, name, status, diff in sorted(survivors, key=lambda s: (s[0], s[1] or 0, s[2])):
         out += ["", f"{path}:{line if line else '?'}  {status}  {name}"]
