@@ -10,6 +10,9 @@ Which tests run is [tool.mutmut] in pyproject.toml: the fast in-process tests. F
 mutmut runs only the tests that called the mutated function (recorded in one instrumented pass),
 each mutant in a forked child of one warm process, --jobs of them at a time.
 
+The driver refuses to run if a selected test file mentions subprocess, socket, asyncio or
+multiprocessing: a test that starts processes or servers must be listed under --ignore there.
+
 Hypothesis runs derandomized and without its example database, so a run is repeatable and a
 mutant is not "killed" by an example another run happened to find.
 
@@ -20,13 +23,15 @@ killed, with file:line and its diff. The same report is saved as .mutation/<modu
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import pathlib
+import re
 import shutil
 import sys
 import time
 from collections import defaultdict
+
+import tomlkit
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = "app"
@@ -70,14 +75,29 @@ def make_work_dir(module: str) -> pathlib.Path:
     shutil.copytree(ROOT / PACKAGE, work / PACKAGE, ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
 
-    import tomlkit
-
     doc = tomlkit.parse((ROOT / "pyproject.toml").read_text())
     cfg = doc["tool"]["mutmut"]
     if module != PACKAGE:
         cfg["only_mutate"] = [module if module.endswith(".py") else module + "/*"]
     (work / "pyproject.toml").write_text(tomlkit.dumps(doc))
     return work
+
+
+SPAWNS = re.compile(r"\b(subprocess|Popen|socket|asyncio|multiprocessing|os\.fork)\b")
+
+
+def selected_test_files(work: pathlib.Path) -> list[str]:
+    """The test files mutmut will run; refuses any that looks like it starts processes or servers."""
+    args = tomlkit.parse((work / "pyproject.toml").read_text())["tool"]["mutmut"]["pytest_add_cli_args"]
+    ignored = {a.removeprefix("--ignore=") for a in args if a.startswith("--ignore=")}
+    files = sorted(str(p.relative_to(work)) for p in (work / "tests").rglob("test_*.py"))
+    selected = [f for f in files if f not in ignored]
+    spawning = [f for f in selected if SPAWNS.search((work / f).read_text())]
+    if spawning:
+        sys.exit("mutation: these test files mention subprocess/socket/asyncio, so they may start processes or "
+                 "servers; list them under --ignore in [tool.mutmut] pytest_add_cli_args (pyproject.toml), or "
+                 "move that code out of them: " + ", ".join(spawning))
+    return selected
 
 
 def use_repeatable_hypothesis() -> None:
@@ -195,7 +215,9 @@ def main() -> int:
     args = parse_args()
     module = normalise_module(args.module)
     work = make_work_dir(module)
-    print(f"mutation: mutating {module} in {work.relative_to(ROOT)}/ with {args.jobs} jobs", flush=True)
+    tests = selected_test_files(work)
+    print(f"mutation: mutating {module} in {work.relative_to(ROOT)}/ with {args.jobs} jobs; tests: "
+          + " ".join(t.removeprefix("tests/") for t in tests), flush=True)
     os.chdir(work)
     use_repeatable_hypothesis()
     t0 = time.monotonic()
