@@ -18,6 +18,11 @@ from app.auth import queries as auth_queries
 from app.bank import genesis as bank_genesis
 from app.bank import keeper as bank_keeper
 from app.bank import queries as bank_queries
+from app.clob import abci as clob_abci
+from app.clob import genesis as clob_genesis
+from app.clob import queries as clob_queries
+from app.clob.book import Books
+from app.clob.book import rebuild as rebuild_books
 from app.consensus import keeper as consensus_keeper
 from app.consensus import queries as consensus_queries
 from app.context import BlockInfo, Ctx
@@ -32,12 +37,15 @@ from app.prices import keeper as prices_keeper
 from app.prices import queries as prices_queries
 from app.prices import votes as oracle_votes
 from app.prices.expected import BasisSource, no_basis
+from app.perpetuals import genesis as perpetuals_genesis
 from app.prices.types import ExtendedCommitInfo, LastCommitInfo
 from app.store import BranchStore, CommitStore, CommittedReader, compute_app_hash
 from app.tx.ante import apply_ante
 from app.tx.codec import StatelessCheckCache
 from app.tx.mempool import MempoolView
-from app.tx.router import ROUTES, tx_cost
+from app.subaccounts import genesis as subaccounts_genesis
+from app.subaccounts import keeper as subaccounts_keeper
+from app.tx.router import ROUTES, is_deferred, tx_cost
 
 APP_VERSION = 1
 
@@ -112,6 +120,8 @@ class Application:
         self._oracle_cache: oracle_votes.OracleCache | None = None
         # The order book's basis for mark prices; none until the CLOB exists (#4).
         self._basis: BasisSource = no_basis
+        # In-memory order book index over committed state + the current block's journal (app/clob/book.py).
+        self._books: Books | None = None
 
     # --- handshake -----------------------------------------------------------
     def info(self) -> tuple[int, bytes]:
@@ -146,13 +156,19 @@ class Application:
         prices_genesis.init_genesis(store, app_state.get("prices", {}), genesis_time_ns)
         bank_genesis.init_genesis(store, app_state.get("bank", {}))
         auth_genesis.init_genesis(store, app_state.get("auth", {}))
+        perpetuals = perpetuals_genesis.init_genesis(store, app_state.get("perpetuals", {}))
+        restore = clob_genesis.init_genesis(store, app_state.get("clob", {}), perpetuals)
+        subaccounts_genesis.init_genesis(store, app_state.get("subaccounts", {}))
+        clob_genesis.restore_perpetual_state(store, restore)
         bank_keeper.check_supply(store)
+        subaccounts_genesis.check_genesis(store)
         app_hash = compute_app_hash(b"", store.write_set())
         self._genesis = _Pending(initial_height - 1, store, app_hash)
         self._pending = None
         self._chain_id = chain_id
         self._mempool.clear()
         self._view = None
+        self._books = None
         return app_hash
 
     def _base(self) -> tuple[BranchStore | CommitStore, bytes]:
@@ -201,6 +217,8 @@ class Application:
         self._pending = None
         self._view = None
         self._mempool.clear()
+        if self._books is not None:
+            self._books.rollback()
 
     # --- mempool ---------------------------------------------------------------
     def check_tx(self, tx_bytes: bytes, recheck: bool = False) -> TxResult:
@@ -228,7 +246,8 @@ class Application:
         try:
             fee = apply_ante(ctx.store, block.height, decoded.signer, decoded.nonce, cost, pending)
             for name, msg in decoded.msgs:
-                ROUTES[name].handle(ctx, msg)
+                route = ROUTES[name]
+                (route.check if route.deferred else route.handle)(ctx, msg)
         except AppError as err:
             return TxResult.from_error(err)
         self._mempool.add(decoded.digest, decoded.signer, decoded.nonce, cost, fee)
@@ -332,17 +351,29 @@ class Application:
                 results.append(TxResult.from_error(err))
             user_txs = txs[1:]
         block_events.extend(prices_abci.process_oracle_prices(store, block, updates, self._basis))
-        # 2. User txs in block order, each in its own branch; a failure is a result code.
-        results.extend(self._run_tx(store, block, tx) for tx in user_txs)
+        # 2. Orders that expire in this block leave the book before any user tx sees it.
+        books = self._books_for_block()
+        block_events.extend(clob_abci.process_expired_orders(store, books, block))
+        # 3. User txs in block order, each in its own branch; a failure is a result code. Order actions are
+        #    only queued here (after their tx's ante) ...
+        queued: list[clob_abci.QueuedAction] = []
+        for tx in user_txs:
+            results.append(self._run_tx(store, block, tx, queued, len(results)))
+        # 4. ... and run here in the fixed phase order: all cancels, then post-only, then the other placements.
+        action_events = clob_abci.process_order_actions(store, books, block, queued)
+        for i, events in action_events.items():
+            results[i] = dataclasses.replace(results[i], events=(*results[i].events, *events))
         tx_results = tuple(results)
-        # 3. End of block: staged validator changes become the set signing height+2 (CometBFT's delay).
+        # 5. End of block: staged validator changes become the set signing height+2 (CometBFT's delay).
         validator_updates = tuple(consensus_keeper.end_block_validator_updates(store, height))
         for pub_key, power in validator_updates:
             block_events.append(Event.of("validator_update", pub_key=pub_key.hex(), power=power,
                                          effective_height=height + consensus_keeper.VALIDATOR_UPDATE_DELAY))
-        # 4. Invariants: USDC conserved across the block (O(changes)).
+        # 6. Invariants, O(changes): USDC conserved across the block; collateral pools back the subaccounts;
+        #    per perpetual Σ long = Σ short = open interest.
         bank_keeper.check_block_conservation(store)
-        # 5. App hash over this block's sorted write-set, chained to the previous one.
+        subaccounts_keeper.check_block_invariants(store)
+        # 7. App hash over this block's sorted write-set, chained to the previous one.
         app_hash = compute_app_hash(prev_app_hash, store.write_set())
         self._pending = _Pending(height, store, app_hash)
         return BlockResult(tx_results=tx_results, events=tuple(block_events), app_hash=app_hash,
@@ -363,14 +394,17 @@ class Application:
         self._pending = None
         self._mempool.clear()  # rechecks of the txs still pending rebuild it against the new state
         self._view = None
+        if self._books is not None:
+            self._books.commit()
         return 0
 
     # --- tx execution -------------------------------------------------------------
-    def _run_tx(self, parent: BranchStore, block: BlockInfo, tx_bytes: bytes) -> TxResult:
-        """Authenticate, pass the ante (nonce, budget, fee), run the messages.
+    def _run_tx(self, parent: BranchStore, block: BlockInfo, tx_bytes: bytes,
+                queued: list[clob_abci.QueuedAction], tx_index: int) -> TxResult:
+        """Authenticate, pass the ante (nonce, budget, fee), run the messages (or queue order actions).
 
         Once the ante passed, its effects stay even if a message fails (app/tx/ante.py); the
-        messages are all-or-nothing.
+        messages are all-or-nothing. Order actions are each their own unit (app/clob/abci.py).
         """
         if oracle_votes.is_oracle_tx(tx_bytes):
             return TxResult.from_error(AppError(errors.ERR_APP_ONLY_TX, "oracle txs are only valid as tx 0"))
@@ -383,9 +417,14 @@ class Application:
             fee = apply_ante(ante, block.height, decoded.signer, decoded.nonce, tx_cost(decoded.msgs))
         except AppError as err:
             return TxResult.from_error(err)
-        ctx = Ctx(block=block, store=BranchStore(ante))
         signer_event = Event.of("tx", signer=encode_address(decoded.signer), nonce=decoded.nonce,
                                 fee_quote_quantums=fee)
+        if is_deferred(decoded.msgs):
+            ante.write()
+            actions = [action for _, msg in decoded.msgs for action in msg.actions]
+            queued.extend(clob_abci.QueuedAction(tx_index, i, decoded.signer, a) for i, a in enumerate(actions))
+            return TxResult(events=(signer_event,))
+        ctx = Ctx(block=block, store=BranchStore(ante))
         try:
             for name, msg in decoded.msgs:
                 ROUTES[name].handle(ctx, msg)
@@ -395,6 +434,15 @@ class Application:
         ctx.store.write()
         ante.write()
         return TxResult(events=(signer_event, *ctx.events))
+
+    def _books_for_block(self) -> Books:
+        """The book of the state this block builds on: rebuilt after a restart, rolled back if a previous
+        FinalizeBlock of this height was not committed."""
+        if self._books is None:
+            self._books = rebuild_books(self._base()[0])
+        elif self._books.has_uncommitted():
+            self._books.rollback()
+        return self._books
 
     # --- queries -----------------------------------------------------------------
     def query(self, path: str, data: bytes, height: int = 0) -> QueryResult:
@@ -409,31 +457,25 @@ class Application:
             return QueryResult(code=errors.ERR_HEIGHT_UNAVAILABLE.code, codespace=errors.ERR_HEIGHT_UNAVAILABLE.codespace,
                                log=f"{errors.ERR_HEIGHT_UNAVAILABLE.name}: state at height {height} is not kept; this "
                                    f"node serves only its latest committed height {last} (query with height 0)")
-        store = BranchStore(self._store)
+        q = QueryCtx(BranchStore(self._store), last, self)
         parts = [p for p in path.split("/") if p]
         try:
-            if parts[:2] == ["bank", "balance"] and len(parts) == 3:
-                answer = bank_queries.query_balance(store, parts[2])
-            elif parts == ["bank", "supply"]:
-                answer = bank_queries.query_supply(store)
-            elif parts[:2] == ["auth", "account"] and len(parts) == 3:
-                answer = auth_queries.query_account(store, parts[2], last + 1)
-            elif parts == ["auth", "params"]:
-                answer = auth_queries.query_params(store)
-            elif parts == ["app", "info"]:
-                height, app_hash = self.info()
-                answer = {"chain_id": self._chain_id, "height": str(height), "app_hash": app_hash.hex()}
-            elif parts == ["consensus", "validators"]:
-                answer = consensus_queries.query_validators(store, last)
-            elif parts == ["prices", "markets"]:
-                answer = prices_queries.query_markets(store, self._total_power(store))
-            elif parts[:2] == ["prices", "market"] and len(parts) == 3:
-                answer = prices_queries.query_market(store, parts[2], self._total_power(store))
+            for pattern, handler in QUERY_ROUTES:
+                args = match_path(pattern, parts)
+                if args is not None:
+                    answer = handler(q, *args)
+                    break
             else:
                 raise AppError(errors.ERR_UNKNOWN_QUERY, f"unknown query path {path!r}")
         except AppError as err:
             return QueryResult(code=err.code, codespace=err.codespace, log=err.log)
         return QueryResult(value=json.dumps(answer, sort_keys=True).encode())
+
+    def committed_books(self) -> Books | None:
+        """The in-memory book when it holds exactly committed state (None while a block is not yet committed)."""
+        if self._books is None:
+            self._books = rebuild_books(self._base()[0])
+        return None if self._books.has_uncommitted() else self._books
 
     def _total_power(self, store: CommittedReader) -> int:
         """Power of the set that signed the last committed block."""
@@ -446,4 +488,56 @@ class Application:
             "prices": prices_genesis.export_genesis(store),
             "bank": bank_genesis.export_genesis(store),
             "auth": auth_genesis.export_genesis(store),
+            "perpetuals": perpetuals_genesis.export_genesis(store),
+            "clob": clob_genesis.export_genesis(store),
+            "subaccounts": subaccounts_genesis.export_genesis(store),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryCtx:
+    store: BranchStore  # over committed state
+    last_height: int
+    app: Application
+
+
+def match_path(pattern: tuple[str, ...], parts: list[str]) -> list[str] | None:
+    """The parts matched by "*" (one segment) and "?" (an optional last segment, None when absent), or None."""
+    optional = pattern and pattern[-1] == "?"
+    fixed = pattern[:-1] if optional else pattern
+    if not (len(parts) == len(fixed) or (optional and len(parts) == len(fixed) + 1)):
+        return None
+    args: list = []
+    for want, got in zip(fixed, parts):
+        if want == "*":
+            args.append(got)
+        elif want != got:
+            return None
+    if optional:
+        args.append(parts[len(fixed)] if len(parts) > len(fixed) else None)
+    return args
+
+
+def _app_info(q: QueryCtx) -> dict:
+    height, app_hash = q.app.info()
+    return {"chain_id": q.app.chain_id, "height": str(height), "app_hash": app_hash.hex()}
+
+
+# Query paths (abci_query "path") -> handler; each module answers its own (docs/state.md lists them).
+QUERY_ROUTES: list[tuple[tuple[str, ...], object]] = [
+    (("bank", "balance", "*"), lambda q, a: bank_queries.query_balance(q.store, a)),
+    (("bank", "supply"), lambda q: bank_queries.query_supply(q.store)),
+    (("auth", "account", "*"), lambda q, a: auth_queries.query_account(q.store, a, q.last_height + 1)),
+    (("auth", "params"), lambda q: auth_queries.query_params(q.store)),
+    (("app", "info"), _app_info),
+    (("consensus", "validators"), lambda q: consensus_queries.query_validators(q.store, q.last_height)),
+    (("prices", "markets"), lambda q: prices_queries.query_markets(q.store, q.app._total_power(q.store))),
+    (("prices", "market", "*"), lambda q, m: prices_queries.query_market(q.store, m, q.app._total_power(q.store))),
+    (("perpetuals", "list"), lambda q: clob_queries.query_perpetuals(q.store)),
+    (("clob", "params"), lambda q: clob_queries.query_params(q.store)),
+    (("clob", "orderbook", "*", "?"), lambda q, m, depth: clob_queries.query_orderbook(
+        q.store, q.app.committed_books(), m, clob_queries.check_depth(depth or "20"))),
+    (("clob", "orders", "*", "?"), lambda q, owner, n: clob_queries.query_orders(q.store, owner, n)),
+    (("subaccounts", "show", "*", "?"), lambda q, owner, n: clob_queries.query_subaccount(q.store, owner, n)),
+    (("subaccounts", "of", "*"), lambda q, owner: clob_queries.query_subaccounts_of(q.store, owner)),
+]

@@ -111,3 +111,36 @@ ERR_MAINTENANCE_FRACTION_PPM_OUT_OF_RANGE = register("perpetuals", 502, "mainten
 ERR_IMPACT_NOTIONAL_OUT_OF_RANGE = register("perpetuals", 503, "impact_notional_out_of_range")
 ERR_OPEN_INTEREST_CAP_OUT_OF_RANGE = register("perpetuals", 504, "open_interest_cap_out_of_range")
 ERR_OPEN_INTEREST_LOWER_CAP_ABOVE_UPPER_CAP = register("perpetuals", 505, "open_interest_lower_cap_above_upper_cap")
+
+# --- perpetuals (codespace "perpetuals", 510+; 501-509 are the liquidity-tier checks above) ---------------------
+ERR_UNKNOWN_PERPETUAL = register("perpetuals", 510, "unknown_perpetual")
+ERR_PERPETUAL_EXISTS = register("perpetuals", 511, "perpetual_exists")
+ERR_UNKNOWN_LIQUIDITY_TIER = register("perpetuals", 512, "unknown_liquidity_tier")
+ERR_INVALID_PERPETUAL = register("perpetuals", 513, "invalid_perpetual")
+
+# --- subaccounts (codespace "subaccounts") ----------------------------------------------------------------------
+ERR_INVALID_SUBACCOUNT = register("subaccounts", 601, "invalid_subaccount")  # number outside 0..127
+ERR_NEWLY_UNDERCOLLATERALIZED = register("subaccounts", 602, "newly_undercollateralized")
+ERR_STILL_UNDERCOLLATERALIZED = register("subaccounts", 603, "still_undercollateralized")
+ERR_ISOLATED_MARKET_CONSTRAINT = register("subaccounts", 604, "isolated_market_constraint")
+ERR_PRICE_UNAVAILABLE = register("subaccounts", 605, "price_unavailable")  # a position's market has no oracle price
+ERR_POSITION_OVERFLOW = register("subaccounts", 606, "position_overflow")
+
+# --- clob (codespace "clob") --------------------------------------------------------------------------------------
+ERR_UNKNOWN_CLOB_PAIR = register("clob", 701, "unknown_clob_pair")
+ERR_INVALID_QUANTUMS = register("clob", 702, "invalid_quantums")  # zero or not a multiple of the step
+ERR_INVALID_SUBTICKS = register("clob", 703, "invalid_subticks")  # zero or not a multiple of the tick
+ERR_INVALID_GOOD_TIL = register("clob", 704, "invalid_good_til")  # expired, too far, or both/neither set
+ERR_ORDER_EXISTS = register("clob", 705, "order_exists")
+ERR_ORDER_NOT_FOUND = register("clob", 706, "order_not_found")
+ERR_POST_ONLY_WOULD_CROSS = register("clob", 707, "post_only_would_cross")
+ERR_REDUCE_ONLY = register("clob", 708, "reduce_only_would_increase")
+ERR_CLOB_PAIR_STATUS = register("clob", 709, "clob_pair_status")  # the pair's status refuses this action
+ERR_TOO_MANY_ACTIONS = register("clob", 710, "too_many_actions")
+ERR_INVALID_ORDER = register("clob", 711, "invalid_order")  # side, time in force, flags, market-order fields
+ERR_FILL_OR_KILL_NOT_FILLED = register("clob", 712, "fill_or_kill_not_filled")
+ERR_MIXED_MESSAGES = register("clob", 714, "mixed_messages")  # order actions and other messages in one tx
+ERR_TOO_MANY_OPEN_ORDERS = register("clob", 715, "too_many_open_orders")
+ERR_STALE_ORACLE = register("clob", 716, "stale_oracle")  # only reduce-only orders while the oracle is stale
+ERR_INVALID_FEE_TIERS = register("clob", 717, "invalid_fee_tiers")
+ERR_INVALID_CLOB_PAIR = register("clob", 718, "invalid_clob_pair")

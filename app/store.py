@@ -28,12 +28,18 @@ PREFIX_BANK = b"\x01"
 PREFIX_AUTH = b"\x02"
 PREFIX_CONSENSUS = b"\x03"
 PREFIX_PRICES = b"\x04"
+PREFIX_PERPETUALS = b"\x05"
+PREFIX_SUBACCOUNTS = b"\x06"
+PREFIX_CLOB = b"\x07"
 
 MODULE_PREFIXES = {
     "bank": PREFIX_BANK,
     "auth": PREFIX_AUTH,
     "consensus": PREFIX_CONSENSUS,
     "prices": PREFIX_PRICES,
+    "perpetuals": PREFIX_PERPETUALS,
+    "subaccounts": PREFIX_SUBACCOUNTS,
+    "clob": PREFIX_CLOB,
 }
 
 
@@ -134,6 +140,10 @@ class BranchStore:
 
     def parent_value(self, key: bytes) -> bytes | None:
         return self._parent.get(key)
+
+    def parent_store(self) -> CommittedReader:
+        """What this branch is layered on (read-only use: comparing a block's state with the one before)."""
+        return self._parent
 
     def __len__(self) -> int:
         return len(self._writes)

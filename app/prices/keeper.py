@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 from perpchain.v1 import prices_pb2
@@ -63,3 +64,25 @@ def apply_market_price(store: BranchStore, price: prices_pb2.MarketPrice) -> Non
     encoded = encode_proto(price)
     if store.get(key) != encoded:
         store.set(key, encoded)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_param(raw: bytes) -> prices_pb2.MarketParam:
+    return prices_pb2.MarketParam.FromString(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_price(raw: bytes) -> prices_pb2.MarketPrice:
+    return prices_pb2.MarketPrice.FromString(raw)
+
+
+def get_market_param_or_none(store: CommittedReader, market_id: int) -> prices_pb2.MarketParam | None:
+    """A market's parameters (a shared, cached object: never mutate it)."""
+    raw = store.get(keys.market_param_key(market_id))
+    return None if raw is None else _decode_param(raw)
+
+
+def get_market_price_or_none(store: CommittedReader, market_id: int) -> prices_pb2.MarketPrice | None:
+    """A market's live price (a shared, cached object: never mutate it; use get_market_price to change one)."""
+    raw = store.get(keys.market_price_key(market_id))
+    return None if raw is None else _decode_price(raw)

@@ -19,7 +19,9 @@ from app.errors import (
     ERR_INVALID_PUBKEY,
     ERR_INVALID_SIGNATURE,
     ERR_MEMO_TOO_LONG,
+    ERR_MIXED_MESSAGES,
     ERR_NO_MESSAGES,
+    ERR_TOO_MANY_ACTIONS,
     ERR_TOO_MANY_MESSAGES,
     ERR_TX_DECODE,
     ERR_TX_TOO_LARGE,
@@ -36,6 +38,7 @@ SIGN_DOMAIN = b"perpchain/tx/v1\x00"
 MAX_TX_BYTES = 32 * 1024  # bytes; CometBFT's mempool limit is larger, ours is the one enforced
 MAX_MESSAGES = 32  # per tx
 MAX_MEMO_BYTES = 256  # UTF-8 bytes
+MAX_ORDER_ACTIONS = 200  # order actions per tx, over all its MsgOrders
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,5 +140,11 @@ def decode_and_verify(tx_bytes: bytes, chain_id: str, digest: bytes | None = Non
                     f"message {i} must be signed by {encode_address(required)}, tx signer is {encode_address(signer)}",
                 )
         msgs.append((name, msg))
+    deferred = [ROUTES[name].deferred for name, _ in msgs]
+    if any(deferred) and not all(deferred):
+        raise AppError(ERR_MIXED_MESSAGES, "a tx with order actions (MsgOrders) carries no other message type")
+    actions = sum(len(m.actions) for name, m in msgs if name == "orders")
+    if actions > MAX_ORDER_ACTIONS:
+        raise AppError(ERR_TOO_MANY_ACTIONS, f"{actions} order actions, at most {MAX_ORDER_ACTIONS} per tx")
     return DecodedTx(signer=signer, nonce=body.nonce, digest=digest or hashlib.sha256(tx_bytes).digest(),
                      memo=body.memo, msgs=tuple(msgs))

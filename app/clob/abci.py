@@ -1,0 +1,131 @@
+"""The clob module's block steps: expiry, then every queued order action in the block's fixed phase order.
+
+Phase order inside a block (whatever order the proposer chose; docs/exchange.md):
+  1. every cancel (cancel, batch cancel, and the cancel half of a cancel-replace), in block order;
+  2. every post-only placement (incl. post-only cancel-replaces whose cancel succeeded), in block order;
+  3. every other placement (resting limit, IOC, FOK, market), in block order.
+So makers can always pull or refresh quotes before takers in the same block trade against them (Hyperliquid
+orders each block the same way). Each action runs in its own state branch and book-journal mark: a refused
+action leaves no trace, and gets its own ``order_action`` event with a status, code and reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from perpchain.v1 import tx_pb2
+
+from app.clob import keeper
+from app.clob.actions import (
+    POST_ONLY,
+    ActionEnv,
+    execute_batch_cancel,
+    execute_cancel,
+    execute_place,
+    validate_action_stateless,
+)
+from app.clob.book import Books
+from app.clob.matching import order_removed_event
+from app.context import BlockInfo
+from app.errors import AppError
+from app.events import Event
+from app.lib.address import encode_address
+from app.store import BranchStore
+
+
+@dataclasses.dataclass
+class QueuedAction:
+    tx_index: int
+    action_index: int
+    owner: bytes
+    action: tx_pb2.OrderAction
+
+
+def process_expired_orders(store: BranchStore, books: Books, block: BlockInfo) -> list[Event]:
+    """Orders leave the book in the block they expire: good_til_block < height, or good_til_block_time <= time."""
+    events = []
+    for okey in list(keeper.iter_expired(store, block.height, block.block_time_ns)):
+        order = keeper.get_order(store, okey)
+        keeper.delete_order(store, okey, order)
+        books.remove(okey)
+        events.append(order_removed_event(order, "expired"))
+    return events
+
+
+def _phase(q: QueuedAction, canceled_ok: dict) -> int:
+    kind = q.action.WhichOneof("action")
+    if kind in ("cancel", "batch_cancel"):
+        return 1
+    place = q.action.place if kind == "place" else q.action.cancel_replace.place if kind == "cancel_replace" else None
+    if place is not None and place.time_in_force == POST_ONLY:
+        return 2
+    return 3
+
+
+def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
+                          queued: list[QueuedAction]) -> dict[int, list[Event]]:
+    """Run every queued action in phase order; returns the events of each tx (by tx index)."""
+    out: dict[int, list[Event]] = {}
+    replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
+    # Phase 1 also runs the cancel half of each cancel-replace.
+    for phase in (1, 2, 3):
+        for q in queued:
+            kind = q.action.WhichOneof("action")
+            if kind == "cancel_replace" and phase == 1:
+                _run(store, books, block, q, out, replaced, cancel_half=True)
+                continue
+            if _phase(q, replaced) != phase:
+                continue
+            _run(store, books, block, q, out, replaced, cancel_half=False)
+    return out
+
+
+def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, out: dict[int, list[Event]],
+         replaced: dict[tuple[int, int], bool], cancel_half: bool) -> None:
+    kind = q.action.WhichOneof("action")
+    branch = BranchStore(store)
+    mark = books.mark()
+    events: list[Event] = []
+    env = ActionEnv(branch, books, block, events)
+    attrs = {"action_index": q.action_index, "kind": kind}
+    try:
+        validate_action_stateless(q.action)
+        if kind == "place":
+            attrs.update(_order_attrs(q.action.place))
+            attrs.update(execute_place(env, q.owner, q.action.place))
+        elif kind == "cancel":
+            attrs.update(_id_attrs(q.action.cancel.order_id))
+            attrs.update(execute_cancel(env, q.owner, q.action.cancel.order_id))
+        elif kind == "batch_cancel":
+            b = q.action.batch_cancel
+            attrs.update(subaccount_number=b.subaccount_number, clob_pair_id=b.clob_pair_id)
+            attrs.update(execute_batch_cancel(env, q.owner, b))
+        elif cancel_half:
+            attrs.update(_id_attrs(q.action.cancel_replace.order_id), step="cancel")
+            attrs.update(execute_cancel(env, q.owner, q.action.cancel_replace.order_id))
+            replaced[(q.tx_index, q.action_index)] = True
+        else:
+            attrs.update(_order_attrs(q.action.cancel_replace.place), step="place")
+            if not replaced.get((q.tx_index, q.action_index)):
+                attrs.update(status="skipped", reason="the cancel half did not succeed: nothing was placed")
+                out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
+                return
+            attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place))
+    except AppError as err:
+        books.rollback(mark)
+        attrs.update(status="rejected", code=err.code, reason=err.log)
+        out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
+        return
+    branch.write()
+    out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
+    out[q.tx_index].extend(events)
+
+
+def _order_attrs(p: tx_pb2.PlaceOrder) -> dict:
+    return {"subaccount_number": p.subaccount_number, "clob_pair_id": p.clob_pair_id, "client_id": p.client_id,
+            "side": "buy" if p.side == 1 else "sell" if p.side == 2 else "unspecified", "quantums": p.quantums}
+
+
+def _id_attrs(oid: tx_pb2.OrderId) -> dict:
+    return {"subaccount_number": oid.subaccount_number, "clob_pair_id": oid.clob_pair_id, "client_id": oid.client_id,
+            "order_flags": oid.order_flags}

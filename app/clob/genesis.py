@@ -1,0 +1,115 @@
+"""clob genesis: {"params": ClobParams, "clob_pairs": [ClobPair], "orders": [Order], "next_sequence", "stats"}
+(protobuf JSON). Each perpetual of the perpetuals genesis is created together with its clob pair (same rules as
+MsgCreatePerpetual); a perpetual's open interest and funding index are restored after its subaccounts."""
+
+from __future__ import annotations
+
+from perpchain.v1 import exchange_pb2
+
+from app.clob import keeper, keys
+from app.clob.handlers import create_perpetual
+from app.errors import ERR_INVALID_GENESIS, AppError
+from app.lib.address import decode_address_or_none, encode_address
+from app.perpetuals import keeper as perpetuals_keeper
+from app.perpetuals.genesis import parse, to_dict
+from app.store import BranchStore, prefix_end
+
+DEFAULT_PARAMS = {
+    "short_block_window": 40,  # dYdX ShortBlockWindow
+    "max_stateful_window_ns": str(95 * 86_400 * 10**9),  # dYdX StatefulOrderTimeWindow
+    "max_open_orders_per_subaccount": 200,
+    "default_market_slippage_ppm": 50_000,
+    "max_market_slippage_ppm": 500_000,
+    # dYdX standard fee tiers (x/feetiers StandardParams), quote quantums over 30 days
+    "fee_tiers": [
+        {"name": "1", "maker_fee_ppm": 100, "taker_fee_ppm": 500},
+        {"name": "2", "absolute_volume_requirement_quote_quantums": "1000000000000", "maker_fee_ppm": 100,
+         "taker_fee_ppm": 450},
+        {"name": "3", "absolute_volume_requirement_quote_quantums": "5000000000000", "maker_fee_ppm": 50,
+         "taker_fee_ppm": 400},
+        {"name": "4", "absolute_volume_requirement_quote_quantums": "25000000000000", "taker_fee_ppm": 350},
+        {"name": "5", "absolute_volume_requirement_quote_quantums": "125000000000000", "taker_fee_ppm": 300},
+        {"name": "6", "absolute_volume_requirement_quote_quantums": "125000000000000",
+         "total_volume_share_requirement_ppm": 5000, "maker_fee_ppm": -50, "taker_fee_ppm": 250},
+        {"name": "7", "absolute_volume_requirement_quote_quantums": "125000000000000",
+         "total_volume_share_requirement_ppm": 5000, "maker_volume_share_requirement_ppm": 10000,
+         "maker_fee_ppm": -90, "taker_fee_ppm": 250},
+        {"name": "8", "absolute_volume_requirement_quote_quantums": "125000000000000",
+         "total_volume_share_requirement_ppm": 5000, "maker_volume_share_requirement_ppm": 20000,
+         "maker_fee_ppm": -110, "taker_fee_ppm": 250},
+        {"name": "9", "absolute_volume_requirement_quote_quantums": "125000000000000",
+         "total_volume_share_requirement_ppm": 5000, "maker_volume_share_requirement_ppm": 40000,
+         "maker_fee_ppm": -110, "taker_fee_ppm": 250},
+    ],
+}
+
+
+def init_genesis(store: BranchStore, state: dict, perpetuals: list[exchange_pb2.Perpetual]) -> list:
+    """Params, perpetuals with their pairs, restored orders. Returns (perpetual, restored OI, funding index) to
+    apply after the subaccounts genesis."""
+    if not isinstance(state, dict):
+        raise AppError(ERR_INVALID_GENESIS, "clob genesis must be an object")
+    params = parse(exchange_pb2.ClobParams, state.get("params", DEFAULT_PARAMS), "clob.params")
+    try:
+        keeper.set_params(store, params)
+    except AppError as err:
+        raise AppError(ERR_INVALID_GENESIS, f"clob.params: {err.log}") from None
+    pairs = [parse(exchange_pb2.ClobPair, raw, f"clob.clob_pairs[{i}]")
+             for i, raw in enumerate(state.get("clob_pairs", []))]
+    by_perp = {p.perpetual_id: p for p in pairs}
+    if len(by_perp) != len(pairs) or len(pairs) != len(perpetuals):
+        raise AppError(ERR_INVALID_GENESIS, "every perpetual needs exactly one clob pair")
+    restore = []
+    for perp in perpetuals:
+        pair = by_perp.get(perp.id)
+        if pair is None:
+            raise AppError(ERR_INVALID_GENESIS, f"perpetual {perp.id} has no clob pair")
+        fresh = exchange_pb2.Perpetual()
+        fresh.CopyFrom(perp)
+        fresh.open_interest_base_quantums = 0
+        fresh.funding_index = 0
+        try:
+            create_perpetual(store, fresh, pair)
+        except AppError as err:
+            raise AppError(ERR_INVALID_GENESIS, f"perpetual {perp.id} / clob pair {pair.id}: {err.log}") from None
+        restore.append((perp.id, perp.open_interest_base_quantums, perp.funding_index))
+    for i, raw in enumerate(state.get("orders", [])):
+        order = parse(exchange_pb2.Order, raw, f"clob.orders[{i}]")
+        keeper.get_pair(store, order.clob_pair_id)
+        if len(order.owner) != 20 or not 0 < order.remaining_quantums <= order.quantums:
+            raise AppError(ERR_INVALID_GENESIS, f"clob.orders[{i}] is not a valid resting order")
+        keeper.insert_order(store, order)
+    if "next_sequence" in state:
+        store.set(keys.SEQUENCE_KEY, int(state["next_sequence"]).to_bytes(8, "big"))
+    for entry in state.get("stats", []):
+        owner = entry.get("owner")
+        key = keys.GLOBAL_STATS_KEY if owner == "" else keys.stats_key(decode_address_or_none(owner) or b"")
+        if len(key) not in (len(keys.GLOBAL_STATS_KEY), len(keys.STATS_PREFIX) + 20):
+            raise AppError(ERR_INVALID_GENESIS, f"clob.stats owner {owner!r} is not an address")
+        store.set(key, bytes.fromhex(entry.get("buckets", "")))
+    return restore
+
+
+def restore_perpetual_state(store: BranchStore, restore: list) -> None:
+    for perp_id, oi, funding_index in restore:
+        perp = exchange_pb2.Perpetual()
+        perp.CopyFrom(perpetuals_keeper.get_perpetual(store, perp_id))
+        perp.open_interest_base_quantums = oi
+        perp.funding_index = funding_index
+        perpetuals_keeper.set_perpetual(store, perp)
+
+
+def export_genesis(store: BranchStore) -> dict:
+    raw_seq = store.get(keys.SEQUENCE_KEY)
+    stats = [{"owner": "", "buckets": (store.get(keys.GLOBAL_STATS_KEY) or b"").hex()}] if store.get(
+        keys.GLOBAL_STATS_KEY) else []
+    n = len(keys.STATS_PREFIX)
+    for key, raw in store.iterate(keys.STATS_PREFIX, prefix_end(keys.STATS_PREFIX)):
+        stats.append({"owner": encode_address(key[n:]), "buckets": raw.hex()})
+    return {
+        "params": to_dict(keeper.get_params(store)),
+        "clob_pairs": [to_dict(p) for p in keeper.iter_pairs(store)],
+        "orders": [to_dict(o) for _, o in keeper.iter_orders(store)],
+        "next_sequence": str(int.from_bytes(raw_seq, "big")) if raw_seq else "1",
+        "stats": stats,
+    }

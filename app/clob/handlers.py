@@ -1,0 +1,162 @@
+"""clob messages: MsgOrders (batched order actions) and the authority's market messages.
+
+MsgOrders is *deferred*: FinalizeBlock queues its actions and runs them in the block's phase order
+(app/clob/abci.py). Its stateless check only refuses what makes the whole tx meaningless (owner, action count):
+one malformed action gets its own status instead of failing its batch. CheckTx validates each action against
+committed state without matching (:func:`check_orders`).
+"""
+
+from __future__ import annotations
+
+from perpchain.v1 import exchange_pb2, tx_pb2
+
+from app.auth.admission import Cost
+from app.bank import keeper as bank_keeper
+from app.bank.handlers import parse_address
+from app.clob import keeper
+from app.clob.actions import validate_action_stateless, validate_cancel, validate_place
+from app.context import Ctx
+from app.errors import (
+    ERR_INVALID_CLOB_PAIR,
+    ERR_INVALID_ORDER,
+    ERR_PERPETUAL_EXISTS,
+    ERR_TOO_MANY_ACTIONS,
+    ERR_UNAUTHORIZED,
+    ERR_UNKNOWN_CLOB_PAIR,
+    AppError,
+)
+from app.events import Event
+from app.perpetuals import keeper as perpetuals_keeper
+from app.prices import keeper as prices_keeper
+
+MAX_ACTIONS_PER_TX = 200  # per MsgOrders (app/tx/codec.py MAX_ORDER_ACTIONS bounds the whole tx)
+
+
+def signers_orders(msg: tx_pb2.MsgOrders) -> list[bytes]:
+    owner = parse_address(msg.owner, "owner")
+    if not msg.actions:
+        raise AppError(ERR_INVALID_ORDER, "MsgOrders carries no action")
+    if len(msg.actions) > MAX_ACTIONS_PER_TX:
+        raise AppError(ERR_TOO_MANY_ACTIONS, f"{len(msg.actions)} order actions, at most {MAX_ACTIONS_PER_TX} per tx")
+    return [owner]
+
+
+def cost_orders(msg: tx_pb2.MsgOrders) -> Cost:
+    """Placements use requests, cancels use the (larger) cancel budget; a cancel-replace uses one of each."""
+    requests = cancels = 0
+    for a in msg.actions:
+        kind = a.WhichOneof("action")
+        if kind == "place":
+            requests += 1
+        elif kind == "cancel_replace":
+            requests += 1
+            cancels += 1
+        else:
+            cancels += 1
+    return Cost(requests=requests, cancels=cancels)
+
+
+def check_action(ctx: Ctx, owner: bytes, action: tx_pb2.OrderAction) -> None:
+    """One action against committed state, without matching (CheckTx)."""
+    kind = validate_action_stateless(action)
+    if kind == "place":
+        validate_place(ctx.store, ctx.block, owner, action.place)
+    elif kind == "cancel":
+        validate_cancel(ctx.store, owner, action.cancel.order_id)
+    elif kind == "batch_cancel":
+        keeper.get_pair(ctx.store, action.batch_cancel.clob_pair_id)
+    else:
+        validate_cancel(ctx.store, owner, action.cancel_replace.order_id)
+
+
+def check_orders(ctx: Ctx, msg: tx_pb2.MsgOrders) -> None:
+    """CheckTx: refuse the tx when none of its actions would pass (a single action: when it would not). A batch
+    with some failing actions is admitted; each action reports its outcome in the block."""
+    owner = parse_address(msg.owner, "owner")
+    first: AppError | None = None
+    for action in msg.actions:
+        try:
+            check_action(ctx, owner, action)
+            return
+        except AppError as err:
+            first = first or err
+    if first is not None:
+        raise first
+
+
+# --- authority ---------------------------------------------------------------------------------------------------
+
+def _authority(ctx: Ctx, authority: str) -> None:
+    expected = bank_keeper.get_authority(ctx.store)
+    if authority != expected:
+        raise AppError(ERR_UNAUTHORIZED, f"only the chain authority {expected} may change markets")
+
+
+def signers_authority(msg) -> list[bytes]:
+    return [parse_address(msg.authority, "authority")]
+
+
+def handle_set_clob_pair_status(ctx: Ctx, msg: tx_pb2.MsgSetClobPairStatus) -> None:
+    _authority(ctx, msg.authority)
+    allowed = (exchange_pb2.CLOB_PAIR_STATUS_ACTIVE, exchange_pb2.CLOB_PAIR_STATUS_POST_ONLY,
+               exchange_pb2.CLOB_PAIR_STATUS_CANCEL_ONLY, exchange_pb2.CLOB_PAIR_STATUS_PAUSED)
+    if msg.status not in allowed:
+        raise AppError(ERR_INVALID_CLOB_PAIR, "status must be active, post-only, cancel-only or paused "
+                                              "(final settlement comes with the risk engine)")
+    pair = exchange_pb2.ClobPair()
+    pair.CopyFrom(keeper.get_pair(ctx.store, msg.clob_pair_id))
+    old = pair.status
+    pair.status = msg.status
+    keeper.set_pair(ctx.store, pair)
+    ctx.emit(Event.of("clob_pair_status", clob_pair_id=pair.id, old_status=old, status=pair.status))
+
+
+def validate_pair(ctx_store, pair: exchange_pb2.ClobPair) -> None:
+    if pair.step_base_quantums == 0 or pair.subticks_per_tick == 0:
+        raise AppError(ERR_INVALID_CLOB_PAIR, "step_base_quantums and subticks_per_tick must be positive")
+    if not -30 <= pair.quantum_conversion_exponent <= 30:
+        raise AppError(ERR_INVALID_CLOB_PAIR, "quantum_conversion_exponent must be in -30..30")
+    if pair.status not in (1, 2, 3, 4):
+        raise AppError(ERR_INVALID_CLOB_PAIR, "status must be active, post-only, cancel-only or paused")
+    perpetuals_keeper.get_perpetual(ctx_store, pair.perpetual_id)
+
+
+def handle_create_perpetual(ctx: Ctx, msg: tx_pb2.MsgCreatePerpetual) -> None:
+    _authority(ctx, msg.authority)
+    create_perpetual(ctx.store, msg.perpetual, msg.clob_pair)
+    ctx.emit(Event.of("perpetual_created", perpetual_id=msg.perpetual.id, ticker=msg.perpetual.ticker,
+                      clob_pair_id=msg.clob_pair.id))
+
+
+def create_perpetual(store, perp: exchange_pb2.Perpetual, pair: exchange_pb2.ClobPair) -> None:
+    """A new perpetual and its clob pair (genesis and MsgCreatePerpetual): new ids, existing market and tier."""
+    from app.errors import ERR_INVALID_PERPETUAL
+
+    if perpetuals_keeper.get_perpetual_or_none(store, perp.id) is not None:
+        raise AppError(ERR_PERPETUAL_EXISTS, f"perpetual {perp.id} exists")
+    if keeper.get_pair_or_none(store, pair.id) is not None:
+        raise AppError(ERR_INVALID_CLOB_PAIR, f"clob pair {pair.id} exists")
+    if prices_keeper.get_market_param_or_none(store, perp.market_id) is None:
+        raise AppError(ERR_INVALID_PERPETUAL, f"oracle market {perp.market_id} does not exist")
+    perpetuals_keeper.get_tier(store, perp.liquidity_tier)
+    if perp.market_type not in (exchange_pb2.MARKET_TYPE_CROSS, exchange_pb2.MARKET_TYPE_ISOLATED):
+        raise AppError(ERR_INVALID_PERPETUAL, "market_type must be cross or isolated")
+    if not -30 <= perp.atomic_resolution <= 30 or not perp.ticker:
+        raise AppError(ERR_INVALID_PERPETUAL, "atomic_resolution must be in -30..30 and the ticker set")
+    if perp.open_interest_base_quantums or perp.funding_index:
+        raise AppError(ERR_INVALID_PERPETUAL, "a new perpetual starts with open interest 0 and funding index 0")
+    if pair.perpetual_id != perp.id:
+        raise AppError(ERR_UNKNOWN_CLOB_PAIR, f"clob pair {pair.id} must name perpetual {perp.id}")
+    perpetuals_keeper.set_perpetual(store, perp)
+    validate_pair(store, pair)
+    keeper.set_pair(store, pair)
+
+
+def handle_set_fee_tiers(ctx: Ctx, msg: tx_pb2.MsgSetFeeTiers) -> None:
+    _authority(ctx, msg.authority)
+    params = exchange_pb2.ClobParams()
+    params.CopyFrom(keeper.get_params(ctx.store))
+    del params.fee_tiers[:]
+    params.fee_tiers.extend(msg.fee_tiers)
+    keeper.set_params(ctx.store, params)
+    ctx.emit(Event.of("fee_tiers", tiers=len(msg.fee_tiers)))

@@ -1,0 +1,218 @@
+"""Matching: one taker against the book, price-time priority, fills at the maker's price.
+
+Rules (docs/exchange.md "Matching"):
+- the best opposite price first, and within a price the oldest order (placement sequence) first;
+- a fill happens at the maker's price; its quote value is floor(subticks × base × 10^QCE) (dYdX
+  FillAmountToQuoteQuantums), fees are ceil(quote × ppm / 1e6) per side (a negative maker ppm is a rebate);
+- self-trade prevention: a resting order of the taker's owner (any subaccount) is removed and the taker continues;
+- reduce-only orders (taker or maker) are clamped to the opposite position at fill time; a resting reduce-only
+  order with nothing left to reduce is removed;
+- every fill passes the collateral check for both subaccounts (dYdX UpdateSubaccounts with a Match update:
+  funding settled first, open interest as the fill would leave it); a maker that fails is removed and matching
+  continues, a taker that fails stops (its remainder is not placed).
+Mirrors dYdX x/clob/keeper/process_single_match.go (ProcessSingleMatch, persistMatchedOrders) and the memclob's
+matching loop; the book itself is on chain here (Hyperliquid-style), so matching runs once, in FinalizeBlock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from perpchain.v1 import exchange_pb2
+
+from app.bank import keeper as bank_keeper
+from app.clob import keeper
+from app.clob.book import BUY, Books
+from app.clob.logic import fee_quote_quantums, fill_amount_to_quote_quantums
+from app.context import BlockInfo
+from app.errors import ERR_POSITION_OVERFLOW, AppError
+from app.events import Event
+from app.lib.address import encode_address
+from app.lib.math import INT64_MAX
+from app.perpetuals import keeper as perpetuals_keeper
+from app.store import BranchStore
+from app.subaccounts import keeper as subaccounts_keeper
+from app.subaccounts.logic import CollateralCheck, check_update
+from app.subaccounts.state import SubaccountId
+
+
+@dataclasses.dataclass
+class MatchOutcome:
+    filled_quantums: int = 0
+    fills: int = 0
+    taker_failed: str = ""  # why the taker stopped early ("" = it did not)
+
+
+def crosses(side: int, limit_subticks: int, resting_subticks: int) -> bool:
+    """A buy at ``limit`` crosses an ask at or below it; a sell crosses a bid at or above it."""
+    return resting_subticks <= limit_subticks if side == BUY else resting_subticks >= limit_subticks
+
+
+def reducible(position_size: int, side: int) -> int:
+    """How much an order of ``side`` can reduce a position (0 when it would grow or open one)."""
+    if side == BUY:
+        return -position_size if position_size < 0 else 0
+    return position_size if position_size > 0 else 0
+
+
+def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchange_pb2.ClobPair,
+                taker: exchange_pb2.Order, limit_subticks: int, events: list[Event]) -> MatchOutcome:
+    """Fill ``taker`` (not on the book) against the opposite side up to ``limit_subticks``; updates
+    ``taker.remaining_quantums``. Never raises AppError: every failure is an outcome."""
+    out = MatchOutcome()
+    opposite = exchange_pb2.SIDE_SELL if taker.side == BUY else BUY
+    book = books.pair(pair.id)
+    taker_sid = SubaccountId(taker.owner, taker.subaccount_number)
+    taker_fee_ppm, taker_tier = keeper.fee_ppm(store, taker.owner, block.block_time_ns, maker=False)
+    for price, level in book.levels_from_best(opposite):
+        if taker.remaining_quantums == 0 or out.taker_failed or not crosses(taker.side, limit_subticks, price):
+            break
+        for _, mkey in list(level):
+            if taker.remaining_quantums == 0 or out.taker_failed:
+                break
+            maker = keeper.get_order(store, mkey)
+            if maker.owner == taker.owner:
+                _remove(store, books, mkey, maker, "self_trade", events)
+                continue
+            fill = min(taker.remaining_quantums, maker.remaining_quantums)
+            if maker.reduce_only:
+                room = reducible(_position(store, maker), maker.side)
+                if room < pair.step_base_quantums:
+                    _remove(store, books, mkey, maker, "reduce_only_nothing_to_reduce", events)
+                    continue
+                fill = min(fill, room - room % pair.step_base_quantums)
+            if taker.reduce_only:
+                room = reducible(_position(store, taker), taker.side)
+                room -= room % pair.step_base_quantums
+                if room == 0:
+                    out.taker_failed = "reduce_only_nothing_to_reduce"
+                    break
+                fill = min(fill, room)
+            result = process_fill(store, block, pair, taker, taker_sid, taker_fee_ppm, taker_tier, maker, fill,
+                                  events)
+            if result.maker_error:
+                _remove(store, books, mkey, maker, f"collateral: {result.maker_error}", events)
+            if result.taker_error:
+                out.taker_failed = f"collateral: {result.taker_error}"
+            if result.maker_error or result.taker_error:
+                continue
+            out.fills += 1
+            out.filled_quantums += fill
+            taker.remaining_quantums -= fill
+            left = maker.remaining_quantums - fill
+            if left == 0:
+                keeper.delete_order(store, mkey, maker)
+                books.remove(mkey)
+            else:
+                keeper.update_remaining(store, mkey, maker, left)
+    return out
+
+
+def _position(store: BranchStore, order: exchange_pb2.Order) -> int:
+    pair = keeper.get_pair(store, order.clob_pair_id)
+    sub = subaccounts_keeper.get_subaccount(store, SubaccountId(order.owner, order.subaccount_number))
+    return sub.size_of(pair.perpetual_id)
+
+
+def _remove(store: BranchStore, books: Books, okey: bytes, order: exchange_pb2.Order, reason: str,
+            events: list[Event]) -> None:
+    keeper.delete_order(store, okey, order)
+    books.remove(okey)
+    events.append(order_removed_event(order, reason))
+
+
+def order_removed_event(order: exchange_pb2.Order, reason: str) -> Event:
+    return Event.of("order_removed", owner=encode_address(order.owner), number=order.subaccount_number,
+                    clob_pair_id=order.clob_pair_id, client_id=order.client_id, order_flags=order.order_flags,
+                    remaining_quantums=order.remaining_quantums, reason=reason)
+
+
+@dataclasses.dataclass
+class FillResult:
+    taker_error: str = ""
+    maker_error: str = ""
+
+
+def _side_update(store: BranchStore, sid: SubaccountId, perpetual_id: int, funding_index: int, is_buy: bool,
+                 fill: int, quote: int, fee: int):
+    """Load, settle, check the isolated-market rule and apply one side of a fill in memory."""
+    prep = subaccounts_keeper.prepare(store, sid)
+    subaccounts_keeper.validate_isolated_update(store, prep.before, [perpetual_id])
+    size_delta = fill if is_buy else -fill
+    quote_delta = -quote if is_buy else quote
+    subaccounts_keeper.apply_position_delta(prep.after, perpetual_id, funding_index, size_delta, quote_delta)
+    prep.after.quote_balance_quote_quantums += quote_delta - fee
+    if abs(prep.after.size_of(perpetual_id)) > INT64_MAX or abs(prep.after.quote_balance_quote_quantums) > INT64_MAX:
+        raise AppError(ERR_POSITION_OVERFLOW, "position or quote balance beyond int64")
+    return prep
+
+
+def _check_side(store: BranchStore, prep, oi_delta: tuple[int, int]) -> str:
+    """'' if the side passes the collateral check, else why not."""
+    try:
+        new = subaccounts_keeper.compute_risk(store, prep.after, oi_delta)
+        if new.is_initial_collateralized():
+            return ""
+        old = subaccounts_keeper.compute_risk(store, prep.before)
+        result = check_update(old, new)
+    except AppError as err:
+        return err.log
+    if result is CollateralCheck.SUCCESS:
+        return ""
+    return (f"{result.value}: net collateral {new.net_collateral_quote_quantums} < initial margin "
+            f"{new.initial_margin_quote_quantums}")
+
+
+def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPair, taker: exchange_pb2.Order,
+                 taker_sid: SubaccountId, taker_fee_ppm: int, taker_tier: int, maker: exchange_pb2.Order, fill: int,
+                 events: list[Event]) -> FillResult:
+    """One fill of ``fill`` base quantums at the maker's price; writes only if both sides pass their checks."""
+    perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
+    price = maker.subticks
+    quote = fill_amount_to_quote_quantums(price, fill, pair.quantum_conversion_exponent)
+    maker_fee_ppm, maker_tier = keeper.fee_ppm(store, maker.owner, block.block_time_ns, maker=True)
+    taker_fee = fee_quote_quantums(quote, taker_fee_ppm)
+    maker_fee = fee_quote_quantums(quote, maker_fee_ppm)
+    maker_sid = SubaccountId(maker.owner, maker.subaccount_number)
+    result = FillResult()
+    preps = {}
+    for who, sid, is_buy, fee in (("taker", taker_sid, taker.side == BUY, taker_fee),
+                                  ("maker", maker_sid, maker.side == BUY, maker_fee)):
+        try:
+            preps[who] = _side_update(store, sid, perp.id, perp.funding_index, is_buy, fill, quote, fee)
+        except AppError as err:
+            setattr(result, f"{who}_error", err.log)
+    if result.taker_error or result.maker_error:
+        return result
+    oi_change = 0
+    for prep in preps.values():
+        oi_change += max(0, prep.after.size_of(perp.id)) - max(0, prep.before.size_of(perp.id))
+    result.taker_error = _check_side(store, preps["taker"], (perp.id, oi_change))
+    result.maker_error = _check_side(store, preps["maker"], (perp.id, oi_change))
+    if result.taker_error or result.maker_error:
+        return result
+    for prep in preps.values():
+        events.extend(subaccounts_keeper.persist(store, prep))
+    perpetuals_keeper.apply_open_interest_delta(store, perp.id, oi_change)
+    _pay_fee(store, preps["taker"].after, taker_fee)
+    _pay_fee(store, preps["maker"].after, maker_fee)
+    keeper.record_fill_volume(store, taker.owner, maker.owner, quote, block.block_time_ns)
+    events.append(Event.of(
+        "fill", clob_pair_id=pair.id, perpetual_id=perp.id,
+        taker=encode_address(taker.owner), taker_number=taker.subaccount_number, taker_client_id=taker.client_id,
+        maker=encode_address(maker.owner), maker_number=maker.subaccount_number, maker_client_id=maker.client_id,
+        maker_order_flags=maker.order_flags, taker_side="buy" if taker.side == BUY else "sell",
+        subticks=price, quantums=fill, quote_quantums=quote, taker_fee_quote_quantums=taker_fee,
+        maker_fee_quote_quantums=maker_fee, taker_fee_tier=taker_tier, maker_fee_tier=maker_tier))
+    return result
+
+
+def _pay_fee(store: BranchStore, sub_after, fee: int) -> None:
+    """A positive fee leaves the subaccount's pool for the fee collector; a rebate comes back from it."""
+    if fee == 0:
+        return
+    pool = subaccounts_keeper.pool_of(store, sub_after)
+    if fee > 0:
+        bank_keeper.apply_transfer(store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, fee)
+    else:
+        bank_keeper.apply_transfer(store, bank_keeper.FEE_COLLECTOR_ADDRESS, pool, -fee)

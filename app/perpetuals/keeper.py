@@ -1,0 +1,135 @@
+"""Sole owner of the perpetuals prefix: liquidity tiers, perpetuals, open interest, funding index.
+
+Invariants: every perpetual names an existing oracle market and liquidity tier; open interest is the sum of
+long positions (base quantums), kept equal to the sum of shorts by the subaccounts module (checked per block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from perpchain.v1 import exchange_pb2
+
+from app.errors import ERR_UNKNOWN_LIQUIDITY_TIER, ERR_UNKNOWN_PERPETUAL, AppError
+from app.lib.encoding import encode_proto
+from app.perpetuals import keys
+from app.prices import keeper as prices_keeper
+from app.store import BranchStore, CommittedReader, prefix_end
+
+CROSS = exchange_pb2.MARKET_TYPE_CROSS
+ISOLATED = exchange_pb2.MARKET_TYPE_ISOLATED
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_perpetual(raw: bytes) -> exchange_pb2.Perpetual:
+    return exchange_pb2.Perpetual.FromString(raw)
+
+
+@functools.lru_cache(maxsize=1024)
+def _decode_tier(raw: bytes) -> exchange_pb2.LiquidityTier:
+    return exchange_pb2.LiquidityTier.FromString(raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class MarginInfo:
+    """Everything the margin math needs about one perpetual at one moment (read-only snapshot)."""
+
+    perpetual_id: int
+    market_id: int
+    atomic_resolution: int
+    price: int  # oracle price, exponent units; 0 = no price yet
+    price_exponent: int
+    mark_price: int
+    stale: bool
+    initial_margin_ppm: int
+    maintenance_fraction_ppm: int
+    oi_lower_cap_quote_quantums: int
+    oi_upper_cap_quote_quantums: int
+    open_interest_base_quantums: int
+    market_type: int
+    funding_index: int
+
+
+def get_tier_or_none(store: CommittedReader, tier_id: int) -> exchange_pb2.LiquidityTier | None:
+    raw = store.get(keys.tier_key(tier_id))
+    return None if raw is None else _decode_tier(raw)
+
+
+def get_tier(store: CommittedReader, tier_id: int) -> exchange_pb2.LiquidityTier:
+    tier = get_tier_or_none(store, tier_id)
+    if tier is None:
+        raise AppError(ERR_UNKNOWN_LIQUIDITY_TIER, f"liquidity tier {tier_id} does not exist")
+    return tier
+
+
+def set_tier(store: BranchStore, tier: exchange_pb2.LiquidityTier) -> None:
+    store.set(keys.tier_key(tier.id), encode_proto(tier))
+
+
+def iter_tiers(store: CommittedReader):
+    for _, raw in store.iterate(keys.TIER_PREFIX, prefix_end(keys.TIER_PREFIX)):
+        yield _decode_tier(raw)
+
+
+def get_perpetual_or_none(store: CommittedReader, perpetual_id: int) -> exchange_pb2.Perpetual | None:
+    """The stored perpetual (a shared, cached object: copy before changing it)."""
+    raw = store.get(keys.perpetual_key(perpetual_id))
+    return None if raw is None else _decode_perpetual(raw)
+
+
+def get_perpetual(store: CommittedReader, perpetual_id: int) -> exchange_pb2.Perpetual:
+    perp = get_perpetual_or_none(store, perpetual_id)
+    if perp is None:
+        raise AppError(ERR_UNKNOWN_PERPETUAL, f"perpetual {perpetual_id} does not exist")
+    return perp
+
+
+def set_perpetual(store: BranchStore, perp: exchange_pb2.Perpetual) -> None:
+    store.set(keys.perpetual_key(perp.id), encode_proto(perp))
+
+
+def iter_perpetuals(store: CommittedReader):
+    for _, raw in store.iterate(keys.PERPETUAL_PREFIX, prefix_end(keys.PERPETUAL_PREFIX)):
+        yield _decode_perpetual(raw)
+
+
+def apply_open_interest_delta(store: BranchStore, perpetual_id: int, delta_base_quantums: int) -> None:
+    if delta_base_quantums == 0:
+        return
+    perp = exchange_pb2.Perpetual()
+    perp.CopyFrom(get_perpetual(store, perpetual_id))
+    perp.open_interest_base_quantums = perp.open_interest_base_quantums + delta_base_quantums
+    set_perpetual(store, perp)
+
+
+def set_funding_index(store: BranchStore, perpetual_id: int, funding_index: int) -> None:
+    """The funding hook's input (accrual comes with the risk issue; tests set it directly)."""
+    perp = exchange_pb2.Perpetual()
+    perp.CopyFrom(get_perpetual(store, perpetual_id))
+    perp.funding_index = funding_index
+    set_perpetual(store, perp)
+
+
+def get_margin_info(store: CommittedReader, perpetual_id: int) -> MarginInfo:
+    """Snapshot of a perpetual with its tier and oracle price; raises unknown_perpetual."""
+    perp = get_perpetual(store, perpetual_id)
+    tier = get_tier(store, perp.liquidity_tier)
+    price = prices_keeper.get_market_price_or_none(store, perp.market_id)
+    markets = prices_keeper.get_market_param_or_none(store, perp.market_id)
+    return MarginInfo(
+        perpetual_id=perp.id,
+        market_id=perp.market_id,
+        atomic_resolution=perp.atomic_resolution,
+        price=price.oracle_price if price is not None else 0,
+        price_exponent=markets.exponent if markets is not None else 0,
+        mark_price=price.mark_price if price is not None else 0,
+        stale=price.stale if price is not None else True,
+        initial_margin_ppm=tier.initial_margin_ppm,
+        maintenance_fraction_ppm=tier.maintenance_fraction_ppm,
+        oi_lower_cap_quote_quantums=tier.open_interest_lower_cap_quote_quantums,
+        oi_upper_cap_quote_quantums=tier.open_interest_upper_cap_quote_quantums,
+        open_interest_base_quantums=perp.open_interest_base_quantums,
+        market_type=perp.market_type,
+        funding_index=perp.funding_index,
+    )

@@ -1,0 +1,349 @@
+"""Sole owner of the subaccounts prefix: subaccounts (USDC quote balance + perpetual positions), the funding hook,
+the collateral check of every update, and the collateral pools.
+
+State: ``0x06 0x00 ‖ owner ‖ number`` -> Subaccount; ``0x06 0x01`` -> the lazily settled funding total.
+Invariants (checked per block, O(changes), by :func:`check_block_invariants`):
+- USDC: Σ bank balances of the collateral pools = Σ subaccount quote balances + unsettled funding. A deposit moves
+  USDC from the owner's bank balance into the subaccount's pool, a withdrawal out of it, fees leave it for the fee
+  collector; trades between subaccounts move quote balances only (zero-sum).
+- Open interest: per perpetual Σ long sizes = Σ short sizes = the perpetual's open interest.
+Units: quote quantums (1e-6 USDC), base quantums, ppm. Formulas: app/perpetuals/logic.py, app/subaccounts/logic.py.
+
+Collateral pools (dYdX §2.5): cross subaccounts' USDC sits in the ``subaccounts`` module account; a subaccount whose
+position is in an isolated perpetual ``i`` uses ``subaccounts:i``. USDC moves between pools only when an isolated
+position opens (the quote balance before the update, cross -> isolated) or closes (the quote balance after,
+isolated -> cross), as dYdX's transferCollateralForIsolatedPerpetual does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from perpchain.v1 import exchange_pb2
+
+from app.bank import keeper as bank_keeper
+from app.errors import (
+    ERR_INSUFFICIENT_FUNDS,
+    ERR_ISOLATED_MARKET_CONSTRAINT,
+    ERR_NEWLY_UNDERCOLLATERALIZED,
+    ERR_PRICE_UNAVAILABLE,
+    ERR_STILL_UNDERCOLLATERALIZED,
+    AppError,
+    InvariantViolation,
+)
+from app.events import Event
+from app.lib.address import encode_address, module_address
+from app.lib.encoding import encode_proto
+from app.lib.math import Rounding, div_round
+from app.perpetuals import keeper as perpetuals_keeper
+from app.perpetuals import logic as perp_logic
+from app.store import BranchStore, CommittedReader, prefix_end
+from app.subaccounts import keys
+from app.subaccounts.logic import CollateralCheck, Risk, check_withdrawal
+from app.subaccounts.state import (
+    Position,
+    SubaccountId,
+    SubaccountState,
+    decode_subaccount,
+    encode_subaccount,
+)
+
+CROSS_POOL = module_address("subaccounts")
+UNSETTLED_FUNDING_KEY = keys.POOL_FUNDING_PREFIX  # global lazy-funding counter (PoolFunding)
+_ISOLATED_POOLS: dict[int, bytes] = {}
+
+
+def isolated_pool(perpetual_id: int) -> bytes:
+    pool = _ISOLATED_POOLS.get(perpetual_id)
+    if pool is None:
+        pool = _ISOLATED_POOLS[perpetual_id] = module_address(f"subaccounts:{perpetual_id}")
+    return pool
+
+
+# --- storage -----------------------------------------------------------------------------------------------------
+
+def get_subaccount(store: CommittedReader, sid: SubaccountId) -> SubaccountState:
+    """The stored subaccount (a fresh object), or an empty one."""
+    raw = store.get(keys.subaccount_key(sid.owner, sid.number))
+    return SubaccountState() if raw is None else decode_subaccount(raw)
+
+
+def set_subaccount(store: BranchStore, sid: SubaccountId, sub: SubaccountState) -> None:
+    key = keys.subaccount_key(sid.owner, sid.number)
+    if sub.is_empty():
+        store.delete(key)  # state stays O(funded subaccounts)
+    else:
+        store.set(key, encode_subaccount(sub))
+
+
+def iter_subaccounts(store: CommittedReader, owner: bytes | None = None):
+    """(SubaccountId, SubaccountState) in key order (all, or one owner's)."""
+    prefix = keys.SUBACCOUNT_PREFIX if owner is None else keys.owner_prefix(owner)
+    n = len(keys.SUBACCOUNT_PREFIX)
+    for key, raw in store.iterate(prefix, prefix_end(prefix)):
+        yield SubaccountId(key[n:n + 20], key[n + 20]), decode_subaccount(raw)
+
+
+def get_unsettled_funding(store: CommittedReader) -> int:
+    raw = store.get(UNSETTLED_FUNDING_KEY)
+    return 0 if raw is None else exchange_pb2.PoolFunding.FromString(raw).unsettled_quote_quantums
+
+
+def _add_unsettled_funding(store: BranchStore, delta: int) -> None:
+    if delta:
+        total = get_unsettled_funding(store) + delta
+        store.set(UNSETTLED_FUNDING_KEY, encode_proto(exchange_pb2.PoolFunding(unsettled_quote_quantums=total)))
+
+
+# --- pools and the isolated-market rule --------------------------------------------------------------------------
+
+def isolated_perpetual_of(store: CommittedReader, sub: SubaccountState) -> int | None:
+    """The isolated perpetual the subaccount holds a position in, if any."""
+    for pid in sub.positions:
+        if perpetuals_keeper.get_perpetual(store, pid).market_type == perpetuals_keeper.ISOLATED:
+            return pid
+    return None
+
+
+def pool_of(store: CommittedReader, sub: SubaccountState) -> bytes:
+    pid = isolated_perpetual_of(store, sub)
+    return CROSS_POOL if pid is None else isolated_pool(pid)
+
+
+def validate_isolated_update(store: CommittedReader, sub: SubaccountState, perpetual_ids: list[int]) -> None:
+    """A subaccount with an isolated position trades only that perpetual; one with cross positions never opens an
+    isolated one; one update never mixes an isolated perpetual with another. Mirrors dYdX
+    isValidIsolatedPerpetualUpdates (x/subaccounts/keeper/isolated_subaccount.go)."""
+    if not perpetual_ids:
+        return
+    isolated_updates = [p for p in perpetual_ids
+                        if perpetuals_keeper.get_perpetual(store, p).market_type == perpetuals_keeper.ISOLATED]
+    held = isolated_perpetual_of(store, sub)
+    if held is not None and not isolated_updates:
+        raise AppError(ERR_ISOLATED_MARKET_CONSTRAINT, f"the subaccount holds isolated perpetual {held}; it can trade "
+                                                       "nothing else")
+    if held is None and sub.positions and isolated_updates:
+        raise AppError(ERR_ISOLATED_MARKET_CONSTRAINT, f"isolated perpetual {isolated_updates[0]} needs a subaccount "
+                                                       "without cross positions (use another subaccount number)")
+    if isolated_updates and len(perpetual_ids) > 1:
+        raise AppError(ERR_ISOLATED_MARKET_CONSTRAINT, "one update cannot touch an isolated perpetual and another")
+    if held is not None and isolated_updates[0] != held:
+        raise AppError(ERR_ISOLATED_MARKET_CONSTRAINT, f"the subaccount holds isolated perpetual {held}, not "
+                                                       f"{isolated_updates[0]}")
+
+
+# --- funding hook, risk, collateral check ------------------------------------------------------------------------
+
+def settle_funding(store: CommittedReader, sid: SubaccountId, sub: SubaccountState) -> tuple[int, list[Event]]:
+    """Settle every position against its perpetual's funding index, in memory (``sub`` changes).
+
+    Returns (USDC delta, events). Sum first, round once toward -inf (against the account); each position's index
+    becomes the perpetual's. Mirrors dYdX GetSettledSubaccountWithPerpetuals (x/subaccounts/keeper/subaccount.go).
+    Every position change settles funding first (the funding hook); the index accrual comes with the risk issue.
+    """
+    items = []
+    positions = [p for _, p in sorted(sub.positions.items())]
+    for p in positions:
+        items.append((perpetuals_keeper.get_perpetual(store, p.perpetual_id).funding_index, p.funding_index,
+                      p.size_base_quantums))
+    if all(perp_index == pos_index for perp_index, pos_index, _ in items):
+        return 0, []
+    delta, payments = perp_logic.settle_funding(items)
+    sub.quote_balance_quote_quantums += delta
+    events = []
+    for p, (perp_index, pos_index, _), payment in zip(positions, items, payments):
+        if perp_index != pos_index:
+            events.append(Event.of("funding_settlement", owner=encode_address(sid.owner), number=sid.number,
+                                   perpetual_id=p.perpetual_id, size_base_quantums=p.size_base_quantums,
+                                   index_delta=perp_index - pos_index, payment_quote_quantums=payment))
+            p.funding_index = perp_index
+    return delta, events
+
+
+def compute_risk(store: CommittedReader, sub: SubaccountState, oi_delta: tuple[int, int] | None = None) -> Risk:
+    """Net collateral and margin requirements of a (settled) subaccount at the oracle prices, quote quantums.
+
+    ``oi_delta`` = (perpetual id, base quantums): open interest as if a match moved it (IMF scaling sees
+    post-trade OI, as dYdX's temporary ModifyOpenInterest). Raises price_unavailable for a position whose market
+    has no oracle price yet. Mirrors dYdX GetNetCollateralAndMarginRequirements.
+    """
+    nc = sub.quote_balance_quote_quantums
+    imr = mmr = 0
+    for pid, p in sub.positions.items():
+        info = perpetuals_keeper.get_margin_info(store, pid)
+        if info.price == 0:
+            raise AppError(ERR_PRICE_UNAVAILABLE, f"perpetual {pid} (market {info.market_id}) has no oracle price yet")
+        oi = info.open_interest_base_quantums
+        if oi_delta is not None and oi_delta[0] == pid:
+            oi += oi_delta[1]
+        nc += perp_logic.net_collateral(p.size_base_quantums, info.atomic_resolution, info.price, info.price_exponent)
+        i, m = perp_logic.margin_requirements(
+            p.size_base_quantums, info.atomic_resolution, info.price, info.price_exponent, info.initial_margin_ppm,
+            info.maintenance_fraction_ppm, info.oi_lower_cap_quote_quantums, info.oi_upper_cap_quote_quantums, oi)
+        imr += i
+        mmr += m
+    return Risk(nc, imr, mmr)
+
+
+def raise_for(result: CollateralCheck, who: str, old: Risk, new: Risk) -> None:
+    if result is CollateralCheck.SUCCESS:
+        return
+    err = ERR_NEWLY_UNDERCOLLATERALIZED if result is CollateralCheck.NEWLY_UNDERCOLLATERALIZED \
+        else ERR_STILL_UNDERCOLLATERALIZED
+    raise AppError(err, f"{who}: net collateral {new.net_collateral_quote_quantums} would be below initial margin "
+                        f"{new.initial_margin_quote_quantums} quote quantums (maintenance "
+                        f"{new.maintenance_margin_quote_quantums}; before: {old.net_collateral_quote_quantums} / "
+                        f"{old.initial_margin_quote_quantums} / {old.maintenance_margin_quote_quantums})")
+
+
+def apply_position_delta(sub: SubaccountState, perpetual_id: int, funding_index: int, size_delta: int,
+                         quote_delta: int) -> None:
+    """Change a position by ``size_delta`` base quantums for ``quote_delta`` (what the account paid: negative for a
+    buy). Keeps the informational cost basis: increases add |quote|, reductions release it pro rata (floor), a
+    flip restarts it at the flipped part's share."""
+    pos = sub.positions.get(perpetual_id)
+    old = 0 if pos is None else pos.size_base_quantums
+    new = old + size_delta
+    cost = abs(quote_delta)
+    if new == 0:
+        sub.positions.pop(perpetual_id, None)
+        return
+    if pos is None:
+        sub.positions[perpetual_id] = Position(perpetual_id, new, funding_index, cost)
+        return
+    if (old > 0) == (size_delta > 0):  # grows
+        pos.entry_notional_quote_quantums += cost
+    elif abs(size_delta) <= abs(old):  # reduces
+        pos.entry_notional_quote_quantums = div_round(pos.entry_notional_quote_quantums * abs(new), abs(old),
+                                                      Rounding.FLOOR)
+    else:  # flips: the new side's cost is the fill's share beyond the old size
+        pos.entry_notional_quote_quantums = div_round(cost * abs(new), abs(size_delta), Rounding.FLOOR)
+    pos.size_base_quantums = new
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A subaccount loaded and settled for an update (nothing written yet)."""
+
+    sid: SubaccountId
+    before: SubaccountState  # settled
+    after: SubaccountState  # settled + the update, filled in by the caller
+    funding_delta: int
+    funding_events: list[Event]
+
+
+def prepare(store: CommittedReader, sid: SubaccountId) -> Prepared:
+    sub = get_subaccount(store, sid)
+    delta, events = settle_funding(store, sid, sub)
+    return Prepared(sid, sub, sub.copy(), delta, events)
+
+
+def persist(store: BranchStore, prep: Prepared) -> list[Event]:
+    """Write a checked update: the subaccount, the funding counter, isolated-pool collateral moves."""
+    _add_unsettled_funding(store, -prep.funding_delta)
+    before_pool = pool_of(store, prep.before)
+    after_pool = pool_of(store, prep.after)
+    if before_pool != after_pool:
+        if after_pool != CROSS_POOL:  # opened: the quote balance before the update moves in
+            amount = prep.before.quote_balance_quote_quantums
+        else:  # closed: the quote balance after the update moves back (capped by what the pool holds)
+            amount = min(prep.after.quote_balance_quote_quantums, bank_keeper.get_balance(store, before_pool))
+        if amount > 0:
+            bank_keeper.apply_transfer(store, before_pool, after_pool, amount)
+    set_subaccount(store, prep.sid, prep.after)
+    return prep.funding_events
+
+
+# --- transfers of USDC -------------------------------------------------------------------------------------------
+
+def apply_deposit(store: BranchStore, owner: bytes, sid: SubaccountId, amount: int) -> None:
+    """Bank balance of ``owner`` -> the subaccount (its pool)."""
+    prep = prepare(store, sid)
+    pool = pool_of(store, prep.before)
+    bank_keeper.apply_transfer(store, owner, pool, amount)
+    prep.after.quote_balance_quote_quantums += amount
+    persist(store, prep)
+
+
+def apply_withdrawal(store: BranchStore, sid: SubaccountId, recipient: bytes, amount: int, what: str) -> list[Event]:
+    """The subaccount -> a bank address; must leave the subaccount initially collateralized (NC >= IMR)."""
+    prep = prepare(store, sid)
+    prep.after.quote_balance_quote_quantums -= amount
+    _check_outflow(store, prep, amount, what)
+    pool = pool_of(store, prep.before)
+    events = persist(store, prep)
+    if bank_keeper.get_balance(store, pool) < amount:
+        raise AppError(ERR_INSUFFICIENT_FUNDS, f"collateral pool {encode_address(pool)} holds less than {amount}")
+    bank_keeper.apply_transfer(store, pool, recipient, amount)
+    return events
+
+
+def apply_transfer(store: BranchStore, sender: SubaccountId, recipient: SubaccountId, amount: int) -> list[Event]:
+    """Subaccount -> subaccount; the sender must stay initially collateralized. USDC moves between pools too."""
+    if sender == recipient:
+        return []
+    src = prepare(store, sender)
+    src.after.quote_balance_quote_quantums -= amount
+    _check_outflow(store, src, amount, "transfer")
+    src_pool = pool_of(store, src.before)
+    events = persist(store, src)
+    dst = prepare(store, recipient)
+    dst.after.quote_balance_quote_quantums += amount
+    dst_pool = pool_of(store, dst.before)
+    events += persist(store, dst)
+    if src_pool != dst_pool:
+        bank_keeper.apply_transfer(store, src_pool, dst_pool, amount)
+    return events
+
+
+def _check_outflow(store: CommittedReader, prep: Prepared, amount: int, what: str) -> None:
+    """Withdrawals and transfers out leave initial margin: NC_new >= IMR_new (the Hyperliquid ETH-whale lesson:
+    unrealized profit cannot be pulled out to leave a position under-margined). No exemption."""
+    if prep.after.quote_balance_quote_quantums < 0 and not prep.after.positions:
+        raise AppError(ERR_INSUFFICIENT_FUNDS, f"{what} of {amount} quote quantums exceeds the subaccount's "
+                                               f"{prep.before.quote_balance_quote_quantums}")
+    new = compute_risk(store, prep.after)
+    if not check_withdrawal(new):
+        old = compute_risk(store, prep.before)
+        kind = (CollateralCheck.NEWLY_UNDERCOLLATERALIZED if old.is_initial_collateralized()
+                else CollateralCheck.STILL_UNDERCOLLATERALIZED)
+        raise_for(kind, f"{what} of {amount} quote quantums", old, new)
+
+
+# --- block invariants ----------------------------------------------------------------------------------------------
+
+def check_block_invariants(block_store: BranchStore) -> None:
+    """USDC and open interest, over this block's writes only. Raises InvariantViolation (halts the node)."""
+    quote_delta = 0
+    size_delta: dict[int, int] = {}
+    long_delta: dict[int, int] = {}
+    n = len(keys.SUBACCOUNT_PREFIX)
+    for key, value in block_store.write_set():
+        if not key.startswith(keys.SUBACCOUNT_PREFIX) or len(key) != n + 21:
+            continue
+        old_raw = block_store.parent_value(key)
+        for raw, sign in ((old_raw, -1), (value, 1)):
+            if raw is None:
+                continue
+            sub = decode_subaccount(raw)
+            quote_delta += sign * sub.quote_balance_quote_quantums
+            for pid, p in sub.positions.items():
+                size_delta[pid] = size_delta.get(pid, 0) + sign * p.size_base_quantums
+                long_delta[pid] = long_delta.get(pid, 0) + sign * max(0, p.size_base_quantums)
+    pools = [CROSS_POOL] + [isolated_pool(p.id) for p in perpetuals_keeper.iter_perpetuals(block_store)
+                            if p.market_type == perpetuals_keeper.ISOLATED]
+    bank_delta = sum(bank_keeper.get_balance(block_store, p) - bank_keeper.get_balance(block_store.parent_store(), p)
+                     for p in pools)
+    unsettled_delta = get_unsettled_funding(block_store) - get_unsettled_funding(block_store.parent_store())
+    if bank_delta != quote_delta + unsettled_delta:
+        raise InvariantViolation(f"collateral pools changed by {bank_delta} quote quantums but subaccount balances by "
+                                 f"{quote_delta} and unsettled funding by {unsettled_delta}")
+    for pid in sorted(size_delta):
+        if size_delta[pid] != 0:
+            raise InvariantViolation(f"perpetual {pid}: longs and shorts moved apart by {size_delta[pid]}")
+        perp_now = perpetuals_keeper.get_perpetual(block_store, pid).open_interest_base_quantums
+        before = perpetuals_keeper.get_perpetual_or_none(block_store.parent_store(), pid)
+        perp_before = before.open_interest_base_quantums if before is not None else 0
+        if perp_now - perp_before != long_delta[pid]:
+            raise InvariantViolation(f"perpetual {pid}: open interest moved by {perp_now - perp_before}, "
+                                     f"longs by {long_delta[pid]}")
