@@ -239,10 +239,13 @@ class Application:
         if self._mempool.is_full():
             return TxResult.from_error(AppError(errors.ERR_MEMPOOL_FULL, "this node's pending-tx view is full "
                                                                          "until the next block; retry"))
-        block = BlockInfo(height=self._last_height() + 1, block_time_ns=0, chain_id=self._chain_id)
+        base = self._base()[0]
+        # The next block's time is unknown: time-based checks use the last block's (dYdX: previous block time).
+        block = BlockInfo(height=self._last_height() + 1, block_time_ns=consensus_keeper.get_last_block_time_ns(base),
+                          chain_id=self._chain_id)
         pending = self._mempool.pending_for(decoded.signer)
         cost = tx_cost(decoded.msgs)
-        ctx = Ctx(block=block, store=BranchStore(self._base()[0]), is_check_tx=True)
+        ctx = Ctx(block=block, store=BranchStore(base), is_check_tx=True)
         try:
             fee = apply_ante(ctx.store, block.height, decoded.signer, decoded.nonce, cost, pending)
             for name, msg in decoded.msgs:
@@ -351,6 +354,7 @@ class Application:
                 results.append(TxResult.from_error(err))
             user_txs = txs[1:]
         block_events.extend(prices_abci.process_oracle_prices(store, block, updates, self._basis))
+        consensus_keeper.set_last_block_time(store, block_time_ns)
         # 2. Orders that expire in this block leave the book before any user tx sees it.
         books = self._books_for_block()
         block_events.extend(clob_abci.process_expired_orders(store, books, block))

@@ -109,3 +109,28 @@ def actions_of(result) -> list[dict]:
 
 def fills_of(result) -> list[dict]:
     return [dict(e.attributes) for e in result.events if e.type == "fill"]
+
+
+def exchange_chain(path, **kwargs) -> Replica:
+    """A replica with vote extensions from height 1 (so tests can move oracle prices), at height 1."""
+    r = Replica(path)
+    r.init_chain(exchange_app_state(**kwargs), vote_extensions_enable_height=1)
+    r.block([])
+    return r
+
+
+def price_block(r: Replica, txs=(), prices: dict[int, int] | None = None):
+    """The next block with an oracle tx in which all 4 validators report ``prices`` (None: report nothing)."""
+    from tests.oracle_helpers import extended_commit
+
+    height = r.app.info()[0] + 1
+    ext, last = extended_commit(height - 1, [dict(prices or {})] * 4)
+    proposal = r.app.prepare_proposal(list(txs), 1 << 22, height, ext)
+    assert r.app.process_proposal(proposal, height, last)
+    res = r.block(proposal, last_commit=last)
+    assert res.tx_results[0].code == 0, res.tx_results[0].log
+    return res, res.tx_results[1:]
+
+
+def height_of(r: Replica) -> int:
+    return r.app.info()[0]

@@ -33,6 +33,23 @@ def get_chain_info_or_none(store: CommittedReader) -> state_pb2.ChainInfo | None
     return info
 
 
+# Header time of the last executed block (int64 ns, BE): CheckTx validates good-til-time orders against it.
+LAST_BLOCK_TIME_KEY = PREFIX_CONSENSUS + b"\x04"
+
+
+def set_last_block_time(store: BranchStore, block_time_ns: int) -> None:
+    store.set(LAST_BLOCK_TIME_KEY, max(0, block_time_ns).to_bytes(8, "big"))
+
+
+def get_last_block_time_ns(store: CommittedReader) -> int:
+    """The last block's header time, or the genesis time before the first block."""
+    raw = store.get(LAST_BLOCK_TIME_KEY)
+    if raw is not None:
+        return int.from_bytes(raw, "big")
+    info = get_chain_info_or_none(store)
+    return info.genesis_time_ns if info is not None else 0
+
+
 # validators(h), the set that signs block h, is the entry with the greatest height <= h.
 VALIDATOR_SETS_PREFIX = PREFIX_CONSENSUS + b"\x02"  # ‖ height (u64 BE) -> ValidatorSet
 # This block's staged validator updates (cleared when the block ends): ‖ pub_key (32) -> power (u64 BE).
