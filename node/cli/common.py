@@ -1,0 +1,147 @@
+"""What every ``perpd`` command group shares: --home/--node/-o, output and error printing, the RPC client and
+keyring of the current command, address resolution, signing and broadcasting.
+
+Every failure prints one ``Error: ...`` line (node.cli.main turns exceptions into it); a command raises
+:class:`CliError` for a failure it can explain.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import pathlib
+import sys
+import click
+
+from app.lib.address import decode_address_or_none
+from app.lib.math import UINT64_MAX
+from node.client.keys import Keyring, KeyError_
+from node.client.rpc import RpcClient, RpcError
+from node.client.txbuilder import NoNonceLeft, default_nonce, sign_tx, tx_hash
+
+DEFAULT_HOME = os.environ.get("PERPD_HOME", str(pathlib.Path.home() / ".perpd"))
+DEFAULT_NODE = os.environ.get("PERPD_NODE", "http://127.0.0.1:26657")
+DEFAULT_LOCALNET = os.environ.get("PERPD_LOCALNET_DIR", ".localnet")
+INT64_MAX = (1 << 63) - 1  # CometBFT heights are int64
+
+
+class CliError(click.ClickException):
+    """One clear line, exit code 1."""
+
+
+def emit(ctx_obj: dict, data, text: str | None = None) -> None:
+    if ctx_obj.get("output") == "json" or text is None:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(text)
+
+
+def fail(ctx_obj: dict, data, text: str) -> None:
+    """A failed tx: JSON on stdout with -o json, else one ``Error:`` line on stderr; exit 1 either way."""
+    if ctx_obj.get("output") == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        click.echo(f"Error: {text}", err=True)
+    sys.exit(1)
+
+
+def common(f):
+    """--home / --node / -o on every command."""
+    @click.option("--home", default=DEFAULT_HOME, show_default=True, help="node / keyring home folder")
+    @click.option("--node", "node_url", default=DEFAULT_NODE, show_default=True, help="CometBFT RPC address")
+    @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+    @click.pass_context
+    @functools.wraps(f)
+    def wrapper(ctx, home, node_url, output, *args, **kwargs):
+        ctx.ensure_object(dict)
+        ctx.obj.update(home=pathlib.Path(home), node=node_url, output=output)
+        return ctx.invoke(f, *args, **kwargs)
+    return wrapper
+
+
+def rpc(ctx_obj: dict) -> RpcClient:
+    return RpcClient(ctx_obj["node"])
+
+
+def keyring(ctx_obj: dict) -> Keyring:
+    return Keyring(ctx_obj["home"] / "keys")
+
+
+def current_obj() -> dict:
+    """The CLI context object (home, node, output) of the running command."""
+    return click.get_current_context().obj
+
+
+def query_json(path: str) -> tuple[dict, dict]:
+    """(CLI context object, JSON answer of the app query ``path``) for the current command."""
+    obj = current_obj()
+    with rpc(obj) as client:
+        return obj, client.query_json(path)
+
+
+def resolve_address(obj: dict, who: str) -> str:
+    if who.isupper() and decode_address_or_none(who.lower()) is not None:
+        return who.lower()  # bech32 allows all-uppercase; the chain's canonical form is lowercase
+    if decode_address_or_none(who) is not None:
+        return who
+    try:
+        return keyring(obj).get(who).address
+    except KeyError_:
+        raise CliError(f"{who!r} is neither a perp1... address nor a key in {obj['home'] / 'keys'}") from None
+
+
+def tx_options(f):
+    """--chain-id, --nonce, --memo, --no-wait and the common flags, for every tx command."""
+    f = common(f)
+    f = click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")(f)
+    f = click.option("--memo", default="")(f)
+    f = click.option("--nonce", type=click.IntRange(0, UINT64_MAX),
+                     help="defaults to max(now in ms, highest used nonce + 1); highest + 1 for a small-counter account")(f)
+    return click.option("--chain-id", help="defaults to the node's chain id")(f)
+
+
+def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool) -> None:
+    res = client.broadcast_tx_sync(tx_bytes)
+    h = tx_hash(tx_bytes)
+    if int(res["code"]) != 0:
+        fail(obj, {"hash": h, "code": int(res["code"]), "codespace": res.get("codespace", ""), "log": res["log"],
+                   "stage": "check_tx"},
+             f"rejected by CheckTx: code {res['code']} ({res.get('codespace', '')}): {res['log']}")
+    if not wait:
+        emit(obj, {"hash": h, "code": 0, "stage": "mempool"}, f"in mempool: {h}")
+        return
+    try:
+        result = client.wait_tx(h)
+    except RpcError as e:
+        if "not committed" not in str(e):
+            raise
+        raise CliError(f"{e}: CheckTx accepted it, so it was probably dropped from the mempool (for example another "
+                       f"tx spent the funds first); check later with `perpd query tx {h}`") from None
+    r = result["tx_result"]
+    code = int(r.get("code", 0))
+    out = {"hash": h, "height": int(result["height"]), "code": code, "codespace": r.get("codespace", ""),
+           "log": r.get("log", "")}
+    if code != 0:
+        fail(obj, {**out, "stage": "finalize_block"}, f"included at height {result['height']} but failed: code {code} "
+             f"({out['codespace']}): {out['log']}  hash {h}")
+    emit(obj, out, f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else ""))
+
+
+def sign_and_broadcast(obj: dict, key, msgs: list, chain_id: str | None, nonce: int | None, memo: str,
+                       no_wait: bool) -> None:
+    """Fill in chain id and nonce from the node, sign with ``key``, broadcast and (unless no_wait) wait."""
+    with rpc(obj) as client:
+        if chain_id == "":
+            raise CliError("--chain-id is empty (omit it to use the node's chain id)")
+        chain_id = chain_id or client.chain_id()
+        if nonce is None:
+            recent = client.query_json(f"/auth/account/{key.address}")["recent_nonces"]
+            try:
+                nonce = default_nonce([int(n) for n in recent])
+            except NoNonceLeft as e:
+                raise CliError(str(e)) from None
+        if nonce < 0:
+            raise CliError("nonce must be non-negative")
+        tx_bytes = sign_tx(key.signing_key, chain_id, nonce, msgs, memo)
+        broadcast_and_wait(obj, client, tx_bytes, wait=not no_wait)
