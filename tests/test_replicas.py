@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from app.prices.types import CommitVote, LastCommitInfo
-from tests.blockgen import random_blocks
+from tests.blockgen import random_blocks, replica_exchange_app_state
 from tests.helpers import CHAIN_ID, Replica
 from tests.oracle_helpers import MARKETS, extended_commit, oracle_app_state
 
@@ -43,14 +43,15 @@ def random_votes(rng: random.Random, height: int) -> list:
 
 def test_replicas_agree_on_every_app_hash(tmp_path):
     rng = random.Random(20261121)
-    user_blocks = random_blocks(seed=20261121, n_blocks=N_BLOCKS)
-    app_state = oracle_app_state()
+    user_blocks = random_blocks(seed=20261121, n_blocks=N_BLOCKS, orders=True)
+    app_state = replica_exchange_app_state(oracle_app_state())
     names = ["all_check", "no_check", "restarting"]
     replicas = {n: Replica(tmp_path / n) for n in names}
     hashes = {n: [r.init_chain(app_state, vote_extensions_enable_height=1)] for n, r in replicas.items()}
     spec_blocks = []
     codes_seen: dict[int, int] = {}
     event_types: dict[str, int] = {}
+    tx_events: dict[str, int] = {}
     pruned_blocks = 0
     for i, user_txs in enumerate(user_blocks):
         height = i + 1
@@ -84,6 +85,12 @@ def test_replicas_agree_on_every_app_hash(tmp_path):
             if n == "no_check":
                 for e in res.events:
                     event_types[e.type] = event_types.get(e.type, 0) + 1
+                for t in res.tx_results:
+                    for e in t.events:
+                        tx_events[e.type] = tx_events.get(e.type, 0) + 1
+                        if e.type == "order_action":
+                            status = "status:" + dict(e.attributes)["status"]
+                            tx_events[status] = tx_events.get(status, 0) + 1
         assert results[0] == results[1] == results[2]
         for c in results[0]:
             codes_seen[c] = codes_seen.get(c, 0) + 1
@@ -94,6 +101,10 @@ def test_replicas_agree_on_every_app_hash(tmp_path):
     assert codes_seen.get(0, 0) > 300 and len(codes_seen) >= 6, codes_seen
     assert event_types.get("oracle_price", 0) > 200 and event_types.get("market_stale", 0) >= 4, event_types
     assert event_types.get("validator_update", 0) >= 5, event_types
+    assert event_types.get("order_removed", 0) >= 20, event_types  # expiries are block events
+    assert tx_events.get("fill", 0) >= 100 and tx_events.get("order_action", 0) >= 500, tx_events
+    statuses = {k: v for k, v in tx_events.items() if k.startswith("status:")}
+    assert len(statuses) >= 6, statuses  # resting, filled, partially filled, canceled, rejected, ...
     assert pruned_blocks >= 5, pruned_blocks
 
     spec = tmp_path / "blocks.json"
