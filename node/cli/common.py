@@ -12,11 +12,16 @@ import json
 import os
 import pathlib
 import sys
+from typing import Callable
+
 import click
 
 from app.lib.address import decode_address_or_none
 from app.lib.math import UINT64_MAX
+from app.lib.units import format_scaled
+from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER
 from node.client.keys import Keyring, KeyError_
+from node.client.market import Market, markets_from_query
 from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import NoNonceLeft, default_nonce, sign_tx, tx_hash
 
@@ -24,6 +29,9 @@ DEFAULT_HOME = os.environ.get("PERPD_HOME", str(pathlib.Path.home() / ".perpd"))
 DEFAULT_NODE = os.environ.get("PERPD_NODE", "http://127.0.0.1:26657")
 DEFAULT_LOCALNET = os.environ.get("PERPD_LOCALNET_DIR", ".localnet")
 INT64_MAX = (1 << 63) - 1  # CometBFT heights are int64
+
+# A committed tx's result (CometBFT's ``tx_result``) -> extra JSON fields and extra text lines for the output.
+TxReport = Callable[[dict], tuple[dict, list[str]]]
 
 
 class CliError(click.ClickException):
@@ -101,7 +109,15 @@ def tx_options(f):
     return click.option("--chain-id", help="defaults to the node's chain id")(f)
 
 
-def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool) -> None:
+def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool, report: TxReport | None = None,
+                       extra: dict | None = None, mempool_lines: list[str] | None = None) -> None:
+    """Broadcast, wait for the block, print height/code/hash and what ``report`` makes of the tx result.
+
+    ``extra`` joins the JSON output either way; ``mempool_lines`` follow "in mempool: HASH" when not waiting. A
+    CheckTx rejection or a failed tx in the block is one ``Error:`` line (JSON with its ``stage`` under -o json)
+    and exit code 1.
+    """
+    extra, mempool_lines = extra or {}, mempool_lines or []
     res = client.broadcast_tx_sync(tx_bytes)
     h = tx_hash(tx_bytes)
     if int(res["code"]) != 0:
@@ -109,7 +125,7 @@ def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool
                    "stage": "check_tx"},
              f"rejected by CheckTx: code {res['code']} ({res.get('codespace', '')}): {res['log']}")
     if not wait:
-        emit(obj, {"hash": h, "code": 0, "stage": "mempool"}, f"in mempool: {h}")
+        emit(obj, {"hash": h, "code": 0, "stage": "mempool", **extra}, "\n".join([f"in mempool: {h}", *mempool_lines]))
         return
     try:
         result = client.wait_tx(h)
@@ -125,23 +141,65 @@ def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool
     if code != 0:
         fail(obj, {**out, "stage": "finalize_block"}, f"included at height {result['height']} but failed: code {code} "
              f"({out['codespace']}): {out['log']}  hash {h}")
-    emit(obj, out, f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else ""))
+    lines = [f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else "")]
+    if report is not None:
+        fields, more = report(r)
+        out.update(fields)
+        lines += more
+    emit(obj, {**out, **extra}, "\n".join(lines))
 
 
 def sign_and_broadcast(obj: dict, key, msgs: list, chain_id: str | None, nonce: int | None, memo: str,
-                       no_wait: bool) -> None:
+                       no_wait: bool, report: TxReport | None = None, extra: dict | None = None,
+                       mempool_lines: list[str] | None = None) -> None:
     """Fill in chain id and nonce from the node, sign with ``key``, broadcast and (unless no_wait) wait."""
     with rpc(obj) as client:
-        if chain_id == "":
-            raise CliError("--chain-id is empty (omit it to use the node's chain id)")
-        chain_id = chain_id or client.chain_id()
-        if nonce is None:
-            recent = client.query_json(f"/auth/account/{key.address}")["recent_nonces"]
-            try:
-                nonce = default_nonce([int(n) for n in recent])
-            except NoNonceLeft as e:
-                raise CliError(str(e)) from None
-        if nonce < 0:
-            raise CliError("nonce must be non-negative")
-        tx_bytes = sign_tx(key.signing_key, chain_id, nonce, msgs, memo)
-        broadcast_and_wait(obj, client, tx_bytes, wait=not no_wait)
+        sign_and_broadcast_with(obj, client, key, msgs, chain_id, nonce, memo, no_wait, report, extra, mempool_lines)
+
+
+def sign_and_broadcast_with(obj: dict, client: RpcClient, key, msgs: list, chain_id: str | None, nonce: int | None,
+                            memo: str, no_wait: bool, report: TxReport | None = None, extra: dict | None = None,
+                            mempool_lines: list[str] | None = None) -> None:
+    """:func:`sign_and_broadcast` over an open client (commands that queried the node first reuse it)."""
+    if chain_id == "":
+        raise CliError("--chain-id is empty (omit it to use the node's chain id)")
+    chain_id = chain_id or client.chain_id()
+    if nonce is None:
+        recent = client.query_json(f"/auth/account/{key.address}")["recent_nonces"]
+        try:
+            nonce = default_nonce([int(n) for n in recent])
+        except NoNonceLeft as e:
+            raise CliError(str(e)) from None
+    if nonce < 0:
+        raise CliError("nonce must be non-negative")
+    tx_bytes = sign_tx(key.signing_key, chain_id, nonce, msgs, memo)
+    broadcast_and_wait(obj, client, tx_bytes, wait=not no_wait, report=report, extra=extra,
+                       mempool_lines=mempool_lines)
+
+
+# --- exchange helpers (human units) ------------------------------------------------------------------------------
+
+def load_markets(client: RpcClient) -> list[Market]:
+    """Every tradable market (perpetual with a clob pair) from ``/perpetuals/list``."""
+    return markets_from_query(client.query_json("/perpetuals/list"))
+
+
+def owner_and_number(obj: dict, text: str, default_number: int | None = 0) -> tuple[str, int | None]:
+    """'bob', 'bob/3', 'perp1.../3' -> (address, subaccount number); the number defaults to ``default_number``."""
+    who, sep, number = text.partition("/")
+    if not sep:
+        return resolve_address(obj, who), default_number
+    if not number.isascii() or not number.isdigit() or not 0 <= int(number) <= MAX_SUBACCOUNT_NUMBER:
+        raise CliError(f"subaccount number {number!r} in {text!r} is not in 0..{MAX_SUBACCOUNT_NUMBER}")
+    return resolve_address(obj, who), int(number)
+
+
+def subaccount_number_option(f):
+    """--number N: the subaccount (0..127) a command acts on."""
+    return click.option("--number", "subaccount_number", type=click.IntRange(0, MAX_SUBACCOUNT_NUMBER), default=0,
+                        show_default=True, help="subaccount number of the signer")(f)
+
+
+def usdc_text(quote_quantums: int | str) -> str:
+    """Quote quantums -> USDC without trailing zeros ('12500000' -> '12.5')."""
+    return format_scaled(int(quote_quantums), -6)

@@ -17,11 +17,11 @@ import sys
 import click
 
 from node import localnet as ln
-from node.cli import auth, bank, chain, consensus, keys, lifecycle, prices
+from node.cli import auth, bank, chain, clob, consensus, keys, lifecycle, perpetuals, prices, subaccounts
 from node.cli.chain import daemon_summary  # noqa: F401 -- re-exported: tests and scripts import it from here
-from node.cli.common import CliError  # noqa: F401 -- re-exported for callers of the old single-file CLI
 from node.cli.feeds import feeds
 from node.cli.localnet import localnet
+from node.cli.mm import mm
 from node.client.keys import KeyError_
 from node.client.rpc import RpcError
 from node.client.units import UnitError
@@ -43,12 +43,13 @@ def query() -> None:
     """Read chain state through the node's abci_query."""
 
 
-for command in (lifecycle.init, lifecycle.start, lifecycle.export, keys.keys, chain.status, localnet, feeds):
+for command in (lifecycle.init, lifecycle.start, lifecycle.export, keys.keys, chain.status, localnet, feeds, mm):
     cli.add_command(command)
-for command in (bank.tx_bank, consensus.tx_consensus):
+for command in (bank.tx_bank, consensus.tx_consensus, subaccounts.tx_subaccounts, clob.tx_clob):
     tx.add_command(command)
 for command in (bank.query_bank, auth.query_auth, auth.query_account, consensus.query_validators, chain.query_tx,
-                prices.query_prices, prices.query_oracle):
+                prices.query_prices, prices.query_oracle, subaccounts.query_subaccounts, clob.query_clob,
+                perpetuals.query_perpetuals):
     query.add_command(command)
 
 

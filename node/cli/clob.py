@@ -1,0 +1,464 @@
+"""``perpd tx clob`` and ``perpd query clob``: orders in human units, the book, fills.
+
+Sizes are coins (``--size 0.25`` BTC), prices USD per coin (``--price 64250``); both are converted exactly
+(node/client/market.py) and checked against the market's step and tick before anything is signed. A tx command
+prints height, code and hash, then one line per order action (its status, filled and remaining size, reason) and
+one per fill of the tx; ``-o json`` prints all of it with the raw events.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+import click
+
+from app.lib.math import UINT64_MAX
+from app.lib.units import format_scaled
+from node.cli.common import (
+    INT64_MAX,
+    CliError,
+    TxReport,
+    common,
+    emit,
+    keyring,
+    load_markets,
+    owner_and_number,
+    rpc,
+    sign_and_broadcast_with,
+    subaccount_number_option,
+    tx_options,
+    usdc_text,
+)
+from node.client.market import (
+    LONG_TERM,
+    SHORT_TERM,
+    Market,
+    base_quantums_to_size,
+    batch_cancel_action,
+    cancel_order_action,
+    find_market,
+    format_duration_ns,
+    format_rfc3339_ns,
+    fraction_to_ppm,
+    market_of_pair,
+    msg_orders,
+    parse_decimal,
+    parse_duration_ns,
+    parse_rfc3339_ns,
+    place_order_action,
+    price_to_subticks,
+    size_to_base_quantums,
+    subticks_to_price,
+)
+from node.client.rpc import RpcClient
+from node.client.txbuilder import tx_hash
+
+UINT32_MAX = (1 << 32) - 1
+DEFAULT_GOOD_TIL_BLOCKS = 20  # short-term orders live this many blocks past the latest height by default
+MAX_BATCH_CLIENT_IDS = 200  # app/clob/actions.py: a batch cancel lists at most 200 client ids
+
+
+# --- reading tx results ------------------------------------------------------------------------------------------
+
+def event_attrs(event: dict) -> dict[str, str]:
+    """CometBFT JSON event attributes ([{key, value, index}]) as a dict."""
+    return {a.get("key"): a.get("value") for a in event.get("attributes", [])}
+
+
+def _coins(market: Market | None, quantums: str | None) -> str | None:
+    if quantums is None:
+        return None
+    return base_quantums_to_size(market, int(quantums)) if market else f"{quantums} base quantums"
+
+
+def humanize_action(attrs: dict[str, str], markets: list[Market]) -> dict:
+    """An ``order_action`` event's attributes plus market, size, filled, remaining and price in human units."""
+    market = market_of_pair(markets, int(attrs["clob_pair_id"])) if attrs.get("clob_pair_id", "").isdigit() else None
+    out: dict = dict(attrs)
+    out["market"] = market.ticker if market else attrs.get("clob_pair_id")
+    for raw, human in (("quantums", "size"), ("filled_quantums", "filled"), ("remaining_quantums", "remaining")):
+        if raw in attrs:
+            out[human] = _coins(market, attrs[raw])
+    if "subticks" in attrs and market is not None:
+        out["price"] = subticks_to_price(market, int(attrs["subticks"]))
+    return out
+
+
+def action_line(a: dict, markets: list[Market]) -> str:
+    """'  place BTC-USD buy 0.25 BTC client id 7: resting  filled 0 BTC  remaining 0.25 BTC  limit 64250 USD'."""
+    market = next((m for m in markets if m.ticker == a.get("market")), None)
+    base = market.base_asset if market else ""
+    kind = a.get("kind", "?") + (f" ({a['step']})" if a.get("step") else "")
+    head = f"  {kind} {a.get('market')}"
+    if a.get("side"):
+        head += f" {a['side']} {a.get('size')} {base}".rstrip()
+    if a.get("client_id") is not None:
+        head += f" client id {a['client_id']}"
+    parts = [f"{head}: {a.get('status', '?')}"]
+    if a.get("status") == "rejected":
+        parts[0] += f" (code {a.get('code')}): {a.get('reason', '')}"
+    else:
+        if "filled" in a:
+            parts.append(f"filled {a['filled']} {base}".rstrip())
+        if "remaining" in a:
+            parts.append(f"remaining {a['remaining']} {base}".rstrip())
+        if "canceled" in a:
+            parts.append(f"{a['canceled']} orders")
+        if "price" in a:
+            parts.append(f"limit {a['price']} {market.quote_asset if market else ''}".rstrip())
+        if a.get("stopped"):
+            parts.append(f"stopped: {a['stopped']}")
+        if a.get("reason"):
+            parts.append(a["reason"])
+    return "  ".join(parts)
+
+
+def humanize_fill(attrs: dict[str, str], markets: list[Market]) -> dict:
+    """A ``fill`` event's attributes plus market, size, price, notional and fees in human units."""
+    market = market_of_pair(markets, int(attrs["clob_pair_id"])) if attrs.get("clob_pair_id", "").isdigit() else None
+    out: dict = dict(attrs)
+    out["market"] = market.ticker if market else attrs.get("clob_pair_id")
+    out["size"] = _coins(market, attrs.get("quantums"))
+    if market is not None and "subticks" in attrs:
+        out["price"] = subticks_to_price(market, int(attrs["subticks"]))
+    for raw, human in (("quote_quantums", "notional_usdc"), ("taker_fee_quote_quantums", "taker_fee_usdc"),
+                       ("maker_fee_quote_quantums", "maker_fee_usdc")):
+        if raw in attrs:
+            out[human] = usdc_text(attrs[raw])
+    return out
+
+
+def fill_line(f: dict, markets: list[Market]) -> str:
+    market = next((m for m in markets if m.ticker == f.get("market")), None)
+    base, quote = (market.base_asset, market.quote_asset) if market else ("", "")
+    return (f"  fill {f.get('market')} {f.get('size')} {base} at {f.get('price', f.get('subticks'))} {quote}  "
+            f"notional {f.get('notional_usdc')} USDC  taker {f.get('taker')}/{f.get('taker_number')} "
+            f"{f.get('taker_side')} (client id {f.get('taker_client_id')})  maker {f.get('maker')}/"
+            f"{f.get('maker_number')} (client id {f.get('maker_client_id')})  fees taker {f.get('taker_fee_usdc')} "
+            f"maker {f.get('maker_fee_usdc')} USDC")
+
+
+def order_report(markets: list[Market], resting_hint: str = "") -> TxReport:
+    """What an order tx prints after height/code/hash: its actions' statuses, its fills, and ``resting_hint`` when
+    an order of it now rests on the book."""
+    def report(tx_result: dict) -> tuple[dict, list[str]]:
+        events = tx_result.get("events") or []
+        actions = [humanize_action(event_attrs(e), markets) for e in events if e.get("type") == "order_action"]
+        fills = [humanize_fill(event_attrs(e), markets) for e in events if e.get("type") == "fill"]
+        lines = [action_line(a, markets) for a in actions] + [fill_line(f, markets) for f in fills]
+        if resting_hint and any(a.get("status", "").endswith("resting") for a in actions):
+            lines.append(resting_hint)
+        return {"events": events, "order_actions": actions, "fills": fills}, lines
+    return report
+
+
+# --- tx clob -----------------------------------------------------------------------------------------------------
+
+@click.group("clob")
+def tx_clob() -> None:
+    """Place and cancel orders (sizes in coins, prices in USD; checked against step and tick before signing)."""
+
+
+def order_options(f):
+    """--market, --number and --from/--key, shared by every order command."""
+    f = click.option("--from", "--key", "from_key", required=True, metavar="KEY",
+                     help="key that signs and owns the order")(f)
+    f = subaccount_number_option(f)
+    return click.option("--market", "market_name", required=True, help="ticker (BTC-USD) or clob pair id")(f)
+
+
+def _chain_view(client: RpcClient) -> tuple[int, int, dict]:
+    """(latest height, its block time in ns, /clob/params) of the node."""
+    status = client.status()["sync_info"]
+    return (int(status["latest_block_height"]), parse_rfc3339_ns(status["latest_block_time"]),
+            client.query_json("/clob/params"))
+
+
+def _cancel_hint(market: Market, client_id: int, long_term: bool, number: int, from_key: str) -> str:
+    return (f"client id {client_id} (cancel with: perpd tx clob cancel-order --market {market.ticker} --client-id "
+            f"{client_id}{' --long-term' if long_term else ''}{f' --number {number}' if number else ''} "
+            f"--from {from_key})")
+
+
+def _good_til_block(height: int, window: int, requested: int | None) -> int:
+    """The short-term expiry: requested (checked) or height + min(20, window)."""
+    if requested is None:
+        return height + min(DEFAULT_GOOD_TIL_BLOCKS, window)
+    if not height < requested <= height + window:
+        raise CliError(f"--good-til-block {requested} must be within {height + 1}..{height + window} (latest height "
+                       f"{height} + short_block_window {window})")
+    return requested
+
+
+@tx_clob.command("place-order")
+@order_options
+@click.option("--side", type=click.Choice(["buy", "sell"], case_sensitive=False), required=True)
+@click.option("--size", required=True, help="coins, e.g. 0.25 (a multiple of the market's step)")
+@click.option("--price", required=True, help="limit price in USD per coin, e.g. 64250 (a multiple of the tick)")
+@click.option("--tif", type=click.Choice(["gtc", "ioc", "fok", "post-only"], case_sensitive=False), default="gtc",
+              show_default=True, help="time in force: gtc rests the remainder on the book")
+@click.option("--reduce-only", is_flag=True, help="may only shrink the position")
+@click.option("--good-til-block", type=click.IntRange(1, UINT64_MAX),
+              help="short-term expiry height [default: latest height + 20, at most + short_block_window]")
+@click.option("--good-til-time", metavar="DURATION",
+              help="long-term order living this long past the latest block time: 90s, 10m, 2h, 1d, 1h30m")
+@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), help="order id of your choice [default: random]")
+@tx_options
+def tx_place_order(market_name, subaccount_number, from_key, side, size, price, tif, reduce_only, good_til_block,
+                   good_til_time, client_id, chain_id, nonce, memo, no_wait) -> None:
+    """Place a limit order: --size coins at --price USD per coin."""
+    obj = click.get_current_context().obj
+    side, tif = side.lower(), tif.lower()
+    parse_decimal(size, "size")
+    parse_decimal(price, "price")
+    if good_til_block is not None and good_til_time is not None:
+        raise CliError("give --good-til-block (short-term) or --good-til-time (long-term), not both")
+    duration_ns = parse_duration_ns(good_til_time) if good_til_time is not None else None
+    if duration_ns is not None and tif in ("ioc", "fok"):
+        raise CliError(f"a long-term (--good-til-time) order cannot be {tif}: it would never rest")
+    key = keyring(obj).get(from_key)
+    client_id = secrets.randbits(32) if client_id is None else client_id
+    with rpc(obj) as client:
+        markets = load_markets(client)
+        market = find_market(markets, market_name)
+        quantums = size_to_base_quantums(market, size)
+        subticks = price_to_subticks(market, price)
+        height, block_time_ns, params = _chain_view(client)
+        if duration_ns is None:
+            gtb, gtbt = _good_til_block(height, int(params["short_block_window"]), good_til_block), 0
+        else:
+            window_ns = int(params["max_stateful_window_ns"])
+            if duration_ns > window_ns:
+                raise CliError(f"--good-til-time {good_til_time} is beyond the longest window "
+                               f"{format_duration_ns(window_ns)}")
+            gtb, gtbt = 0, block_time_ns + duration_ns
+        action = place_order_action(market, side=side, base_quantums=quantums, subticks=subticks, client_id=client_id,
+                                    subaccount_number=subaccount_number, good_til_block=gtb,
+                                    good_til_block_time_ns=gtbt, time_in_force=tif, reduce_only=reduce_only)
+        order = {"market": market.ticker, "side": side, "size": base_quantums_to_size(market, quantums),
+                 "quantums": str(quantums), "price": subticks_to_price(market, subticks), "subticks": str(subticks),
+                 "time_in_force": tif, "reduce_only": reduce_only, "subaccount_number": subaccount_number,
+                 "client_id": client_id, "order_flags": LONG_TERM if gtbt else SHORT_TERM, "good_til_block": str(gtb),
+                 "good_til_block_time_ns": str(gtbt)}
+        hint = _cancel_hint(market, client_id, bool(gtbt), subaccount_number, from_key)
+        sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
+                                no_wait, report=order_report(markets, hint), extra={"client_id": client_id,
+                                                                                    "order": order},
+                                mempool_lines=[hint])
+
+
+@tx_clob.command("market-order")
+@order_options
+@click.option("--side", type=click.Choice(["buy", "sell"], case_sensitive=False), required=True)
+@click.option("--size", required=True, help="coins, e.g. 0.1 (a multiple of the market's step)")
+@click.option("--slippage", help="worst accepted price as a fraction off the oracle price, e.g. 0.05 "
+                                 "[default: the chain's default_market_slippage_ppm]")
+@click.option("--reduce-only", is_flag=True, help="may only shrink the position")
+@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), help="order id of your choice [default: random]")
+@tx_options
+def tx_market_order(market_name, subaccount_number, from_key, side, size, slippage, reduce_only, client_id,
+                    chain_id, nonce, memo, no_wait) -> None:
+    """Market order: immediate-or-cancel, bounded by the oracle price moved by --slippage against you."""
+    obj = click.get_current_context().obj
+    side = side.lower()
+    parse_decimal(size, "size")
+    ppm = fraction_to_ppm(slippage, "slippage") if slippage is not None else None
+    key = keyring(obj).get(from_key)
+    client_id = secrets.randbits(32) if client_id is None else client_id
+    with rpc(obj) as client:
+        markets = load_markets(client)
+        market = find_market(markets, market_name)
+        quantums = size_to_base_quantums(market, size)
+        height, _, params = _chain_view(client)
+        ppm = int(params["default_market_slippage_ppm"]) if ppm is None else ppm
+        max_ppm = int(params["max_market_slippage_ppm"])
+        if ppm > max_ppm:
+            raise CliError(f"slippage {slippage} is above the chain's maximum {format_scaled(max_ppm, -6)} "
+                           f"({max_ppm} ppm)")
+        gtb = _good_til_block(height, int(params["short_block_window"]), None)
+        action = place_order_action(market, side=side, base_quantums=quantums, subticks=0, client_id=client_id,
+                                    subaccount_number=subaccount_number, good_til_block=gtb, time_in_force="ioc",
+                                    reduce_only=reduce_only, market_slippage_ppm=ppm)
+        order = {"market": market.ticker, "side": side, "size": base_quantums_to_size(market, quantums),
+                 "quantums": str(quantums), "market_slippage_ppm": ppm, "reduce_only": reduce_only,
+                 "subaccount_number": subaccount_number, "client_id": client_id, "good_til_block": str(gtb)}
+        sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
+                                no_wait, report=order_report(markets), extra={"client_id": client_id, "order": order},
+                                mempool_lines=[f"client id {client_id}"])
+
+
+@tx_clob.command("cancel-order")
+@order_options
+@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), required=True)
+@click.option("--long-term", is_flag=True, help="the order was placed with --good-til-time")
+@tx_options
+def tx_cancel_order(market_name, subaccount_number, from_key, client_id, long_term, chain_id, nonce, memo,
+                    no_wait) -> None:
+    """Cancel one resting order by its client id."""
+    obj = click.get_current_context().obj
+    key = keyring(obj).get(from_key)
+    with rpc(obj) as client:
+        markets = load_markets(client)
+        market = find_market(markets, market_name)
+        action = cancel_order_action(market, client_id, subaccount_number, long_term)
+        sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
+                                no_wait, report=order_report(markets))
+
+
+def parse_client_ids(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3] (uint32 each, at most 200, no duplicates)."""
+    ids = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part.isascii() or not part.isdigit() or int(part) > UINT32_MAX:
+            raise CliError(f"--client-ids: {part!r} is not a client id (0..{UINT32_MAX})")
+        if int(part) not in ids:
+            ids.append(int(part))
+    if len(ids) > MAX_BATCH_CLIENT_IDS:
+        raise CliError(f"--client-ids lists {len(ids)} ids; a batch cancel takes at most {MAX_BATCH_CLIENT_IDS}")
+    return ids
+
+
+@tx_clob.command("batch-cancel")
+@order_options
+@click.option("--client-ids", help="comma-separated client ids [default: every resting order of the kind]")
+@click.option("--long-term", is_flag=True, help="cancel long-term (--good-til-time) orders instead of short-term")
+@tx_options
+def tx_batch_cancel(market_name, subaccount_number, from_key, client_ids, long_term, chain_id, nonce, memo,
+                    no_wait) -> None:
+    """Cancel the listed client ids on one market, or all your resting short-term (or --long-term) orders there."""
+    obj = click.get_current_context().obj
+    ids = parse_client_ids(client_ids) if client_ids else []
+    key = keyring(obj).get(from_key)
+    with rpc(obj) as client:
+        markets = load_markets(client)
+        market = find_market(markets, market_name)
+        action = batch_cancel_action(market, ids, subaccount_number, long_term)
+        sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
+                                no_wait, report=order_report(markets))
+
+
+# --- query clob --------------------------------------------------------------------------------------------------
+
+@click.group("clob")
+def query_clob() -> None:
+    """Order book, open orders, fills and parameters."""
+
+
+def _table(rows: list[list[str]], align: str) -> list[str]:
+    """Rows as columns padded to the widest cell ('<' left, '>' right per column)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(align))]
+    return ["  ".join(f"{c:{a}{w}}" for c, a, w in zip(r, align, widths)).rstrip() for r in rows]
+
+
+def orderbook_text(res: dict, market: Market | None) -> str:
+    """Asks above bids (the best of each next to the spread), price and size columns."""
+    base = market.base_asset if market else ""
+    head = f"{res['market']} (clob pair {res['clob_pair_id']}, {res['status']})"
+    rows = [["", "price", f"size {base}".rstrip(), "orders"]]
+    rows += [["ask", a["price"], a["size"], str(a["orders"])] for a in reversed(res["asks"])]
+    split = len(rows)
+    rows += [["bid", b["price"], b["size"], str(b["orders"])] for b in res["bids"]]
+    lines = _table(rows, "<>>>")
+    if res["asks"] and res["bids"] and market is not None:
+        spread = subticks_to_price(market, int(res["asks"][0]["subticks"]) - int(res["bids"][0]["subticks"]))
+        middle = f"--- spread {spread} {market.quote_asset} ---"
+    else:
+        missing = [name for name, levels in (("no asks", res["asks"]), ("no bids", res["bids"])) if not levels]
+        middle = f"--- {' / '.join(missing) or 'spread -'} ---"
+    return "\n".join([head, lines[0], *lines[1:split], middle, *lines[split:]])
+
+
+@query_clob.command("orderbook")
+@click.argument("market_name", metavar="MARKET")
+@click.option("--depth", type=click.IntRange(1, 1000), default=20, show_default=True, help="price levels per side")
+@common
+def query_orderbook(market_name: str, depth: int) -> None:
+    """The book of MARKET (ticker or clob pair id): price levels with total size and order count."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        markets = load_markets(client)
+        market = find_market(markets, market_name)
+        res = client.query_json(f"/clob/orderbook/{market.ticker}/{depth}")
+    emit(obj, res, orderbook_text(res, market))
+
+
+def order_text(o: dict) -> str:
+    expiry = (f"until block {o['good_til_block']}" if o["order_flags"] == 0
+              else f"until {format_rfc3339_ns(int(o['good_til_block_time_ns']))}")
+    return (f"{o['market']:10s} {o['side']:4s} {o['size']} @ {o['price']}  remaining {o['remaining']}  "
+            f"client id {o['client_id']}  subaccount {o['subaccount_number']}  {o['time_in_force']}"
+            f"{'  reduce-only' if o['reduce_only'] else ''}  {'short' if o['order_flags'] == 0 else 'long'}-term "
+            f"{expiry}")
+
+
+@query_clob.command("orders")
+@click.argument("who", metavar="OWNER[/NUMBER]")
+@common
+def query_orders(who: str) -> None:
+    """Resting orders of OWNER (key name or address): all its subaccounts, or only /NUMBER."""
+    obj = click.get_current_context().obj
+    owner, number = owner_and_number(obj, who, default_number=None)
+    with rpc(obj) as client:
+        res = client.query_json(f"/clob/orders/{owner}" + (f"/{number}" if number is not None else ""))
+    emit(obj, res, "\n".join(order_text(o) for o in res["orders"]) or "(no resting orders)")
+
+
+def _percent_of_ppm(ppm: int) -> str:
+    return f"{format_scaled(ppm, -4)}%"  # ppm / 10^4 = percent
+
+
+@query_clob.command("params")
+@common
+def query_params() -> None:
+    """Order-book parameters: expiry windows, open-order limit, market-order slippage, fee tiers."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        res = client.query_json("/clob/params")
+    window_ns = int(res["max_stateful_window_ns"])
+    lines = [f"short_block_window: {res['short_block_window']} blocks (short-term good-til-block at most this far "
+             f"ahead)",
+             f"max_stateful_window: {format_duration_ns(window_ns)} ({window_ns} ns; long-term good-til-time at most "
+             f"this far ahead)",
+             f"max_open_orders_per_subaccount: {res['max_open_orders_per_subaccount']} per market",
+             f"default_market_slippage: {_percent_of_ppm(int(res['default_market_slippage_ppm']))} "
+             f"({res['default_market_slippage_ppm']} ppm)",
+             f"max_market_slippage: {_percent_of_ppm(int(res['max_market_slippage_ppm']))} "
+             f"({res['max_market_slippage_ppm']} ppm)", "fee tiers:"]
+    rows = [["tier", "30d volume >= USDC", "total share", "maker share", "maker fee", "taker fee"]]
+    rows += [[t["name"], usdc_text(t["absolute_volume_requirement_quote_quantums"]),
+              _percent_of_ppm(int(t["total_volume_share_requirement_ppm"])),
+              _percent_of_ppm(int(t["maker_volume_share_requirement_ppm"])),
+              _percent_of_ppm(int(t["maker_fee_ppm"])), _percent_of_ppm(int(t["taker_fee_ppm"]))]
+             for t in res["fee_tiers"]]
+    lines += ["  " + line for line in _table(rows, "<>>>>>")]
+    emit(obj, res, "\n".join(lines))
+
+
+@query_clob.command("fills")
+@click.option("--height", type=click.IntRange(1, INT64_MAX), help="block height [default: the latest]")
+@common
+def query_fills(height: int | None) -> None:
+    """Every fill of block HEIGHT (the ``fill`` events of its tx results, from CometBFT's block_results)."""
+    obj = click.get_current_context().obj
+    with rpc(obj) as client:
+        height = height if height is not None else client.height()
+        results = client.call("block_results", height=str(height))
+        txs = client.block(height)["block"]["data"]["txs"] or []
+        markets = load_markets(client)
+    hashes = [tx_hash(base64.b64decode(t)) for t in txs]
+    fills = []
+    for i, r in enumerate(results.get("txs_results") or []):
+        for e in r.get("events") or []:
+            if e.get("type") == "fill":
+                fills.append({"tx_index": i, "tx_hash": hashes[i] if i < len(hashes) else None,
+                              **humanize_fill(event_attrs(e), markets)})
+    for e in results.get("finalize_block_events") or []:
+        if e.get("type") == "fill":
+            fills.append({"tx_index": None, "tx_hash": None, **humanize_fill(event_attrs(e), markets)})
+    out = {"height": height, "fills": fills}
+    lines = [f"block {height}: {len(fills)} fill{'s' if len(fills) != 1 else ''}"]
+    for f in fills:
+        where = f"tx {f['tx_index']} {f['tx_hash']}" if f["tx_index"] is not None else "block"
+        lines.append(f"{where}\n" + fill_line(f, markets))
+    emit(obj, out, "\n".join(lines))

@@ -1,0 +1,661 @@
+"""The exchange's command line: exact human-unit conversion (hand-worked tables), one-line errors naming the nearest
+valid values, and the commands end to end in process -- the tx bytes a command signs go through CheckTx and a block
+of a real Application (tests.helpers.Replica), and the queries read that chain."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from app.lib.math import UINT64_MAX
+from node.cli import common as cli_common
+from node.client.keys import Keyring
+from node.client.market import (
+    Market,
+    MarketError,
+    base_quantums_to_size,
+    find_market,
+    format_rfc3339_ns,
+    fraction_to_ppm,
+    markets_from_query,
+    notional_usdc,
+    parse_duration_ns,
+    parse_rfc3339_ns,
+    price_to_subticks,
+    size_to_base_quantums,
+    subticks_to_price,
+)
+from node.client.rpc import RpcError
+from node.client.txbuilder import tx_hash
+from tests.exchange_helpers import exchange_app_state
+from tests.helpers import ADDRS, BLOCK_INTERVAL_NS, CHAIN_ID, GENESIS_TIME_NS, KEYS, Replica
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# BTC-USD as in tests/exchange_helpers.py: 1 base quantum = 1e-10 BTC, step 1e6 = 0.0001 BTC;
+# subticks = USD x 10^(6 - 10 + 9) = USD x 1e5, tick 1e5 subticks = 1 USD.
+BTC = Market("BTC-USD", perpetual_id=0, clob_pair_id=0, atomic_resolution=-10, quantum_conversion_exponent=-9,
+             step_base_quantums=1_000_000, subticks_per_tick=100_000)
+# ETH-USD: 1 base quantum = 1e-9 ETH, step 1e6 = 0.001 ETH; subticks = USD x 10^(6 - 9 + 9) = USD x 1e6,
+# tick 1e5 subticks = 0.1 USD.
+ETH = Market("ETH-USD", perpetual_id=1, clob_pair_id=1, atomic_resolution=-9, quantum_conversion_exponent=-9,
+             step_base_quantums=1_000_000, subticks_per_tick=100_000)
+# A PEPE-like market: 1 base quantum = 10 PEPE, step 1e5 = 1,000,000 PEPE; subticks = USD x 10^(6 + 1 + 15)
+# = USD x 1e22, tick 1e6 subticks = 1e-16 USD; uint64 subticks end at 0.0018446744073709551615 USD.
+PEPE = Market("PEPE-USD", perpetual_id=7, clob_pair_id=7, atomic_resolution=1, quantum_conversion_exponent=-15,
+              step_base_quantums=100_000, subticks_per_tick=1_000_000)
+
+
+# --- conversions -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "market, size, base_quantums",
+    [
+        pytest.param(BTC, "0.25", 2_500_000_000, id="BTC quarter coin = 0.25 x 1e10"),
+        pytest.param(BTC, "0.0001", 1_000_000, id="BTC one step"),
+        pytest.param(BTC, "1", 10_000_000_000, id="BTC one coin"),
+        pytest.param(BTC, ".5", 5_000_000_000, id="BTC leading dot"),
+        pytest.param(BTC, "0.250000000", 2_500_000_000, id="BTC trailing zeros beyond a quantum are fine"),
+        pytest.param(BTC, "123456.7891", 1_234_567_891_000_000, id="BTC many digits stay exact"),
+        pytest.param(ETH, "1.5", 1_500_000_000, id="ETH 1.5 coins = 1.5 x 1e9"),
+        pytest.param(ETH, "0.001", 1_000_000, id="ETH one step"),
+        pytest.param(PEPE, "1000000", 100_000, id="PEPE one step = 1e6 coins / 10 per quantum"),
+        pytest.param(PEPE, "25000000", 2_500_000, id="PEPE 25 steps"),
+    ],
+)
+def test_size_to_base_quantums_is_exact(market, size, base_quantums):
+    assert size_to_base_quantums(market, size) == base_quantums
+    assert size_to_base_quantums(market, Decimal(size)) == base_quantums
+    assert size_to_base_quantums(market, base_quantums_to_size(market, base_quantums)) == base_quantums
+
+
+@pytest.mark.parametrize(
+    "market, price, subticks",
+    [
+        pytest.param(BTC, "64250", 6_425_000_000, id="BTC 64250 USD = 64250 x 1e5"),
+        pytest.param(BTC, "64250.00", 6_425_000_000, id="BTC trailing zeros"),
+        pytest.param(BTC, "1", 100_000, id="BTC one tick"),
+        pytest.param(ETH, "3000.1", 3_000_100_000, id="ETH 3000.1 USD = 3000.1 x 1e6"),
+        pytest.param(ETH, "0.1", 100_000, id="ETH one tick"),
+        pytest.param(PEPE, "0.0000123", 123 * 10**15, id="PEPE 1.23e-5 USD = 1.23e-5 x 1e22"),
+        pytest.param(PEPE, "0.0000000000000001", 1_000_000, id="PEPE one tick = 1e-16 USD"),
+        pytest.param(PEPE, "0.0018446744073709", 18_446_744_073_709_000_000, id="PEPE largest tick multiple in uint64"),
+    ],
+)
+def test_price_to_subticks_is_exact(market, price, subticks):
+    assert price_to_subticks(market, price) == subticks
+    assert price_to_subticks(market, subticks_to_price(market, subticks)) == subticks
+
+
+def test_human_text_of_chain_integers():
+    assert base_quantums_to_size(BTC, 2_500_000_000) == "0.25"
+    assert base_quantums_to_size(BTC, -1_000_000) == "-0.0001"
+    assert base_quantums_to_size(PEPE, 100_000) == "1000000"
+    assert subticks_to_price(BTC, 6_425_000_000) == "64250"
+    assert subticks_to_price(PEPE, 123 * 10**15) == "0.0000123"
+    # 0.25 BTC at 64250 USD = 16062.5 USDC: quote quantums = 2.5e9 x 6.425e9 x 1e-9 = 16_062_500_000
+    assert notional_usdc(BTC, 2_500_000_000, 6_425_000_000) == "16062.5"
+
+
+@pytest.mark.parametrize(
+    "convert, market, text, message",
+    [
+        pytest.param(size_to_base_quantums, BTC, "0.00015",
+                     "size 0.00015 BTC is not a multiple of the step 0.0001 BTC; nearest valid: 0.0001 or 0.0002",
+                     id="BTC size between two steps"),
+        pytest.param(size_to_base_quantums, BTC, "0.00005",
+                     "size 0.00005 BTC is not a multiple of the step 0.0001 BTC; nearest valid: 0.0001",
+                     id="BTC size below one step names only the step"),
+        pytest.param(size_to_base_quantums, BTC, "0.00000000001",
+                     "size 0.00000000001 BTC is not a multiple of the step 0.0001 BTC; nearest valid: 0.0001",
+                     id="BTC size finer than one base quantum"),
+        pytest.param(size_to_base_quantums, ETH, "0.0015",
+                     "size 0.0015 ETH is not a multiple of the step 0.001 ETH; nearest valid: 0.001 or 0.002",
+                     id="ETH size between two steps"),
+        pytest.param(size_to_base_quantums, PEPE, "15",
+                     "size 15 PEPE is not a multiple of the step 1000000 PEPE; nearest valid: 1000000",
+                     id="PEPE size of 1.5 base quantums"),
+        pytest.param(size_to_base_quantums, PEPE, "1500000",
+                     "size 1500000 PEPE is not a multiple of the step 1000000 PEPE; nearest valid: 1000000 or 2000000",
+                     id="PEPE size between two steps"),
+        pytest.param(size_to_base_quantums, BTC, "0", "size must be positive, got 0 BTC (the step is 0.0001 BTC)",
+                     id="zero size"),
+        pytest.param(size_to_base_quantums, BTC, "500000000",
+                     "size 500000000 BTC is above the largest order size 461168601.8427 BTC",
+                     id="BTC size beyond 2^62 base quantums"),
+        pytest.param(price_to_subticks, BTC, "64250.5",
+                     "price 64250.5 USD is not a multiple of the tick 1 USD; nearest valid: 64250 or 64251",
+                     id="BTC price between two ticks"),
+        pytest.param(price_to_subticks, BTC, "0.5",
+                     "price 0.5 USD is not a multiple of the tick 1 USD; nearest valid: 1",
+                     id="BTC price below a tick"),
+        pytest.param(price_to_subticks, ETH, "3000.05",
+                     "price 3000.05 USD is not a multiple of the tick 0.1 USD; nearest valid: 3000 or 3000.1",
+                     id="ETH price between two ticks"),
+        pytest.param(price_to_subticks, PEPE, "0.00001230000000000005",
+                     "price 0.00001230000000000005 USD is not a multiple of the tick 0.0000000000000001 USD; "
+                     "nearest valid: 0.0000123 or 0.0000123000000001", id="PEPE price between two ticks"),
+        pytest.param(price_to_subticks, PEPE, "0.01",
+                     "price 0.01 USD is above the largest price this market can express (0.0018446744073709 USD)",
+                     id="PEPE price beyond uint64 subticks"),
+        pytest.param(price_to_subticks, BTC, "0", "price must be positive, got 0 USD (the tick is 1 USD)",
+                     id="zero price"),
+    ],
+)
+def test_off_step_and_off_tick_values_name_the_nearest_valid_ones(convert, market, text, message):
+    with pytest.raises(MarketError) as err:
+        convert(market, text)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("text", ["-1", "1e3", "abc", "NaN", "Infinity", "", "1.2.3", "\u0661\u0662", "\uff15", "0x10",
+                                  " ", "+1"])
+def test_only_plain_decimals_are_numbers(text):
+    for convert in (size_to_base_quantums, price_to_subticks):
+        with pytest.raises(MarketError):
+            convert(BTC, text)
+
+
+def test_a_market_is_found_by_ticker_or_id_and_a_typo_lists_the_markets():
+    markets = [BTC, ETH, PEPE]
+    assert find_market(markets, "btc-usd") is BTC
+    assert find_market(markets, "1") is ETH
+    with pytest.raises(MarketError) as err:
+        find_market(markets, "BTC-USDT")
+    assert str(err.value) == "no market 'BTC-USDT'; markets: BTC-USD, ETH-USD, PEPE-USD"
+
+
+@pytest.mark.parametrize(
+    "text, ns",
+    [
+        pytest.param("90s", 90 * 10**9, id="seconds"),
+        pytest.param("10m", 600 * 10**9, id="minutes"),
+        pytest.param("2h", 7_200 * 10**9, id="hours"),
+        pytest.param("1d", 86_400 * 10**9, id="days"),
+        pytest.param("1h30m", 5_400 * 10**9, id="combined"),
+        pytest.param("95D", 95 * 86_400 * 10**9, id="upper case unit"),
+    ],
+)
+def test_durations(text, ns):
+    assert parse_duration_ns(text) == ns
+
+
+@pytest.mark.parametrize("text", ["", "10", "10x", "-5m", "0s", "1.5h", "m", "10 m"])
+def test_bad_durations(text):
+    with pytest.raises(MarketError):
+        parse_duration_ns(text)
+
+
+@pytest.mark.parametrize(
+    "text, ns",
+    [
+        pytest.param("2023-11-14T22:13:20Z", 1_700_000_000 * 10**9, id="whole seconds"),
+        pytest.param("2023-11-14T22:13:20.123456789Z", 1_700_000_000_123_456_789, id="nanoseconds, as CometBFT"),
+        pytest.param("2023-11-14T22:13:20.5Z", 1_700_000_000_500_000_000, id="short fraction"),
+        pytest.param("2023-11-14T23:13:20.000000001+01:00", 1_700_000_000_000_000_001, id="offset"),
+    ],
+)
+def test_block_times_are_read_exactly(text, ns):
+    assert parse_rfc3339_ns(text) == ns
+    assert parse_rfc3339_ns(format_rfc3339_ns(ns)) == ns
+
+
+@pytest.mark.parametrize(
+    "text, ppm",
+    [pytest.param("0.05", 50_000, id="5 %"), pytest.param("0.000001", 1, id="one ppm"),
+     pytest.param("0.999999", 999_999, id="just below 1")],
+)
+def test_slippage_fraction_to_ppm(text, ppm):
+    assert fraction_to_ppm(text, "slippage") == ppm
+
+
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "0.0000001", "5%", "-0.1"])
+def test_bad_slippage(text):
+    with pytest.raises(MarketError):
+        fraction_to_ppm(text, "slippage")
+
+
+# --- the commands in process, against a real Application -----------------------------------------------------------
+
+def rfc3339(ns: int) -> str:
+    import datetime
+
+    seconds, frac = divmod(ns, 10**9)
+    whole = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{whole}.{frac:09d}Z"  # CometBFT's RFC 3339 with nanoseconds
+
+
+def cometbft_events(events) -> list[dict]:
+    return [{"type": e.type, "attributes": [{"key": k, "value": v, "index": True} for k, v in e.attributes]}
+            for e in events]
+
+
+class FakeNode:
+    """CometBFT's JSON-RPC as node.client.rpc.RpcClient exposes it, answered by an in-process Replica: a broadcast
+    runs CheckTx, waiting for a tx puts every pending tx into the next block (FinalizeBlock + Commit)."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.pending: list[bytes] = []
+        self.broadcasts: list[bytes] = []
+        self.results: dict[str, dict] = {}
+        self.blocks: dict[int, tuple[list[bytes], object]] = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def height(self) -> int:
+        return self.replica.app.info()[0]
+
+    def status(self) -> dict:
+        h = self.height()
+        return {"node_info": {"network": CHAIN_ID, "moniker": "fake"},
+                "sync_info": {"latest_block_height": str(h), "latest_block_time": rfc3339(self.block_time_ns(h)),
+                              "latest_app_hash": "", "catching_up": False}}
+
+    @staticmethod
+    def block_time_ns(height: int) -> int:
+        return GENESIS_TIME_NS + height * BLOCK_INTERVAL_NS  # Replica.block's clock
+
+    def chain_id(self) -> str:
+        return CHAIN_ID
+
+    def query_json(self, path: str) -> dict:
+        res = self.replica.app.query(path, b"")
+        if res.code != 0:
+            raise RpcError(f"query {path}: {res.log}")
+        return json.loads(res.value)
+
+    def broadcast_tx_sync(self, tx: bytes) -> dict:
+        self.broadcasts.append(tx)
+        res = self.replica.app.check_tx(tx)
+        if res.code == 0:
+            self.pending.append(tx)
+        return {"code": res.code, "codespace": res.codespace, "log": res.log, "hash": tx_hash(tx)}
+
+    def commit_block(self) -> int:
+        txs, self.pending = self.pending, []
+        result = self.replica.block(txs)
+        height = self.height()
+        self.blocks[height] = (txs, result)
+        for tx, r in zip(txs, result.tx_results):
+            self.results[tx_hash(tx)] = {"hash": tx_hash(tx), "height": str(height), "tx_result": {
+                "code": r.code, "codespace": r.codespace, "log": r.log, "events": cometbft_events(r.events)}}
+        return height
+
+    def tx(self, hash_hex: str) -> dict | None:
+        return self.results.get(hash_hex)
+
+    def wait_tx(self, hash_hex: str) -> dict:
+        if hash_hex not in self.results and self.pending:
+            self.commit_block()
+        if hash_hex not in self.results:
+            raise RpcError(f"tx {hash_hex} not committed within 30s")
+        return self.results[hash_hex]
+
+    def block(self, height: int | None = None) -> dict:
+        height = self.height() if height is None else height
+        txs, _ = self.blocks.get(height, ([], None))
+        return {"block": {"header": {"height": str(height), "time": rfc3339(self.block_time_ns(height))},
+                          "data": {"txs": [base64.b64encode(t).decode() for t in txs]}}}
+
+    def call(self, method: str, **params) -> dict:
+        if method == "block_results":
+            txs, result = self.blocks[int(params["height"])]
+            return {"height": params["height"],
+                    "txs_results": [{"code": r.code, "log": r.log, "events": cometbft_events(r.events)}
+                                    for r in result.tx_results],
+                    "finalize_block_events": cometbft_events(result.events)}
+        raise AssertionError(f"unexpected RPC {method}")
+
+
+@pytest.fixture
+def chain(tmp_path, monkeypatch):
+    """A one-replica exchange chain behind FakeNode; keys alice (account 1) and bob (account 2) in the keyring."""
+    replica = Replica(tmp_path / "db")
+    replica.init_chain(exchange_app_state())
+    node = FakeNode(replica)
+    node.commit_block()  # height 1: genesis state is committed (queries read committed state)
+    monkeypatch.setattr(cli_common, "RpcClient", lambda url, *a, **k: node)
+    home = tmp_path / "home"
+    ring = Keyring(home / "keys")
+    ring.import_hex("alice", bytes(KEYS[1]).hex())
+    ring.import_hex("bob", bytes(KEYS[2]).hex())
+    ring.import_hex("nobody", bytes(KEYS[7]).hex())  # no funds, no subaccount
+    yield node, home
+    replica.close()
+
+
+def run_cli(capsys, home, *args) -> tuple[int, str, str]:
+    """``perpd ARGS --home HOME`` in process through node.cli.main.main (its error handling included)."""
+    from node.cli.main import main
+
+    argv = sys.argv
+    sys.argv = ["perpd", *args, "--home", str(home)]
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def ok(capsys, home, *args) -> str:
+    code, out, err = run_cli(capsys, home, *args)
+    assert code == 0, err
+    return out
+
+
+def ok_json(capsys, home, *args) -> dict:
+    return json.loads(ok(capsys, home, *args, "-o", "json"))
+
+
+def one_error_line(capsys, home, *args) -> str:
+    code, out, err = run_cli(capsys, home, *args)
+    lines = err.strip().splitlines()
+    assert code != 0 and len(lines) == 1 and lines[0].startswith("Error: "), (code, out, err)
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_markets_are_read_from_the_perpetuals_query(chain):
+    node, _ = chain
+    markets = markets_from_query(node.query_json("/perpetuals/list"))
+    assert [m.ticker for m in markets] == ["BTC-USD", "ETH-USD", "SOL-USD"]
+    assert markets[0] == Market("BTC-USD", 0, 0, -10, -9, 1_000_000, 100_000, "active")
+
+
+def test_limit_order_rests_shows_on_the_book_and_is_canceled_by_its_printed_client_id(chain, capsys):
+    node, home = chain
+    placed = ok_json(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size",
+                     "0.25", "--price", "64250", "--from", "alice")
+    assert placed["code"] == 0 and placed["height"] == 2
+    cid = placed["client_id"]
+    assert 0 <= cid < 2**32
+    [action] = placed["order_actions"]
+    assert (action["status"], action["kind"], action["market"], action["size"], action["remaining"], action["price"]) \
+        == ("resting", "place", "BTC-USD", "0.25", "0.25", "64250")
+    assert placed["order"]["good_til_block"] == "21"  # latest height 1 + 20
+    # What was signed: exactly 0.25 BTC at 64250 USD in chain units.
+    from perpchain.v1 import tx_pb2
+
+    body = tx_pb2.TxBody.FromString(tx_pb2.Tx.FromString(node.broadcasts[-1]).body)
+    place = body.messages[0].orders.actions[0].place
+    assert (place.quantums, place.subticks, place.client_id, place.good_til_block) == (2_500_000_000, 6_425_000_000,
+                                                                                         cid, 21)
+
+    book = ok(capsys, home, "query", "clob", "orderbook", "BTC-USD")
+    assert "ask" in book and "64250" in book and "0.25" in book and "no bids" in book
+    orders = ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"]
+    assert [(o["client_id"], o["size"], o["price"]) for o in orders] == [(cid, "0.25", "64250")]
+    assert "client id" in ok(capsys, home, "query", "clob", "orders", f"{ADDRS[1]}/0")
+
+    text = ok(capsys, home, "tx", "clob", "cancel-order", "--market", "btc-usd", "--client-id", str(cid), "--from",
+              "alice")
+    assert "canceled" in text and "remaining 0.25 BTC" in text
+    assert ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"] == []
+
+
+def test_text_output_of_a_placement_names_status_and_how_to_cancel(chain, capsys):
+    _, home = chain
+    text = ok(capsys, home, "tx", "clob", "place-order", "--market", "ETH-USD", "--side", "buy", "--size", "1.5",
+              "--price", "2999.9", "--client-id", "42", "--tif", "post-only", "--key", "bob")
+    lines = text.splitlines()
+    assert lines[0].startswith("height 2  code 0  hash ")
+    assert "place ETH-USD buy 1.5 ETH client id 42: resting" in lines[1]
+    assert "limit 2999.9 USD" in lines[1]
+    assert "cancel-order --market ETH-USD --client-id 42 --from bob" in lines[-1]
+
+
+def test_an_order_that_does_not_rest_prints_no_cancel_hint(chain, capsys):
+    _, home = chain
+    text = ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+              "--price", "64250", "--tif", "fok", "--client-id", "5", "--from", "bob")
+    lines = text.splitlines()
+    assert len(lines) == 2 and "client id 5: rejected (code " in lines[1] and "fill-or-kill" in lines[1]
+    assert "cancel with" not in text
+
+
+def test_market_order_fills_against_the_book_and_the_fill_is_queryable_by_height(chain, capsys):
+    _, home = chain
+    ok(capsys, home, "tx", "subaccounts", "deposit", "bob", "2500", "--number", "1")
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "7", "--from", "alice")
+    taken = ok_json(capsys, home, "tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+                    "--from", "bob")
+    [action] = taken["order_actions"]
+    assert (action["status"], action["filled"], action["remaining"]) == ("filled", "0.1", "0")
+    assert taken["order"]["market_slippage_ppm"] == 50_000  # the chain's default_market_slippage_ppm
+    [fill] = taken["fills"]
+    # 0.1 BTC at 64250 USD = 6425 USDC; taker fee 500 ppm = 3.2125, maker 100 ppm = 0.6425 (tier 1)
+    assert (fill["size"], fill["price"], fill["notional_usdc"], fill["taker_fee_usdc"], fill["maker_fee_usdc"]) == \
+        ("0.1", "64250", "6425", "3.2125", "0.6425")
+
+    fills = ok_json(capsys, home, "query", "clob", "fills", "--height", str(taken["height"]))
+    assert fills["height"] == taken["height"]
+    assert [(f["market"], f["size"], f["price"], f["taker"], f["maker"], f["tx_hash"]) for f in fills["fills"]] == \
+        [("BTC-USD", "0.1", "64250", ADDRS[2], ADDRS[1], taken["hash"])]
+    text = ok(capsys, home, "query", "clob", "fills", "--height", str(taken["height"]))
+    assert text.startswith(f"block {taken['height']}: 1 fill") and "fill BTC-USD 0.1 BTC at 64250 USD" in text
+    assert ok(capsys, home, "query", "clob", "fills", "--height", "1").startswith("block 1: 0 fills")
+
+    shown = ok(capsys, home, "query", "subaccounts", "show", "bob")
+    assert "BTC-USD" in shown and "long" in shown and "size 0.1" in shown and "entry 64250" in shown
+    for label in ("total net collateral", "initial margin requirement", "maintenance margin requirement",
+                  "free collateral", "leverage"):
+        assert label in shown
+    assert ok(capsys, home, "query", "subaccounts", "show", "bob/1").startswith(f"{ADDRS[2]}/1  collateral 2500 USDC")
+    listed = ok_json(capsys, home, "query", "subaccounts", "list", "bob")["subaccounts"]
+    assert [s["number"] for s in listed] == [0, 1]
+
+
+def test_deposit_withdraw_and_transfer_move_exact_usdc(chain, capsys):
+    node, home = chain
+
+    def quote(owner, number=0):
+        return int(node.query_json(f"/subaccounts/show/{owner}/{number}")["quote_balance_quote_quantums"])
+
+    before = quote(ADDRS[1])
+    ok(capsys, home, "tx", "subaccounts", "deposit", "alice", "12.5")
+    assert quote(ADDRS[1]) == before + 12_500_000
+    ok(capsys, home, "tx", "subaccounts", "transfer", "alice", "0.000001", "--to", "bob/3")
+    assert quote(ADDRS[2], 3) == 1 and quote(ADDRS[1]) == before + 12_499_999
+    bank_before = node.replica.balance(7)
+    ok(capsys, home, "tx", "subaccounts", "withdraw", "alice", "2.5", "--to", "nobody")
+    assert node.replica.balance(7) == bank_before + 2_500_000
+    out = ok_json(capsys, home, "tx", "subaccounts", "withdraw", "bob", "0.000001", "--number", "3")
+    assert out["code"] == 0 and quote(ADDRS[2], 3) == 0
+
+
+def test_batch_cancel_removes_the_listed_orders_or_all(chain, capsys):
+    _, home = chain
+    for cid, price in ((1, "64300"), (2, "64301"), (3, "64302")):
+        ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.01",
+           "--price", price, "--client-id", str(cid), "--from", "alice")
+    out = ok_json(capsys, home, "tx", "clob", "batch-cancel", "--market", "BTC-USD", "--client-ids", "1,3",
+                  "--from", "alice")
+    assert out["order_actions"][0]["canceled"] == "2"
+    assert [o["client_id"] for o in ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"]] == [2]
+    assert "canceled  1 orders" in ok(capsys, home, "tx", "clob", "batch-cancel", "--market", "BTC-USD", "--from",
+                                      "alice")
+    assert ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"] == []
+
+
+def test_orderbook_text_puts_asks_above_bids(chain, capsys):
+    _, home = chain
+    for side, price, who in (("sell", "64252", "alice"), ("sell", "64251", "alice"), ("buy", "64249", "bob"),
+                             ("buy", "64248", "bob")):
+        ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", side, "--size", "0.5",
+           "--price", price, "--from", who)
+    text = ok(capsys, home, "query", "clob", "orderbook", "BTC-USD", "--depth", "5")
+    rows = [line.split() for line in text.splitlines()[2:]]
+    assert [r[:2] for r in rows if r[0] in ("ask", "bid")] == [["ask", "64252"], ["ask", "64251"], ["bid", "64249"],
+                                                               ["bid", "64248"]]
+    assert "--- spread 2 USD ---" in text
+    answer = ok_json(capsys, home, "query", "clob", "orderbook", "BTC-USD", "--depth", "1")
+    assert [a["price"] for a in answer["asks"]] == ["64251"] and [b["price"] for b in answer["bids"]] == ["64249"]
+
+
+def test_queries_of_markets_and_params(chain, capsys):
+    _, home = chain
+    perps = ok(capsys, home, "query", "perpetuals", "list")
+    assert "BTC-USD" in perps and "step 0.0001 BTC" in perps and "tick 1 USD" in perps and "oracle 64000" in perps
+    assert ok_json(capsys, home, "query", "perpetuals", "list")["perpetuals"][1]["ticker"] == "ETH-USD"
+    params = ok(capsys, home, "query", "clob", "params")
+    assert "short_block_window: 40 blocks" in params and "max_stateful_window: 95d" in params
+    assert "default_market_slippage: 5%" in params
+    assert ok_json(capsys, home, "query", "clob", "params")["short_block_window"] == 40
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        pytest.param(["--market", "BTC-USDT"], "Error: no market 'BTC-USDT'; markets: BTC-USD, ETH-USD, SOL-USD",
+                     id="market typo lists the markets"),
+        pytest.param(["--size", "0.00015"], "Error: size 0.00015 BTC is not a multiple of the step 0.0001 BTC; "
+                                            "nearest valid: 0.0001 or 0.0002", id="off-step size"),
+        pytest.param(["--price", "64250.5"], "Error: price 64250.5 USD is not a multiple of the tick 1 USD; nearest "
+                                             "valid: 64250 or 64251", id="off-tick price"),
+        pytest.param(["--size", "1e-4"], "Error: size '1e-4' is not a decimal number", id="exponent notation"),
+        pytest.param(["--good-til-block", "42"], "Error: --good-til-block 42 must be within 2..41 (latest height 1 + "
+                                                 "short_block_window 40)", id="good-til-block beyond the window"),
+        pytest.param(["--good-til-time", "10x"], "Error: duration '10x' is not like 90s, 10m, 2h, 1d or 1h30m",
+                     id="bad duration"),
+        pytest.param(["--good-til-time", "96d"], "Error: --good-til-time 96d is beyond the longest window 95d",
+                     id="good-til-time beyond the stateful window"),
+        pytest.param(["--good-til-time", "1h", "--tif", "ioc"],
+                     "Error: a long-term (--good-til-time) order cannot be ioc: it would never rest",
+                     id="long-term ioc"),
+        pytest.param(["--good-til-time", "1h", "--good-til-block", "5"],
+                     "Error: give --good-til-block (short-term) or --good-til-time (long-term), not both",
+                     id="both expiries"),
+        pytest.param(["--from", "carol"], "no key named 'carol'", id="unknown key"),
+        pytest.param(["--client-id", str(2**32)], "Invalid value for '--client-id'", id="client id beyond uint32"),
+    ],
+)
+def test_place_order_errors_are_one_line_and_nothing_is_signed(chain, capsys, args, message):
+    node, home = chain
+    base = {"--market": "BTC-USD", "--side": "buy", "--size": "0.25", "--price": "64250", "--from": "alice"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    line = one_error_line(capsys, home, "tx", "clob", "place-order", *[x for kv in base.items() for x in kv])
+    assert line == message if message.startswith("Error: ") else message in line
+    assert node.broadcasts == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        pytest.param(["tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+                      "--slippage", "0.6", "--from", "bob"],
+                     "Error: slippage 0.6 is above the chain's maximum 0.5 (500000 ppm)", id="slippage above max"),
+        pytest.param(["tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+                      "--slippage", "5%", "--from", "bob"], "Error: slippage '5%' is not a decimal number",
+                     id="slippage as percent"),
+        pytest.param(["tx", "clob", "batch-cancel", "--market", "BTC-USD", "--client-ids", "1,x", "--from", "bob"],
+                     "Error: --client-ids: 'x' is not a client id (0..4294967295)", id="bad client ids"),
+        pytest.param(["tx", "subaccounts", "transfer", "alice", "1", "--to", "bob/128"],
+                     "Error: subaccount number '128' in 'bob/128' is not in 0..127", id="recipient number too big"),
+        pytest.param(["tx", "subaccounts", "deposit", "alice", "1.0000001"],
+                     "Error: amount '1.0000001' has more than 6 decimals (1 quote quantum = 0.000001 USDC)",
+                     id="deposit below a quote quantum"),
+        pytest.param(["query", "subaccounts", "show", "carol"], "is neither a perp1... address nor a key",
+                     id="unknown owner"),
+        pytest.param(["query", "clob", "orderbook", "DOGE-USD"], "Error: no market 'DOGE-USD'; markets: BTC-USD, "
+                                                                 "ETH-USD, SOL-USD", id="orderbook of no market"),
+    ],
+)
+def test_other_errors_are_one_line_and_nothing_is_signed(chain, capsys, args, message):
+    node, home = chain
+    line = one_error_line(capsys, home, *args)
+    assert line == message if message.startswith("Error: ") else message in line
+    assert node.broadcasts == []
+
+
+def test_a_check_tx_rejection_is_one_line_with_its_code(chain, capsys):
+    node, home = chain
+    line = one_error_line(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size",
+                          "0.1", "--price", "64000", "--reduce-only", "--from", "alice")
+    assert line.startswith("Error: rejected by CheckTx: code ") and "reduce-only" in line
+    code, out, _ = run_cli(capsys, home, "tx", "subaccounts", "withdraw", "nobody", "1", "-o", "json")
+    assert code == 1 and json.loads(out)["stage"] == "check_tx"
+    assert len(node.broadcasts) == 2 and node.pending == []
+
+
+def test_no_wait_prints_the_client_id(chain, capsys):
+    node, home = chain
+    out = ok_json(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+                  "--price", "64000", "--client-id", "9", "--no-wait", "--from", "alice")
+    assert (out["stage"], out["client_id"]) == ("mempool", 9) and len(node.pending) == 1
+    text = ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+              "--price", "63999", "--client-id", "10", "--no-wait", "--from", "alice")
+    first, second = text.splitlines()
+    assert first.startswith("in mempool: ") and second.startswith("client id 10 (cancel with: ")
+    node.commit_block()
+    assert sorted(o["client_id"] for o in node.query_json(f"/clob/orders/{ADDRS[1]}")["orders"]) == [9, 10]
+
+
+def test_long_term_order_rests_until_its_time_and_cancels_with_long_term(chain, capsys):
+    node, home = chain
+    placed = ok_json(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size",
+                     "0.1", "--price", "60000", "--good-til-time", "10m", "--client-id", "11", "--from", "alice")
+    # latest block time (height 1) + 10 minutes, in ns
+    assert placed["order"]["good_til_block_time_ns"] == str(GENESIS_TIME_NS + BLOCK_INTERVAL_NS + 600 * 10**9)
+    assert placed["order_actions"][0]["status"] == "resting"
+    text = ok(capsys, home, "tx", "clob", "cancel-order", "--market", "BTC-USD", "--client-id", "11", "--long-term",
+              "--from", "alice")
+    assert ": canceled" in text
+
+
+def test_mm_run_calls_the_runner_with_typed_arguments(chain, capsys, monkeypatch):
+    import types
+
+    _, home = chain
+    seen = {}
+    fake = types.ModuleType("node.mm.runner")
+    fake.run = lambda *args: seen.setdefault("args", args)
+    monkeypatch.setitem(sys.modules, "node.mm.runner", fake)
+    ok(capsys, home, "mm", "run", "--key", "alice", "--markets", "BTC-USD, ETH-USD", "--size-usd", "2500.5",
+       "--levels", "2", "--interval", "0.5", "--number", "3", "--node", "http://x:1")
+    assert seen["args"] == ("http://x:1", str(home), "alice", ["BTC-USD", "ETH-USD"], 2, 10, 5, Decimal("2500.5"), 0.5,
+                            3)
+    assert isinstance(seen["args"][7], Decimal)
+    assert one_error_line(capsys, home, "mm", "run", "--key", "alice", "--size-usd", "1e3") == \
+        "Error: --size-usd '1e3' is not a decimal number"
+
+
+def test_the_real_entry_point_prints_one_line_without_a_traceback(tmp_path):
+    """The subprocess path (python -m node.cli.main): errors found before any RPC, no node needed."""
+    for args, fragment in (
+        (["tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "abc", "--price", "1",
+          "--from", "alice"], "size 'abc' is not a decimal number"),
+        (["tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy", "--size", "1", "--slippage", "1",
+          "--from", "alice"], "slippage must be a fraction above 0 and below 1"),
+    ):
+        res = subprocess.run([sys.executable, "-m", "node.cli.main", *args, "--home", str(tmp_path), "--node",
+                              "http://127.0.0.1:9"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PERPD_DEBUG": ""})
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], \
+            res.stderr
+
+
+def test_uint64_bound_of_prices_is_the_chain_one():
+    assert price_to_subticks(BTC, subticks_to_price(BTC, UINT64_MAX - UINT64_MAX % 100_000)) == \
+        UINT64_MAX - UINT64_MAX % 100_000
