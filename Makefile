@@ -16,7 +16,12 @@ COMETBFT := $(BIN)/cometbft
 COMETBFT_STAMP := $(BIN)/.cometbft-$(COMETBFT_VERSION)
 GEN := gen
 LOCALNET_DIR ?= .localnet
-VALIDATORS ?= 4
+# The localnet's configuration (validators, base port, timeout_commit, genesis template, feed scenario, market maker):
+# docs/localnet.md. VALIDATORS=N overrides its validator count when the localnet is created; MM=0 (or MM=1) overrides
+# its [market_maker] enabled.
+LOCALNET_CONFIG ?= localnet/localnet.toml
+VALIDATORS ?=
+MM ?=
 # make mutation: what to mutate (app, a package such as app/prices, or a file such as app/store.py).
 MODULE ?= app
 
@@ -56,8 +61,12 @@ $(COMETBFT_STAMP):
 	$(COMETBFT) version
 	touch $@
 
+# `perpd localnet up` reads the config itself ($$PERPD_LOCALNET_CONFIG); the two settings the CLI always passes
+# (--timeout-commit, --genesis-template) are taken from the config here.
 localnet: setup
-	$(VENV)/bin/perpd localnet up --dir $(LOCALNET_DIR) --validators $(VALIDATORS)
+	export PERPD_LOCALNET_CONFIG=$(LOCALNET_CONFIG) $(if $(MM),PERPD_LOCALNET_MM=$(MM)) && \
+	  eval "$(VENV)/bin/perpd localnet up --dir $(LOCALNET_DIR) $(if $(VALIDATORS),--validators $(VALIDATORS)) \
+	    $$($(PY) -c 'from node.localnet import config_cli_args; print(config_cli_args())')"
 
 localnet-status: setup
 	$(VENV)/bin/perpd localnet status --dir $(LOCALNET_DIR)

@@ -1,21 +1,26 @@
 """A multi-validator localnet on 127.0.0.1: ``perpd localnet up|status|down|logs``.
 
-Layout of ``<dir>``:
-- ``localnet.json``: manifest (chain id, ports, node ids, proxy app)
-- ``keys/``: the funded accounts from ``genesis/localnet.json``
+Configuration: ``localnet/localnet.toml`` of the repo (another file with ``$PERPD_LOCALNET_CONFIG``):
+layout, genesis template, feed scenario, market maker (docs/localnet.md). Arguments win over it.
+
+Layout of ``<dir>`` (runtime files only):
+- ``localnet.json``: manifest (chain id, ports, node ids, proxy app, feed simulator)
+- ``keys/``: the funded accounts of the genesis template (``localnet/genesis.json``)
 - ``node<i>/``: a full node home (CometBFT files, ``config/app.toml``,
   ``data/perpd.db``, ``perpd.log``, ``cometbft.log``, ``perpd.pid``, ``cometbft.pid``)
+- ``feeds.log``, ``feeds.pid``: the venue feed simulator; ``mm.log``, ``mm.pid``: the market maker
 
 Ports: node i uses p2p ``base_port + 10 i`` and RPC ``base_port + 10 i + 1``;
 the app listens on a unix socket inside its home. ``up`` creates the network
 if the folder has none, then starts every node that is not running (so it
 also restarts a killed node, and ``down`` + ``up`` continues the chain).
 ``down`` stops exactly the PIDs recorded in the pid files, after checking each
-one's command line names that node's home.
+one's command line names that node's home (the market maker first, so it can pull its quotes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -24,21 +29,182 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 
 from node.client.keys import Keyring
 from node.client.rpc import RpcClient, RpcError
 from node.config import (REPO_ROOT, AppConfig, edit_cometbft_config, find_cometbft, perpd_cometbft_settings,
                          write_app_config)
-from node.genesis import build_app_state, patch_genesis
+from node.genesis import GenesisError, build_app_state, patch_genesis, validate_app_state
 from node.procutil import argv, read_pid_file, write_pid_file
 
-DEFAULT_TEMPLATE = REPO_ROOT / "genesis" / "localnet.json"
+CONFIG_DIR = REPO_ROOT / "localnet"
+DEFAULT_CONFIG = CONFIG_DIR / "localnet.toml"
+DEFAULT_TEMPLATE = CONFIG_DIR / "genesis.json"
+DEFAULT_TIMEOUT_COMMIT = "500ms"
 PROXY_APPS = ("perpd", "kvstore")
+CONFIG_ENV = "PERPD_LOCALNET_CONFIG"  # path of the config file
+MM_ENV = "PERPD_LOCALNET_MM"  # 0/off/false/no or 1/on/true/yes: overrides [market_maker] enabled
+ORDERBOOK_HINT = "perpd query clob orderbook BTC-USD"
 
 
 class LocalnetError(Exception):
     pass
+
+
+# --- configuration (localnet/localnet.toml) ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class FeedsConfig:
+    """The venue feed simulator's scenario (``perpd feeds serve`` options)."""
+
+    seed: int = 1
+    noise_ppm: int = 100
+    tick_ms: int = 100
+    csv: str = ""  # absolute path of a price path to replay, "" = the seeded random walk
+
+
+@dataclasses.dataclass(frozen=True)
+class MarketMakerConfig:
+    """The reference market maker (node/mm) the localnet runs: ``python -m node.mm`` with these options."""
+
+    enabled: bool = True
+    key: str = "mm"
+    node: int = 0  # index of the validator whose RPC it uses
+    subaccount_number: int = 0
+    markets: tuple[str, ...] = ()  # () = every market
+    levels: int = 3
+    spread_bps: int = 10
+    step_bps: int = 10
+    size_usd: str = "1000"
+    interval_s: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalnetConfig:
+    validators: int = 4
+    base_port: int = 26656
+    timeout_commit: str = DEFAULT_TIMEOUT_COMMIT
+    genesis: pathlib.Path = DEFAULT_TEMPLATE
+    feeds: FeedsConfig = FeedsConfig()
+    market_maker: MarketMakerConfig = MarketMakerConfig()
+
+
+_TABLES = {"chain": {"validators": int, "base_port": int, "timeout_commit": str, "genesis": str},
+           "feeds": {"seed": int, "noise_ppm": int, "tick_ms": int, "csv": str},
+           "market_maker": {"enabled": bool, "key": str, "node": int, "subaccount_number": int, "markets": list,
+                            "levels": int, "spread_bps": int, "step_bps": int, "size_usd": str,
+                            "interval_s": (int, float)}}
+
+
+def load_config(path: pathlib.Path | None = None) -> LocalnetConfig:
+    """The localnet config: ``path``, else ``$PERPD_LOCALNET_CONFIG``, else localnet/localnet.toml (built-in
+    defaults if that file is missing). Unknown tables or keys and wrong types are refused (LocalnetError naming
+    the key); relative paths in it are relative to the file."""
+    if path is None:
+        path = pathlib.Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else DEFAULT_CONFIG
+        if path == DEFAULT_CONFIG and not path.exists():
+            return LocalnetConfig()
+    path = pathlib.Path(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise LocalnetError(f"cannot read the localnet config {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise LocalnetError(f"localnet config {path} is not TOML: {e}") from None
+    for table, values in doc.items():
+        if table not in _TABLES or not isinstance(values, dict):
+            raise LocalnetError(f"{path}: unknown table [{table}] (tables: {', '.join(_TABLES)})")
+        for key, value in values.items():
+            want = _TABLES[table].get(key)
+            if want is None:
+                raise LocalnetError(f"{path}: unknown key {table}.{key} (keys: {', '.join(_TABLES[table])})")
+            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                raise LocalnetError(f"{path}: {table}.{key} = {value!r} has the wrong type")
+    chain, feeds, mm = doc.get("chain", {}), doc.get("feeds", {}), doc.get("market_maker", {})
+    base = path.resolve().parent
+    markets = mm.get("markets", [])
+    if not all(isinstance(m, str) for m in markets):
+        raise LocalnetError(f"{path}: market_maker.markets must be a list of tickers")
+    cfg = LocalnetConfig(
+        validators=chain.get("validators", LocalnetConfig.validators),
+        base_port=chain.get("base_port", LocalnetConfig.base_port),
+        timeout_commit=chain.get("timeout_commit", DEFAULT_TIMEOUT_COMMIT),
+        genesis=(base / chain["genesis"]) if "genesis" in chain else DEFAULT_TEMPLATE,
+        feeds=FeedsConfig(**{**{k: v for k, v in feeds.items() if k != "csv"},
+                             "csv": str(base / feeds["csv"]) if feeds.get("csv") else ""}),
+        market_maker=MarketMakerConfig(**{**{k: v for k, v in mm.items() if k not in ("markets", "interval_s")},
+                                          "markets": tuple(m.upper() for m in markets),
+                                          "interval_s": float(mm.get("interval_s", MarketMakerConfig.interval_s))}),
+    )
+    check_config(cfg, path)
+    return cfg
+
+
+def check_config(cfg: LocalnetConfig, where: pathlib.Path | str = "localnet config") -> None:
+    f, mm = cfg.feeds, cfg.market_maker
+    problems = []
+    if not 0 <= f.noise_ppm <= 999_999 or not 1 <= f.tick_ms <= 60_000:
+        problems.append("feeds: noise_ppm must be in 0..999999 and tick_ms in 1..60000")
+    if f.csv and not pathlib.Path(f.csv).is_file():
+        problems.append(f"feeds.csv: no file {f.csv}")
+    if not 0 <= mm.node < cfg.validators:
+        problems.append(f"market_maker.node must be a validator index 0..{cfg.validators - 1}")
+    if not 1 <= mm.levels <= 100 or mm.spread_bps < 1 or mm.step_bps < 0 or mm.interval_s <= 0:
+        problems.append("market_maker: need 1 <= levels <= 100, spread_bps >= 1, step_bps >= 0, interval_s > 0")
+    if not 0 <= mm.subaccount_number <= 127:
+        problems.append("market_maker.subaccount_number must be in 0..127")
+    try:
+        if not float(mm.size_usd) > 0:
+            raise ValueError
+    except ValueError:
+        problems.append(f"market_maker.size_usd = {mm.size_usd!r} must be a positive decimal")
+    if problems:
+        raise LocalnetError(f"{where}: " + "; ".join(problems))
+
+
+def mm_enabled_from_env() -> bool | None:
+    """``$PERPD_LOCALNET_MM``: None when unset."""
+    value = os.environ.get(MM_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise LocalnetError(f"{MM_ENV}={value!r}: use 1/on/true/yes or 0/off/false/no")
+
+
+def config_cli_args(path: str | pathlib.Path | None = None) -> str:
+    """The ``perpd localnet up`` flags that carry the config's chain settings, for the Makefile (shell words)."""
+    import shlex
+
+    cfg = load_config(pathlib.Path(path) if path else None)
+    return shlex.join(["--timeout-commit", cfg.timeout_commit, "--genesis-template", str(cfg.genesis)])
+
+
+def localnet_app_state(template: dict, keyring: Keyring) -> dict:
+    """The template's app_state with its accounts created and funded (node/genesis.py build_app_state), plus each
+    account's ``deposits`` ([{"number", "amount_quote_quantums"}]) as subaccount deposits from its bank balance."""
+    app_state = build_app_state(template, keyring)
+    deposits = []
+    for acct in template.get("accounts", []):
+        for dep in acct.get("deposits", []):
+            deposits.append({"owner": keyring.get(acct["name"]).address, "number": int(dep.get("number", 0)),
+                             "amount_quote_quantums": str(dep["amount_quote_quantums"])})
+    if deposits:
+        sub = app_state.setdefault("subaccounts", {})
+        sub["deposits"] = [*sub.get("deposits", []), *deposits]
+    return app_state
+
+
+def feeds_markets(app_state: dict) -> str:
+    """The simulator's ``--markets``: every genesis oracle market at its genesis price (``BTC-USD=64000,...``)."""
+    from app.lib.units import format_scaled
+
+    return ",".join(f"{m['pair']}={format_scaled(int(m['price']), int(m['exponent']))}"
+                    for m in app_state.get("prices", {}).get("markets", []) if int(m.get("price", 0)) > 0)
 
 
 def manifest_path(d: pathlib.Path) -> pathlib.Path:
@@ -62,7 +228,7 @@ def create(
     base_port: int,
     proxy_app: str = "perpd",
     template_path: pathlib.Path = DEFAULT_TEMPLATE,
-    timeout_commit: str = "500ms",
+    timeout_commit: str = DEFAULT_TIMEOUT_COMMIT,
 ) -> dict:
     check_layout(validators, base_port, proxy_app)
     d.mkdir(parents=True, exist_ok=True)
@@ -83,7 +249,12 @@ def create(
     else:
         oracle = {}
     keyring = Keyring(d / "keys")
-    app_state = build_app_state(template, keyring) if proxy_app == "perpd" else {}
+    app_state = localnet_app_state(template, keyring) if proxy_app == "perpd" else {}
+    if proxy_app == "perpd":
+        try:  # the chain's own InitChain on a scratch store: a bad template fails here, not in four node logs
+            validate_app_state(chain_id, app_state)
+        except GenesisError as e:
+            raise LocalnetError(f"genesis template {template_path}: {e}") from None
     nodes = []
     for i in range(validators):
         home = d / f"node{i}"
@@ -112,7 +283,8 @@ def create(
         write_app_config(home, cfg)
         patch_genesis(home / "config" / "genesis.json", chain_id, app_state)
     manifest = {"chain_id": chain_id, "validators": validators, "proxy_app": proxy_app, "nodes": nodes,
-                "feeds": {"port": feeds_port, "venues": feeds_venues} if oracle else None}
+                "feeds": {"port": feeds_port, "venues": feeds_venues, "markets": feeds_markets(app_state)}
+                if oracle else None}
     manifest_path(d).write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -174,17 +346,69 @@ def feeds_pid(d: pathlib.Path, manifest: dict) -> int | None:
     return pid if ours else None
 
 
-def start_feeds(d: pathlib.Path, manifest: dict) -> int:
+def start_feeds(d: pathlib.Path, manifest: dict, scenario: FeedsConfig = FeedsConfig()) -> int:
+    """Start the simulator on the manifest's port and venues, with the markets at their genesis prices and the
+    config's scenario (seed, noise, tick, optional CSV price path)."""
     feeds = manifest["feeds"]
+    args = ["--seed", str(scenario.seed), "--noise-ppm", str(scenario.noise_ppm), "--tick-ms", str(scenario.tick_ms)]
+    if feeds.get("markets"):
+        args += ["--markets", feeds["markets"]]
+    if scenario.csv:
+        args += ["--csv", scenario.csv]
     with open(d / "feeds.log", "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli.main", "feeds", "serve", "--host", "127.0.0.1",
-             "--port", str(feeds["port"]), "--venues", ",".join(feeds["venues"]), "--seed", "1"],
+             "--port", str(feeds["port"]), "--venues", ",".join(feeds["venues"]), *args],
             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             cwd=str(REPO_ROOT),
         )
     write_pid_file(d / "feeds.pid", proc.pid)
     return proc.pid
+
+
+def mm_pid(d: pathlib.Path) -> int | None:
+    """PID of the localnet's market maker, if it is running (``-m node.mm ... --home <dir>``, same start time)."""
+    pid = read_pid_file(d / "mm.pid")
+    if pid is None:
+        return None
+    args = argv(pid)
+    ours = "node.mm" in args and any(a == "--home" and b == str(d) for a, b in zip(args, args[1:]))
+    return pid if ours else None
+
+
+def mm_command(d: pathlib.Path, manifest: dict, mm: MarketMakerConfig) -> list[str]:
+    """``python -m node.mm`` (the same options as ``perpd mm run``) against validator ``mm.node``'s RPC."""
+    if not 0 <= mm.node < len(manifest["nodes"]):
+        raise LocalnetError(f"market_maker.node = {mm.node}, but this localnet has {len(manifest['nodes'])} validators")
+    args = [sys.executable, "-m", "node.mm", "--node", rpc_url(manifest["nodes"][mm.node]), "--home", str(d),
+            "--key", mm.key, "--levels", str(mm.levels), "--spread-bps", str(mm.spread_bps), "--step-bps",
+            str(mm.step_bps), "--size-usd", mm.size_usd, "--interval", str(mm.interval_s),
+            "--number", str(mm.subaccount_number)]
+    if mm.markets:
+        args += ["--markets", ",".join(mm.markets)]
+    return args
+
+
+def start_mm(d: pathlib.Path, manifest: dict, mm: MarketMakerConfig) -> int:
+    with open(d / "mm.log", "ab") as logf:
+        proc = subprocess.Popen(mm_command(d, manifest, mm), stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(REPO_ROOT))
+    write_pid_file(d / "mm.pid", proc.pid)
+    return proc.pid
+
+
+def stop_mm(d: pathlib.Path, timeout_s: float = 5.0) -> int | None:
+    """SIGTERM the market maker and wait (it pulls its quotes on the way out), SIGKILL after ``timeout_s``."""
+    pid = mm_pid(d)
+    if pid is not None:
+        _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while mm_pid(d) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if mm_pid(d) is not None:
+            _signal(pid, signal.SIGKILL)
+    (d / "mm.pid").unlink(missing_ok=True)
+    return pid
 
 
 def feeds_url(manifest: dict) -> str | None:
@@ -247,14 +471,19 @@ def check_layout(validators: int, base_port: int, proxy_app: str) -> None:
 def up(
     d: pathlib.Path, validators: int | None = None, base_port: int | None = None, proxy_app: str | None = None,
     wait_height: int = 3, timeout_s: float = 180, progress: Callable[[str], None] | None = None,
-    timeout_commit: str = "500ms", template_path: pathlib.Path = DEFAULT_TEMPLATE,
+    timeout_commit: str | None = None, template_path: pathlib.Path | None = None,
+    config_path: pathlib.Path | None = None, mm: bool | None = None,
 ) -> dict:
-    """Create the localnet in ``d`` if it does not exist, start whatever is not running, wait for ``wait_height``.
+    """Create the localnet in ``d`` if it does not exist, start whatever is not running, wait for ``wait_height``,
+    then start the market maker (if enabled and the genesis funds its key; ``mm=False`` stops a running one).
 
-    For an existing localnet, arguments left as None mean "as created"; one that differs is an error (changing the
-    layout of a chain with data would need a reset).
+    Settings left as None come from the config (:func:`load_config`; the market maker's on/off also from
+    ``$PERPD_LOCALNET_MM``). For an existing localnet, layout arguments left as None mean "as created"; one that
+    differs is an error (changing the layout of a chain with data would need a reset).
     """
     d = d.resolve()
+    cfg = load_config(config_path)
+    say = progress or (lambda _line: None)
     if manifest_path(d).exists():
         manifest = load_manifest(d)
         have = {"validators": manifest["validators"], "base port": manifest["nodes"][0]["p2p_port"],
@@ -267,26 +496,50 @@ def up(
                     f"or `perpd localnet down --dir {d} --reset` (deletes its chain data) to create a new one"
                 )
     else:
-        validators = DEFAULT_VALIDATORS if validators is None else validators
-        base_port = DEFAULT_BASE_PORT if base_port is None else base_port
+        validators = cfg.validators if validators is None else validators
+        base_port = cfg.base_port if base_port is None else base_port
         proxy_app = proxy_app or "perpd"
         check_layout(validators, base_port, proxy_app)
-        if progress:
-            progress(f"creating a {validators}-validator localnet in {d}")
-        manifest = create(d, validators, base_port, proxy_app, template_path, timeout_commit)
+        say(f"creating a {validators}-validator localnet in {d}")
+        manifest = create(d, validators, base_port, proxy_app, template_path or cfg.genesis,
+                          timeout_commit or cfg.timeout_commit)
     if manifest.get("feeds") and feeds_pid(d, manifest) is None:
-        start_feeds(d, manifest)
-        if progress:
-            progress(f"started the venue feed simulator on {feeds_url(manifest)}")
+        start_feeds(d, manifest, cfg.feeds)
+        say(f"started the venue feed simulator on {feeds_url(manifest)}")
     started = []
     for node in manifest["nodes"]:
         if not is_running(manifest, node):
             start_node(manifest, node)
             started.append(node["index"])
-    if progress:
-        progress(f"started nodes {started}" if started else "all nodes already running")
+    say(f"started nodes {started}" if started else "all nodes already running")
     wait_for_height(manifest, wait_height, timeout_s, progress)
+    _supervise_mm(d, manifest, cfg.market_maker, mm, say)
     return manifest
+
+
+def _supervise_mm(d: pathlib.Path, manifest: dict, cfg: MarketMakerConfig, enabled: bool | None,
+                  say: Callable[[str], None]) -> None:
+    """Start the market maker if it should run and does not; stop it if it is switched off."""
+    if enabled is None:
+        enabled = mm_enabled_from_env()
+    if enabled is None:
+        enabled = cfg.enabled
+    if manifest["proxy_app"] != "perpd":
+        return
+    if not enabled:
+        pid = stop_mm(d)
+        if pid is not None:
+            say(f"stopped the market maker (pid {pid})")
+        return
+    if not (d / "keys" / f"{cfg.key}.json").exists():
+        say(f"market maker not started: no key {cfg.key!r} in {d / 'keys'} (the genesis template does not fund it)")
+        return
+    if mm_pid(d) is None:
+        start_mm(d, manifest, cfg)
+        say(f"started the market maker (key {cfg.key}, {cfg.levels} levels per side on "
+            f"{', '.join(cfg.markets) or 'every market'}; log {d / 'mm.log'})")
+    url = rpc_url(manifest["nodes"][0])
+    say(f"order book: {ORDERBOOK_HINT}" + ("" if url == "http://127.0.0.1:26657" else f" --node {url}"))
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -301,6 +554,9 @@ def down(d: pathlib.Path, reset: bool = False, timeout_s: float = 30) -> list[in
     d = d.resolve()
     manifest = load_manifest(d)
     signalled = []
+    mpid = stop_mm(d)  # first, while the nodes still take its cancels
+    if mpid is not None:
+        signalled.append(mpid)
     for node in manifest["nodes"]:
         pids = node_pids(node)
         # perpd stops its own cometbft child on SIGTERM; signal both in case either is orphaned.
