@@ -67,7 +67,7 @@ class FeedsConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MarketMakerConfig:
-    """The reference market maker (node/mm) the localnet runs: ``python -m node.mm`` with these options."""
+    """The reference market maker (node/mm) the localnet runs: ``perpd mm run`` with these options."""
 
     enabled: bool = True
     key: str = "mm"
@@ -367,22 +367,22 @@ def start_feeds(d: pathlib.Path, manifest: dict, scenario: FeedsConfig = FeedsCo
 
 
 def mm_pid(d: pathlib.Path) -> int | None:
-    """PID of the localnet's market maker, if it is running (``-m node.mm ... --home <dir>``, same start time)."""
+    """PID of the localnet's market maker, if it is running (``perpd mm run ... --home <dir>``, same start time)."""
     pid = read_pid_file(d / "mm.pid")
     if pid is None:
         return None
     args = argv(pid)
-    ours = "node.mm" in args and any(a == "--home" and b == str(d) for a, b in zip(args, args[1:]))
+    ours = "mm" in args and "run" in args and any(a == "--home" and b == str(d) for a, b in zip(args, args[1:]))
     return pid if ours else None
 
 
 def mm_command(d: pathlib.Path, manifest: dict, mm: MarketMakerConfig) -> list[str]:
-    """``python -m node.mm`` (the same options as ``perpd mm run``) against validator ``mm.node``'s RPC."""
+    """``perpd mm run`` against validator ``mm.node``'s RPC, with the keyring of the localnet."""
     if not 0 <= mm.node < len(manifest["nodes"]):
         raise LocalnetError(f"market_maker.node = {mm.node}, but this localnet has {len(manifest['nodes'])} validators")
-    args = [sys.executable, "-m", "node.mm", "--node", rpc_url(manifest["nodes"][mm.node]), "--home", str(d),
-            "--key", mm.key, "--levels", str(mm.levels), "--spread-bps", str(mm.spread_bps), "--step-bps",
-            str(mm.step_bps), "--size-usd", mm.size_usd, "--interval", str(mm.interval_s),
+    args = [sys.executable, "-m", "node.cli.main", "mm", "run", "--node", rpc_url(manifest["nodes"][mm.node]),
+            "--home", str(d), "--key", mm.key, "--levels", str(mm.levels), "--spread-bps", str(mm.spread_bps),
+            "--step-bps", str(mm.step_bps), "--size-usd", mm.size_usd, "--interval", str(mm.interval_s),
             "--number", str(mm.subaccount_number)]
     if mm.markets:
         args += ["--markets", ",".join(mm.markets)]

@@ -89,8 +89,8 @@ def test_market_maker_command_line(tmp_path):
     manifest = {"nodes": [{"rpc_port": 26657}, {"rpc_port": 26667}]}
     mm = ln.MarketMakerConfig(node=1, markets=("BTC-USD", "ETH-USD"), levels=2)
     args = ln.mm_command(tmp_path, manifest, mm)
-    assert args[1:3] == ["-m", "node.mm"]
-    assert args[3:] == ["--node", "http://127.0.0.1:26667", "--home", str(tmp_path), "--key", "mm", "--levels", "2",
+    assert args[1:5] == ["-m", "node.cli.main", "mm", "run"]
+    assert args[5:] == ["--node", "http://127.0.0.1:26667", "--home", str(tmp_path), "--key", "mm", "--levels", "2",
                         "--spread-bps", "10", "--step-bps", "10", "--size-usd", "1000", "--interval", "0.5",
                         "--number", "0", "--markets", "BTC-USD,ETH-USD"]
     with pytest.raises(ln.LocalnetError, match="has 2 validators"):
