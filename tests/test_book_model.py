@@ -156,9 +156,11 @@ class BookMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def cancel_order(self, data):
-        if not self.model.orders:
+        next_height = self.r.app.info()[0] + 1
+        alive = sorted(k for k, o in self.model.orders.items() if o["gtb"] >= next_height)  # still there next block
+        if not alive:
             return
-        account, cid = data.draw(st.sampled_from(sorted(self.model.orders)))
+        account, cid = data.draw(st.sampled_from(alive))
         del self.model.orders[(account, cid)]
         res = self._send(account, cancel(cid))
         assert actions_of(res)[0]["status"] == "canceled"

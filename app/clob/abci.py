@@ -30,6 +30,7 @@ from app.context import BlockInfo
 from app.errors import AppError
 from app.events import Event
 from app.lib.address import encode_address
+from app.perpetuals.keeper import MarginView
 from app.store import BranchStore
 
 
@@ -67,26 +68,28 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     """Run every queued action in phase order; returns the events of each tx (by tx index)."""
     out: dict[int, list[Event]] = {}
     replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
+    # Prices, tiers and perpetual parameters are fixed from here to the end of the order phase.
+    view = MarginView(store)
     # Phase 1 also runs the cancel half of each cancel-replace.
     for phase in (1, 2, 3):
         for q in queued:
             kind = q.action.WhichOneof("action")
             if kind == "cancel_replace" and phase == 1:
-                _run(store, books, block, q, out, replaced, cancel_half=True)
+                _run(store, books, block, q, out, replaced, view, cancel_half=True)
                 continue
             if _phase(q, replaced) != phase:
                 continue
-            _run(store, books, block, q, out, replaced, cancel_half=False)
+            _run(store, books, block, q, out, replaced, view, cancel_half=False)
     return out
 
 
 def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, out: dict[int, list[Event]],
-         replaced: dict[tuple[int, int], bool], cancel_half: bool) -> None:
+         replaced: dict[tuple[int, int], bool], view: MarginView, cancel_half: bool) -> None:
     kind = q.action.WhichOneof("action")
     branch = BranchStore(store)
     mark = books.mark()
     events: list[Event] = []
-    env = ActionEnv(branch, books, block, events)
+    env = ActionEnv(branch, books, block, events, view)
     attrs = {"action_index": q.action_index, "kind": kind}
     try:
         validate_action_stateless(q.action)

@@ -34,7 +34,7 @@ from app.errors import (
 from app.events import Event
 from app.lib.address import encode_address
 from app.lib.math import INT64_MAX, ONE_MILLION, UINT64_MAX, Rounding, div_round
-from app.perpetuals import keeper as perpetuals_keeper
+from app.perpetuals.keeper import MarginView
 from app.store import BranchStore, CommittedReader
 from app.subaccounts import keeper as subaccounts_keeper
 from app.subaccounts.logic import CollateralCheck, check_update
@@ -128,7 +128,8 @@ def order_flags_of(p: tx_pb2.PlaceOrder) -> int:
     return keys.LONG_TERM if p.good_til_block_time_ns else keys.SHORT_TERM
 
 
-def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx_pb2.PlaceOrder) -> Placement:
+def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx_pb2.PlaceOrder,
+                   view: MarginView | None = None) -> Placement:
     """Everything a placement needs except the book: pair and status, oracle, tick/step, good-til window,
     duplicate id, reduce-only direction, and the collateral check of a hypothetical full fill at the order's price
     (dYdX AddOrderToOrderbookSubaccountUpdatesCheck). Raises AppError; changes nothing."""
@@ -139,7 +140,8 @@ def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx
         raise AppError(ERR_CLOB_PAIR_STATUS, f"clob pair {pair.id} is {STATUS_NAMES.get(pair.status)}: "
                                              + ("only post-only orders are accepted" if pair.status == POST_ONLY_STATUS
                                                 else "no order is accepted"))
-    info = perpetuals_keeper.get_margin_info(store, pair.perpetual_id)
+    view = view if view is not None else MarginView(store)
+    info = view.info(pair.perpetual_id)
     if info.price == 0:
         raise AppError(ERR_PRICE_UNAVAILABLE, f"perpetual {info.perpetual_id} has no oracle price yet")
     if info.stale and not p.reduce_only:
@@ -175,7 +177,7 @@ def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx
         raise AppError(ERR_ORDER_EXISTS, f"order {keeper.describe_key(okey)} is already on the book (cancel it or use "
                                          "another client id)")
     sid = SubaccountId(owner, p.subaccount_number)
-    prep = subaccounts_keeper.prepare(store, sid)
+    prep = subaccounts_keeper.prepare(store, sid, view)
     position = prep.before.size_of(pair.perpetual_id)
     if p.reduce_only:
         growing = position == 0 or (position > 0) == (p.side == BUY)
@@ -183,8 +185,8 @@ def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx
             raise AppError(ERR_REDUCE_ONLY, f"reduce-only {'buy' if p.side == BUY else 'sell'} would open or grow the "
                                             f"position ({position} base quantums)")
     else:
-        subaccounts_keeper.validate_isolated_update(store, prep.before, [pair.perpetual_id])
-        _collateral_precheck(store, block, prep, pair, p.side, p.quantums, limit)
+        subaccounts_keeper.validate_isolated_update(store, prep.before, [pair.perpetual_id], view)
+        _collateral_precheck(store, block, prep, pair, p.side, p.quantums, limit, view)
     order = exchange_pb2.Order(
         owner=owner, subaccount_number=p.subaccount_number, client_id=p.client_id, order_flags=flags,
         clob_pair_id=p.clob_pair_id, side=p.side, quantums=p.quantums, subticks=limit,
@@ -206,7 +208,7 @@ def market_order_limit(pair: exchange_pb2.ClobPair, info, side: int, slippage_pp
 
 
 def _collateral_precheck(store: CommittedReader, block: BlockInfo, prep, pair: exchange_pb2.ClobPair, side: int,
-                         quantums: int, subticks: int) -> None:
+                         quantums: int, subticks: int, view: MarginView) -> None:
     """The order's full size as if filled at its own price, paying the maker fee (ceil); must pass the collateral
     check. Mirrors dYdX AddOrderToOrderbookSubaccountUpdatesCheck (x/clob/keeper/orders.go)."""
     from app.clob.logic import fee_quote_quantums
@@ -217,15 +219,15 @@ def _collateral_precheck(store: CommittedReader, block: BlockInfo, prep, pair: e
     after = prep.after.copy()
     size_delta = quantums if side == BUY else -quantums
     quote_delta = -quote if side == BUY else quote
-    perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
-    subaccounts_keeper.apply_position_delta(after, pair.perpetual_id, perp.funding_index, size_delta, quote_delta)
+    funding_index = view.info(pair.perpetual_id).funding_index
+    subaccounts_keeper.apply_position_delta(after, pair.perpetual_id, funding_index, size_delta, quote_delta)
     after.quote_balance_quote_quantums += quote_delta - fee
     if abs(after.size_of(pair.perpetual_id)) > INT64_MAX:
         raise AppError(ERR_INVALID_QUANTUMS, "the order would take the position beyond int64 base quantums")
-    new = subaccounts_keeper.compute_risk(store, after)
+    new = subaccounts_keeper.compute_risk(store, after, None, view)
     if new.is_initial_collateralized():
         return
-    old = subaccounts_keeper.compute_risk(store, prep.before)
+    old = subaccounts_keeper.compute_risk(store, prep.before, None, view)
     result = check_update(old, new)
     if result is not CollateralCheck.SUCCESS:
         subaccounts_keeper.raise_for(result, "order (as if fully filled at its price)", old, new)
@@ -239,11 +241,12 @@ class ActionEnv:
     books: Books
     block: BlockInfo
     events: list[Event]
+    view: MarginView  # the order phase's margin data (prices and parameters cannot change during it)
 
 
 def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
     """Validate, then match and/or rest. Returns the status attributes of the action event."""
-    placement = validate_place(env.store, env.block, owner, p)
+    placement = validate_place(env.store, env.block, owner, p, env.view)
     pair, order, limit = placement.pair, placement.order, placement.limit_subticks
     book = env.books.pair(pair.id)
     opposite = SELL if order.side == BUY else BUY
@@ -259,7 +262,7 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
         raise AppError(ERR_TOO_MANY_OPEN_ORDERS, f"subaccount {order.subaccount_number} already has "
                                                  f"{params.max_open_orders_per_subaccount} open orders on pair "
                                                  f"{pair.id}")
-    outcome = match_taker(env.store, env.books, env.block, pair, order, limit, env.events) \
+    outcome = match_taker(env.store, env.books, env.block, pair, order, limit, env.events, env.view) \
         if order.time_in_force != POST_ONLY else None
     filled = outcome.filled_quantums if outcome else 0
     if order.time_in_force == FOK and order.remaining_quantums:

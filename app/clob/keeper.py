@@ -71,6 +71,12 @@ def set_params(store: BranchStore, params: exchange_pb2.ClobParams) -> None:
 
 
 def fee_tiers_of(params: exchange_pb2.ClobParams) -> list[FeeTier]:
+    return _fee_tiers(params.SerializeToString(deterministic=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _fee_tiers(raw_params: bytes) -> list[FeeTier]:
+    params = exchange_pb2.ClobParams.FromString(raw_params)
     return [FeeTier(t.name, t.absolute_volume_requirement_quote_quantums, t.total_volume_share_requirement_ppm,
                     t.maker_volume_share_requirement_ppm, t.maker_fee_ppm, t.taker_fee_ppm) for t in params.fee_tiers]
 
@@ -223,7 +229,8 @@ def record_fill_volume(store: BranchStore, taker: bytes, maker: bytes, notional:
 def fee_ppm(store: CommittedReader, owner: bytes, block_time_ns: int, maker: bool) -> tuple[int, int]:
     """(fee ppm, tier index) of ``owner`` for a maker or taker fill. Mirrors dYdX GetPerpetualFeePpm (no per-market
     discount, no staking discount)."""
-    tiers = fee_tiers_of(get_params(store))
+    raw = store.get(keys.PARAMS_KEY)
+    tiers = _fee_tiers(raw) if raw is not None else []
     if not tiers:
         return 0, 0
     user = get_volume(store, owner, block_time_ns)

@@ -30,6 +30,7 @@ from app.events import Event
 from app.lib.address import encode_address
 from app.lib.math import INT64_MAX
 from app.perpetuals import keeper as perpetuals_keeper
+from app.perpetuals.keeper import MarginView
 from app.store import BranchStore
 from app.subaccounts import keeper as subaccounts_keeper
 from app.subaccounts.logic import CollateralCheck, check_update
@@ -56,7 +57,7 @@ def reducible(position_size: int, side: int) -> int:
 
 
 def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchange_pb2.ClobPair,
-                taker: exchange_pb2.Order, limit_subticks: int, events: list[Event]) -> MatchOutcome:
+                taker: exchange_pb2.Order, limit_subticks: int, events: list[Event], view: MarginView) -> MatchOutcome:
     """Fill ``taker`` (not on the book) against the opposite side up to ``limit_subticks``; updates
     ``taker.remaining_quantums``. Never raises AppError: every failure is an outcome."""
     out = MatchOutcome()
@@ -89,7 +90,7 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
                     break
                 fill = min(fill, room)
             result = process_fill(store, block, pair, taker, taker_sid, taker_fee_ppm, taker_tier, maker, fill,
-                                  events)
+                                  events, view)
             if result.maker_error:
                 _remove(store, books, mkey, maker, f"collateral: {result.maker_error}", events)
             if result.taker_error:
@@ -134,10 +135,10 @@ class FillResult:
 
 
 def _side_update(store: BranchStore, sid: SubaccountId, perpetual_id: int, funding_index: int, is_buy: bool,
-                 fill: int, quote: int, fee: int):
+                 fill: int, quote: int, fee: int, view: MarginView):
     """Load, settle, check the isolated-market rule and apply one side of a fill in memory."""
-    prep = subaccounts_keeper.prepare(store, sid)
-    subaccounts_keeper.validate_isolated_update(store, prep.before, [perpetual_id])
+    prep = subaccounts_keeper.prepare(store, sid, view)
+    subaccounts_keeper.validate_isolated_update(store, prep.before, [perpetual_id], view)
     size_delta = fill if is_buy else -fill
     quote_delta = -quote if is_buy else quote
     subaccounts_keeper.apply_position_delta(prep.after, perpetual_id, funding_index, size_delta, quote_delta)
@@ -147,13 +148,13 @@ def _side_update(store: BranchStore, sid: SubaccountId, perpetual_id: int, fundi
     return prep
 
 
-def _check_side(store: BranchStore, prep, oi_delta: tuple[int, int]) -> str:
+def _check_side(store: BranchStore, prep, oi_delta: tuple[int, int], view: MarginView) -> str:
     """'' if the side passes the collateral check, else why not."""
     try:
-        new = subaccounts_keeper.compute_risk(store, prep.after, oi_delta)
+        new = subaccounts_keeper.compute_risk(store, prep.after, oi_delta, view)
         if new.is_initial_collateralized():
             return ""
-        old = subaccounts_keeper.compute_risk(store, prep.before)
+        old = subaccounts_keeper.compute_risk(store, prep.before, None, view)
         result = check_update(old, new)
     except AppError as err:
         return err.log
@@ -165,7 +166,7 @@ def _check_side(store: BranchStore, prep, oi_delta: tuple[int, int]) -> str:
 
 def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPair, taker: exchange_pb2.Order,
                  taker_sid: SubaccountId, taker_fee_ppm: int, taker_tier: int, maker: exchange_pb2.Order, fill: int,
-                 events: list[Event]) -> FillResult:
+                 events: list[Event], view: MarginView) -> FillResult:
     """One fill of ``fill`` base quantums at the maker's price; writes only if both sides pass their checks."""
     perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
     price = maker.subticks
@@ -179,7 +180,7 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     for who, sid, is_buy, fee in (("taker", taker_sid, taker.side == BUY, taker_fee),
                                   ("maker", maker_sid, maker.side == BUY, maker_fee)):
         try:
-            preps[who] = _side_update(store, sid, perp.id, perp.funding_index, is_buy, fill, quote, fee)
+            preps[who] = _side_update(store, sid, perp.id, perp.funding_index, is_buy, fill, quote, fee, view)
         except AppError as err:
             setattr(result, f"{who}_error", err.log)
     if result.taker_error or result.maker_error:
@@ -187,15 +188,15 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     oi_change = 0
     for prep in preps.values():
         oi_change += max(0, prep.after.size_of(perp.id)) - max(0, prep.before.size_of(perp.id))
-    result.taker_error = _check_side(store, preps["taker"], (perp.id, oi_change))
-    result.maker_error = _check_side(store, preps["maker"], (perp.id, oi_change))
+    result.taker_error = _check_side(store, preps["taker"], (perp.id, oi_change), view)
+    result.maker_error = _check_side(store, preps["maker"], (perp.id, oi_change), view)
     if result.taker_error or result.maker_error:
         return result
     for prep in preps.values():
-        events.extend(subaccounts_keeper.persist(store, prep))
+        events.extend(subaccounts_keeper.persist(store, prep, view))
     perpetuals_keeper.apply_open_interest_delta(store, perp.id, oi_change)
-    _pay_fee(store, preps["taker"].after, taker_fee)
-    _pay_fee(store, preps["maker"].after, maker_fee)
+    _pay_fee(store, preps["taker"].after, taker_fee, view)
+    _pay_fee(store, preps["maker"].after, maker_fee, view)
     keeper.record_fill_volume(store, taker.owner, maker.owner, quote, block.block_time_ns)
     events.append(Event.of(
         "fill", clob_pair_id=pair.id, perpetual_id=perp.id,
@@ -207,11 +208,11 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     return result
 
 
-def _pay_fee(store: BranchStore, sub_after, fee: int) -> None:
+def _pay_fee(store: BranchStore, sub_after, fee: int, view: MarginView) -> None:
     """A positive fee leaves the subaccount's pool for the fee collector; a rebate comes back from it."""
     if fee == 0:
         return
-    pool = subaccounts_keeper.pool_of(store, sub_after)
+    pool = subaccounts_keeper.pool_of(store, sub_after, view)
     if fee > 0:
         bank_keeper.apply_transfer(store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, fee)
     else:

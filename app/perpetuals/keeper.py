@@ -111,6 +111,31 @@ def set_funding_index(store: BranchStore, perpetual_id: int, funding_index: int)
     set_perpetual(store, perp)
 
 
+class MarginView:
+    """Memoized margin data of the perpetuals for as long as their parameters and prices cannot change: one
+    order phase of a block, one CheckTx, one query. Static fields (resolution, price, tier, market type, funding
+    index) are read once per perpetual; open interest is not part of the view (callers read it from their own
+    branch, since fills move it)."""
+
+    __slots__ = ("store", "_infos", "position_risk")
+
+    def __init__(self, store: CommittedReader) -> None:
+        self.store = store
+        self._infos: dict[int, MarginInfo] = {}
+        # (perpetual id, size, open interest) -> (net collateral, IMR, MMR) of one position: a pure function of its
+        # key while prices and parameters are fixed, so positions untouched by a fill are not recomputed.
+        self.position_risk: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+
+    def info(self, perpetual_id: int) -> MarginInfo:
+        info = self._infos.get(perpetual_id)
+        if info is None:
+            info = self._infos[perpetual_id] = get_margin_info(self.store, perpetual_id)
+        return info
+
+    def is_isolated(self, perpetual_id: int) -> bool:
+        return self.info(perpetual_id).market_type == ISOLATED
+
+
 def get_margin_info(store: CommittedReader, perpetual_id: int) -> MarginInfo:
     """Snapshot of a perpetual with its tier and oracle price; raises unknown_perpetual."""
     perp = get_perpetual(store, perpetual_id)

@@ -18,7 +18,7 @@ from app.lib.encoding import encode_proto
 from app.perpetuals import keeper as perpetuals_keeper
 from app.store import BranchStore
 from app.subaccounts import keeper
-from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER, SubaccountId, decode_subaccount
+from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER, Position, SubaccountId, SubaccountState
 
 
 def _sid(entry: object, where: str) -> SubaccountId:
@@ -40,9 +40,14 @@ def init_genesis(store: BranchStore, state: dict) -> None:
             msg = json_format.ParseDict(body, exchange_pb2.Subaccount())
         except json_format.ParseError as e:
             raise AppError(ERR_INVALID_GENESIS, f"{where}: {e}") from None
+        sub = SubaccountState(msg.quote_balance_quote_quantums)
         for p in msg.positions:
             perpetuals_keeper.get_perpetual(store, p.perpetual_id)
-        keeper.set_subaccount(store, sid, decode_subaccount(encode_proto(msg)))
+            if p.size_base_quantums == 0 or p.perpetual_id in sub.positions:
+                raise AppError(ERR_INVALID_GENESIS, f"{where}: zero or repeated position in perpetual {p.perpetual_id}")
+            sub.positions[p.perpetual_id] = Position(p.perpetual_id, p.size_base_quantums, p.funding_index,
+                                                     p.entry_notional_quote_quantums)
+        keeper.set_subaccount(store, sid, sub)
     unsettled = state.get("unsettled_funding_quote_quantums", "0")
     if unsettled != "0":
         store.set(keeper.UNSETTLED_FUNDING_KEY, encode_proto(exchange_pb2.PoolFunding(
@@ -71,7 +76,11 @@ def check_genesis(store: BranchStore) -> None:
 def export_genesis(store: BranchStore) -> dict:
     out = []
     for sid, sub in keeper.iter_subaccounts(store):
-        raw = store.get(keeper.keys.subaccount_key(sid.owner, sid.number))
-        body = json_format.MessageToDict(exchange_pb2.Subaccount.FromString(raw), preserving_proto_field_name=True)
+        msg = exchange_pb2.Subaccount(quote_balance_quote_quantums=sub.quote_balance_quote_quantums, positions=[
+            exchange_pb2.PerpetualPosition(perpetual_id=p.perpetual_id, size_base_quantums=p.size_base_quantums,
+                                           funding_index=p.funding_index,
+                                           entry_notional_quote_quantums=p.entry_notional_quote_quantums)
+            for _, p in sorted(sub.positions.items())])
+        body = json_format.MessageToDict(msg, preserving_proto_field_name=True)
         out.append({"owner": encode_address(sid.owner), "number": sid.number, **body})
     return {"subaccounts": out, "unsettled_funding_quote_quantums": str(keeper.get_unsettled_funding(store))}

@@ -37,6 +37,7 @@ from app.lib.encoding import encode_proto
 from app.lib.math import Rounding, div_round
 from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals import logic as perp_logic
+from app.perpetuals.keeper import MarginView
 from app.store import BranchStore, CommittedReader, prefix_end
 from app.subaccounts import keys
 from app.subaccounts.logic import CollateralCheck, Risk, check_withdrawal
@@ -97,28 +98,33 @@ def _add_unsettled_funding(store: BranchStore, delta: int) -> None:
 
 # --- pools and the isolated-market rule --------------------------------------------------------------------------
 
-def isolated_perpetual_of(store: CommittedReader, sub: SubaccountState) -> int | None:
-    """The isolated perpetual the subaccount holds a position in, if any."""
-    for pid in sub.positions:
-        if perpetuals_keeper.get_perpetual(store, pid).market_type == perpetuals_keeper.ISOLATED:
-            return pid
-    return None
+def _view(store: CommittedReader, view: MarginView | None) -> MarginView:
+    return view if view is not None else MarginView(store)
 
 
-def pool_of(store: CommittedReader, sub: SubaccountState) -> bytes:
-    pid = isolated_perpetual_of(store, sub)
+def isolated_perpetual_of(view: MarginView, sub: SubaccountState) -> int | None:
+    """The isolated perpetual the subaccount holds a position in, if any (such a subaccount holds only it)."""
+    if len(sub.positions) != 1:
+        return None
+    (pid,) = sub.positions
+    return pid if view.is_isolated(pid) else None
+
+
+def pool_of(store: CommittedReader, sub: SubaccountState, view: MarginView | None = None) -> bytes:
+    pid = isolated_perpetual_of(_view(store, view), sub)
     return CROSS_POOL if pid is None else isolated_pool(pid)
 
 
-def validate_isolated_update(store: CommittedReader, sub: SubaccountState, perpetual_ids: list[int]) -> None:
+def validate_isolated_update(store: CommittedReader, sub: SubaccountState, perpetual_ids: list[int],
+                             view: MarginView | None = None) -> None:
     """A subaccount with an isolated position trades only that perpetual; one with cross positions never opens an
     isolated one; one update never mixes an isolated perpetual with another. Mirrors dYdX
     isValidIsolatedPerpetualUpdates (x/subaccounts/keeper/isolated_subaccount.go)."""
     if not perpetual_ids:
         return
-    isolated_updates = [p for p in perpetual_ids
-                        if perpetuals_keeper.get_perpetual(store, p).market_type == perpetuals_keeper.ISOLATED]
-    held = isolated_perpetual_of(store, sub)
+    view = _view(store, view)
+    isolated_updates = [p for p in perpetual_ids if view.is_isolated(p)]
+    held = isolated_perpetual_of(view, sub)
     if held is not None and not isolated_updates:
         raise AppError(ERR_ISOLATED_MARKET_CONSTRAINT, f"the subaccount holds isolated perpetual {held}; it can trade "
                                                        "nothing else")
@@ -134,18 +140,17 @@ def validate_isolated_update(store: CommittedReader, sub: SubaccountState, perpe
 
 # --- funding hook, risk, collateral check ------------------------------------------------------------------------
 
-def settle_funding(store: CommittedReader, sid: SubaccountId, sub: SubaccountState) -> tuple[int, list[Event]]:
+def settle_funding(store: CommittedReader, sid: SubaccountId, sub: SubaccountState,
+                   view: MarginView | None = None) -> tuple[int, list[Event]]:
     """Settle every position against its perpetual's funding index, in memory (``sub`` changes).
 
     Returns (USDC delta, events). Sum first, round once toward -inf (against the account); each position's index
     becomes the perpetual's. Mirrors dYdX GetSettledSubaccountWithPerpetuals (x/subaccounts/keeper/subaccount.go).
     Every position change settles funding first (the funding hook); the index accrual comes with the risk issue.
     """
-    items = []
+    view = _view(store, view)
     positions = [p for _, p in sorted(sub.positions.items())]
-    for p in positions:
-        items.append((perpetuals_keeper.get_perpetual(store, p.perpetual_id).funding_index, p.funding_index,
-                      p.size_base_quantums))
+    items = [(view.info(p.perpetual_id).funding_index, p.funding_index, p.size_base_quantums) for p in positions]
     if all(perp_index == pos_index for perp_index, pos_index, _ in items):
         return 0, []
     delta, payments = perp_logic.settle_funding(items)
@@ -160,28 +165,40 @@ def settle_funding(store: CommittedReader, sid: SubaccountId, sub: SubaccountSta
     return delta, events
 
 
-def compute_risk(store: CommittedReader, sub: SubaccountState, oi_delta: tuple[int, int] | None = None) -> Risk:
+def compute_risk(store: CommittedReader, sub: SubaccountState, oi_delta: tuple[int, int] | None = None,
+                 view: MarginView | None = None) -> Risk:
     """Net collateral and margin requirements of a (settled) subaccount at the oracle prices, quote quantums.
 
     ``oi_delta`` = (perpetual id, base quantums): open interest as if a match moved it (IMF scaling sees
     post-trade OI, as dYdX's temporary ModifyOpenInterest). Raises price_unavailable for a position whose market
     has no oracle price yet. Mirrors dYdX GetNetCollateralAndMarginRequirements.
     """
+    view = _view(store, view)
     nc = sub.quote_balance_quote_quantums
     imr = mmr = 0
+    memo = view.position_risk
     for pid, p in sub.positions.items():
-        info = perpetuals_keeper.get_margin_info(store, pid)
+        info = view.info(pid)
         if info.price == 0:
             raise AppError(ERR_PRICE_UNAVAILABLE, f"perpetual {pid} (market {info.market_id}) has no oracle price yet")
-        oi = info.open_interest_base_quantums
+        # OI only scales capped tiers; read it from this branch (fills move it)
+        oi = perpetuals_keeper.get_perpetual(store, pid).open_interest_base_quantums \
+            if info.oi_upper_cap_quote_quantums else 0
         if oi_delta is not None and oi_delta[0] == pid:
             oi += oi_delta[1]
-        nc += perp_logic.net_collateral(p.size_base_quantums, info.atomic_resolution, info.price, info.price_exponent)
-        i, m = perp_logic.margin_requirements(
-            p.size_base_quantums, info.atomic_resolution, info.price, info.price_exponent, info.initial_margin_ppm,
-            info.maintenance_fraction_ppm, info.oi_lower_cap_quote_quantums, info.oi_upper_cap_quote_quantums, oi)
-        imr += i
-        mmr += m
+        key = (pid, p.size_base_quantums, oi)
+        contribution = memo.get(key)
+        if contribution is None:
+            n = perp_logic.net_collateral(p.size_base_quantums, info.atomic_resolution, info.price,
+                                          info.price_exponent)
+            i, m = perp_logic.margin_requirements(
+                p.size_base_quantums, info.atomic_resolution, info.price, info.price_exponent,
+                info.initial_margin_ppm, info.maintenance_fraction_ppm, info.oi_lower_cap_quote_quantums,
+                info.oi_upper_cap_quote_quantums, oi)
+            contribution = memo[key] = (n, i, m)
+        nc += contribution[0]
+        imr += contribution[1]
+        mmr += contribution[2]
     return Risk(nc, imr, mmr)
 
 
@@ -232,17 +249,18 @@ class Prepared:
     funding_events: list[Event]
 
 
-def prepare(store: CommittedReader, sid: SubaccountId) -> Prepared:
+def prepare(store: CommittedReader, sid: SubaccountId, view: MarginView | None = None) -> Prepared:
     sub = get_subaccount(store, sid)
-    delta, events = settle_funding(store, sid, sub)
+    delta, events = settle_funding(store, sid, sub, view)
     return Prepared(sid, sub, sub.copy(), delta, events)
 
 
-def persist(store: BranchStore, prep: Prepared) -> list[Event]:
+def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) -> list[Event]:
     """Write a checked update: the subaccount, the funding counter, isolated-pool collateral moves."""
     _add_unsettled_funding(store, -prep.funding_delta)
-    before_pool = pool_of(store, prep.before)
-    after_pool = pool_of(store, prep.after)
+    view = _view(store, view)
+    before_pool = pool_of(store, prep.before, view)
+    after_pool = pool_of(store, prep.after, view)
     if before_pool != after_pool:
         if after_pool != CROSS_POOL:  # opened: the quote balance before the update moves in
             amount = prep.before.quote_balance_quote_quantums

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-
-from perpchain.v1 import exchange_pb2
-
-from app.lib.encoding import encode_proto
+import struct
 
 MAX_SUBACCOUNT_NUMBER = 127  # dYdX: subaccount numbers 0..127
 
@@ -31,8 +28,9 @@ class SubaccountState:
     positions: dict[int, Position] = dataclasses.field(default_factory=dict)  # perpetual id -> position
 
     def copy(self) -> SubaccountState:
-        return SubaccountState(self.quote_balance_quote_quantums,
-                               {k: dataclasses.replace(p) for k, p in self.positions.items()})
+        return SubaccountState(self.quote_balance_quote_quantums, {
+            k: Position(p.perpetual_id, p.size_base_quantums, p.funding_index, p.entry_notional_quote_quantums)
+            for k, p in self.positions.items()})
 
     def is_empty(self) -> bool:
         return self.quote_balance_quote_quantums == 0 and not self.positions
@@ -42,17 +40,25 @@ class SubaccountState:
         return 0 if p is None else p.size_base_quantums
 
 
+# Stored form: packed, not protobuf (every fill reads and rewrites two subaccounts; struct is ~5x faster here).
+# quote balance (int64), then per position sorted by perpetual id: perpetual id (uint32), size (int64),
+# funding index (int64), entry notional (uint64); all big-endian.
+_HEADER = struct.Struct(">q")
+_POSITION = struct.Struct(">IqqQ")
+
+
 def decode_subaccount(raw: bytes) -> SubaccountState:
-    msg = exchange_pb2.Subaccount.FromString(raw)
-    return SubaccountState(msg.quote_balance_quote_quantums, {
-        p.perpetual_id: Position(p.perpetual_id, p.size_base_quantums, p.funding_index, p.entry_notional_quote_quantums)
-        for p in msg.positions})
+    body = memoryview(raw)[_HEADER.size:]
+    if len(body) % _POSITION.size:
+        raise ValueError(f"corrupt subaccount: {len(raw)} bytes")
+    (quote,) = _HEADER.unpack_from(raw)
+    return SubaccountState(quote, {pid: Position(pid, size, index, entry)
+                                   for pid, size, index, entry in _POSITION.iter_unpack(body)})
 
 
 def encode_subaccount(sub: SubaccountState) -> bytes:
-    return encode_proto(exchange_pb2.Subaccount(
-        quote_balance_quote_quantums=sub.quote_balance_quote_quantums,
-        positions=[exchange_pb2.PerpetualPosition(perpetual_id=p.perpetual_id, size_base_quantums=p.size_base_quantums,
-                                                  funding_index=p.funding_index,
-                                                  entry_notional_quote_quantums=p.entry_notional_quote_quantums)
-                   for _, p in sorted(sub.positions.items())]))
+    parts = [_HEADER.pack(sub.quote_balance_quote_quantums)]
+    for _, p in sorted(sub.positions.items()):
+        parts.append(_POSITION.pack(p.perpetual_id, p.size_base_quantums, p.funding_index,
+                                    p.entry_notional_quote_quantums))
+    return b"".join(parts)
