@@ -149,10 +149,13 @@ def settle_funding(store: CommittedReader, sid: SubaccountId, sub: SubaccountSta
     Every position change settles funding first (the funding hook); the index accrual comes with the risk issue.
     """
     view = _view(store, view)
+    for pid, p in sub.positions.items():  # fast path: nothing to settle
+        if view.info(pid).funding_index != p.funding_index:
+            break
+    else:
+        return 0, []
     positions = [p for _, p in sorted(sub.positions.items())]
     items = [(view.info(p.perpetual_id).funding_index, p.funding_index, p.size_base_quantums) for p in positions]
-    if all(perp_index == pos_index for perp_index, pos_index, _ in items):
-        return 0, []
     delta, payments = perp_logic.settle_funding(items)
     sub.quote_balance_quote_quantums += delta
     events = []
@@ -229,13 +232,13 @@ def apply_position_delta(sub: SubaccountState, perpetual_id: int, funding_index:
         sub.positions[perpetual_id] = Position(perpetual_id, new, funding_index, cost)
         return
     if (old > 0) == (size_delta > 0):  # grows
-        pos.entry_notional_quote_quantums += cost
+        entry = pos.entry_notional_quote_quantums + cost
     elif abs(size_delta) <= abs(old):  # reduces
-        pos.entry_notional_quote_quantums = div_round(pos.entry_notional_quote_quantums * abs(new), abs(old),
-                                                      Rounding.FLOOR)
+        entry = div_round(pos.entry_notional_quote_quantums * abs(new), abs(old), Rounding.FLOOR)
     else:  # flips: the new side's cost is the fill's share beyond the old size
-        pos.entry_notional_quote_quantums = div_round(cost * abs(new), abs(size_delta), Rounding.FLOOR)
-    pos.size_base_quantums = new
+        entry = div_round(cost * abs(new), abs(size_delta), Rounding.FLOOR)
+    # A new object, never an in-place change: SubaccountState.copy shares Position objects.
+    sub.positions[perpetual_id] = Position(perpetual_id, new, pos.funding_index, entry)
 
 
 @dataclasses.dataclass

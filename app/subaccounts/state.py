@@ -28,9 +28,9 @@ class SubaccountState:
     positions: dict[int, Position] = dataclasses.field(default_factory=dict)  # perpetual id -> position
 
     def copy(self) -> SubaccountState:
-        return SubaccountState(self.quote_balance_quote_quantums, {
-            k: Position(p.perpetual_id, p.size_base_quantums, p.funding_index, p.entry_notional_quote_quantums)
-            for k, p in self.positions.items()})
+        """A copy that shares the Position objects: positions are never changed in place after loading
+        (apply_position_delta replaces the one it changes), so sharing them is safe and O(1) per position."""
+        return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions))
 
     def is_empty(self) -> bool:
         return self.quote_balance_quote_quantums == 0 and not self.positions
