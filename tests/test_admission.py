@@ -247,3 +247,31 @@ def test_nonce_2_64_minus_1_then_default_nonce_commits(replica):
     nonce = default_nonce([int(n) for n in recent])
     assert nonce == TOP - 1
     assert replica.block([send_tx(1, 2, 1, nonce)]).tx_results[0].code == 0
+
+
+# --- issue #8 points 4 and 7: multi-message atomicity, whole balance ----------------------------------------------
+
+def test_a_tx_whose_second_message_fails_leaves_no_trace_of_the_first(replica):
+    """Messages of one tx are all-or-nothing: the first transfer is undone when the second fails; only the ante
+    (nonce, budget, fee) stays."""
+    before = [replica.balance(i) for i in range(4)]
+    tx = sign_tx(KEYS[1], CHAIN_ID, 1, [msg_send(ADDRS[1], ADDRS[2], 5 * ONE_USDC),
+                                        msg_send(ADDRS[1], ADDRS[3], 2_000_000 * ONE_USDC)])
+    res = replica.block([tx])
+    assert res.tx_results[0].code == errors.ERR_INSUFFICIENT_FUNDS.code
+    assert [e.type for e in res.tx_results[0].events] == ["tx"]  # no transfer event survives
+    assert replica.balance(2) == before[2] and replica.balance(3) == before[3]
+    assert replica.balance(1) == before[1] - 2 * FEE  # two non-trading messages' fees, nothing else
+    assert replica.block([tx]).tx_results[0].code == errors.ERR_NONCE_USED.code  # the nonce is spent
+
+
+def test_sending_a_whole_balance_succeeds(replica):
+    """Everything but the fee: the account ends at exactly 0 (and is no longer stored)."""
+    whole = replica.balance(5)
+    res = replica.block([send_tx(5, 1, whole - FEE, 1)])
+    assert res.tx_results[0].code == 0
+    assert replica.balance(5) == 0
+    # Funded with 3 fees again: sending 2 fees + 1 quantum (one more than balance - fee) fails; it pays its fee.
+    replica.block([send_tx(1, 5, 3 * FEE, 1)])
+    assert replica.block([send_tx(5, 1, 2 * FEE + 1, 2)]).tx_results[0].code == errors.ERR_INSUFFICIENT_FUNDS.code
+    assert replica.balance(5) == 3 * FEE - FEE
