@@ -45,6 +45,7 @@ from app.tx.codec import StatelessCheckCache
 from app.tx.mempool import MempoolView
 from app.subaccounts import genesis as subaccounts_genesis
 from app.subaccounts import keeper as subaccounts_keeper
+from app.subaccounts.positions_view import PositionsView
 from app.tx.router import ROUTES, is_deferred, tx_cost
 
 APP_VERSION = 1
@@ -122,6 +123,9 @@ class Application:
         self._basis: BasisSource = no_basis
         # In-memory order book index over committed state + the current block's journal (app/clob/book.py).
         self._books: Books | None = None
+        # Struct-of-arrays positions of committed subaccounts for the risk pass (built on first use, then
+        # refreshed at every Commit for the subaccounts the block wrote).
+        self._positions: PositionsView | None = None
 
     # --- handshake -----------------------------------------------------------
     def info(self) -> tuple[int, bytes]:
@@ -169,6 +173,7 @@ class Application:
         self._mempool.clear()
         self._view = None
         self._books = None
+        self._positions = None
         return app_hash
 
     def _base(self) -> tuple[BranchStore | CommitStore, bytes]:
@@ -394,6 +399,8 @@ class Application:
         else:
             writes = pending.store.write_set()
         self._store.commit(writes, pending.height, pending.app_hash)
+        if self._positions is not None:
+            self._positions.refresh(writes)
         self._genesis = None
         self._pending = None
         self._mempool.clear()  # rechecks of the txs still pending rebuild it against the new state
@@ -474,6 +481,12 @@ class Application:
         except AppError as err:
             return QueryResult(code=err.code, codespace=err.codespace, log=err.log)
         return QueryResult(value=json.dumps(answer, sort_keys=True).encode())
+
+    def positions_view(self) -> PositionsView:
+        """Committed subaccounts as numpy arrays (app/subaccounts/positions_view.py)."""
+        if self._positions is None:
+            self._positions = PositionsView.rebuild(self._base()[0])
+        return self._positions
 
     def committed_books(self) -> Books | None:
         """The in-memory book when it holds exactly committed state (None while a block is not yet committed)."""
