@@ -11,8 +11,8 @@ from app.store import PREFIX_CONSENSUS, BranchStore, CommittedReader, prefix_end
 CHAIN_INFO_KEY = PREFIX_CONSENSUS + b"\x00"
 # Bumped whenever the stored layout changes incompatibly; a node refuses data written in another format instead
 # of misreading it (2: nonce windows as packed uint64s, validator sets per height; 3: auth accounts carry request
-# budgets, admission params).
-STATE_FORMAT = 3
+# budgets, admission params; 4: the exchange: perpetuals, packed subaccounts, clob orders).
+STATE_FORMAT = 4
 
 
 def set_chain_info(
