@@ -232,6 +232,39 @@ def perpd_txs(d: pathlib.Path, chain_id: str, n: int, senders: int) -> list[byte
     return out
 
 
+def perpd_order_txs(d: pathlib.Path, chain_id: str, n_ops: int, senders: int, batch: int) -> tuple[list[bytes], int]:
+    """Order-placement txs (``batch`` placements each): long-term post-only orders of 0.0001 BTC / 0.001 ETH / ...
+    far from the oracle (bids at half, asks at twice the localnet start price), spread over the four markets and
+    subaccounts 0..3 so no (subaccount, market) reaches the 200 open-order limit; nothing crosses, so every action
+    rests and is one committed order operation. Returns (txs, order operations)."""
+    from perpchain.v1 import tx_pb2
+
+    keyring = Keyring(d / "keys")
+    keys = [keyring.get(f"bench{i}") for i in range(senders)]
+    # (clob pair, low bid subticks, high ask subticks, tick): localnet/genesis.json markets at half / twice the price
+    markets = [(0, 32_000 * 100_000, 128_000 * 100_000), (1, 1_500 * 1_000_000, 6_000 * 1_000_000),
+               (2, 75 * 10**8, 300 * 10**8)]
+    txs, ops = [], 0
+    nonce = [0] * senders
+    good_til_ns = time.time_ns() + 3600 * 10**9  # long-term orders (the localnet's block time is wall-clock time)
+    per_sender = n_ops // senders
+    for first in range(0, per_sender, batch):
+        for s_i, k in enumerate(keys):
+            actions = []
+            for i in range(first, min(first + batch, per_sender)):
+                pair, bid, ask = markets[i % len(markets)]
+                buy = (i // len(markets)) % 2 == 0
+                actions.append(tx_pb2.OrderAction(place=tx_pb2.PlaceOrder(
+                    subaccount_number=(i // (2 * len(markets))) % 4, client_id=i + 1, clob_pair_id=pair,
+                    side=1 if buy else 2, quantums=1_000_000, subticks=bid if buy else ask,
+                    good_til_block_time_ns=good_til_ns, time_in_force=2)))
+            nonce[s_i] += 1
+            msg = tx_pb2.Msg(orders=tx_pb2.MsgOrders(owner=k.address, actions=actions))
+            txs.append(sign_tx(k.signing_key, chain_id, nonce[s_i], [msg]))
+            ops += len(actions)
+    return txs, ops
+
+
 def kvstore_txs(n: int, size: int) -> list[bytes]:
     out = []
     for i in range(n):
@@ -250,7 +283,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--method", choices=("broadcast_tx_sync", "broadcast_tx_async"), default="broadcast_tx_sync")
     ap.add_argument("--apps", default="perpd,kvstore,kvstore-socket",
-                    help="rows to run, in order; also kvstore-grpc (Go kvstore behind CometBFT's gRPC ABCI)")
+                    help="rows to run, in order; also kvstore-grpc (Go kvstore behind CometBFT's gRPC ABCI), "
+                         "perpd-orders (one order action per tx) and perpd-orders-batched (--batch actions per tx)")
+    ap.add_argument("--batch", type=int, default=20, help="order actions per tx in the perpd-orders-batched row")
     ns = ap.parse_args()
     print(machine_facts())
     work = pathlib.Path(tempfile.mkdtemp(prefix="perpd-bench-"))
@@ -260,6 +295,14 @@ def main() -> None:
         "app_state": {"bank": {"balances": []}},
     }
     (work / "template.json").write_text(json.dumps(template))
+    # The order rows need the localnet's markets, and collateral in every sender's subaccount 0.
+    market_template = json.loads((pathlib.Path(__file__).resolve().parent.parent / "localnet" / "genesis.json")
+                                 .read_text())
+    market_template.update(chain_id="perpchain-bench", authority="bench0", accounts=[
+        {"name": f"bench{i}", "amount_quote_quantums": "1000000000000",
+         "deposits": [{"number": n, "amount_quote_quantums": "100000000000"} for n in range(4)]}
+        for i in range(ns.senders)])
+    (work / "markets.json").write_text(json.dumps(market_template))
     results = {}
     size = 219  # a perpd transfer; replaced by the measured size when perpd runs first
     try:
@@ -270,16 +313,22 @@ def main() -> None:
             if app in ("kvstore-socket", "kvstore-grpc"):
                 manifest, procs = start_go_kvstore(d, port, work / "template.json", app.split("-")[1])
             else:
-                manifest = ln.up(d, 4, port, app, wait_height=3, timeout_commit=ns.timeout_commit,
-                                 template_path=work / "template.json")
+                orders = app.startswith("perpd-orders")
+                manifest = ln.up(d, 4, port, "perpd", wait_height=3, timeout_commit=ns.timeout_commit,
+                                 template_path=work / ("markets.json" if orders else "template.json"), mm=False)
             try:
+                ops = ns.txs
                 if app == "perpd":
                     txs = perpd_txs(d, manifest["chain_id"], ns.txs, ns.senders)
                     size = sum(map(len, txs)) // len(txs)
+                elif app.startswith("perpd-orders"):
+                    batch = ns.batch if app.endswith("batched") else 1
+                    txs, ops = perpd_order_txs(d, manifest["chain_id"], ns.txs * batch, ns.senders, batch)
                 else:
                     txs = kvstore_txs(ns.txs, size)
                 results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout, ns.method)
                 results[app]["tx_bytes"] = sum(map(len, txs)) // len(txs)
+                results[app]["ops_per_tx"] = ops / len(txs)
             finally:
                 if procs:
                     stop_procs(procs)
@@ -292,8 +341,9 @@ def main() -> None:
     print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, {ns.method} round-robin over "
           f"nodes, timeout_commit {ns.timeout_commit}")
     for app, r in results.items():
-        print(f"{app:14s} committed {r['committed']}/{ns.txs} (rejected {r['rejected']}), tx {r['tx_bytes']} B, "
-              f"{r['tps']:.0f} tx/s over {r['total_s']:.2f}s (broadcast {r['broadcast_s']:.2f}s) in {r['blocks']} blocks, "
+        ops_rate = f" = {r['tps'] * r['ops_per_tx']:.0f} order ops/s" if app.startswith("perpd-orders") else ""
+        print(f"{app:14s} committed {r['committed']}/{len(r.get('txs', [])) or r['committed'] + r['rejected']} "
+              f"(rejected {r['rejected']}), tx {r['tx_bytes']} B, {r['tps']:.0f} tx/s{ops_rate} over {r['total_s']:.2f}s (broadcast {r['broadcast_s']:.2f}s) in {r['blocks']} blocks, "
               f"latency p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms"
               + f"; CPU s: apps {r['cpu']['perpd']:.1f}, cometbft {r['cpu']['cometbft']:.1f}, "
               f"oracle {r['cpu']['oracle']:.1f}, "
@@ -309,6 +359,13 @@ def main() -> None:
     for app, r in results.items():
         if base is not None and app != "kvstore":
             print(f"ratio {app}/kvstore: {r['tps'] / base['tps']:.2f}  ({notes.get(app, '')})")
+    sock = results.get("kvstore-socket")
+    for app in ("perpd-orders", "perpd-orders-batched"):
+        if app in results and sock is not None:
+            r = results[app]
+            print(f"ratio {app} order ops/s / kvstore-socket tx/s: {r['tps'] * r['ops_per_tx'] / sock['tps']:.2f}"
+                  f"  (goal >= 0.9 unbatched, far above batched); latency p50 {r['p50_ms']:.0f} ms, p99 "
+                  f"{r['p99_ms']:.0f} ms (goal <= 500 / 1000 ms)")
     if "perpd" in results and "kvstore-socket" in results:
         print(f"ratio perpd/kvstore-socket: {results['perpd']['tps'] / results['kvstore-socket']['tps']:.2f}"
               f"  (our app against a Go app behind the same transport)")
