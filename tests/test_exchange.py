@@ -567,3 +567,53 @@ def test_the_book_is_rebuilt_after_a_restart_with_identical_results(tmp_path):
         assert book(a) == book(b)
     a.close()
     b.close()
+
+
+# --- isolated markets ------------------------------------------------------------------------------------------------
+
+SOL_DOLLAR = 10**8  # SOL-USD: atomic -7, QCE -9 -> subticks = USD × 10^(6 - 7 + 9); tick 1_000_000 = $0.01
+ONE_SOL = 10**7  # base quantums
+
+
+def test_isolated_market_pool_and_constraints(ex):
+    """SOL-USD is isolated (oracle $150). Account 1 funds subaccount 1 with 1,000 USDC and buys 10 SOL there from
+    account 2's subaccount 1; the 1,000 USDC (its quote balance before the opening fill) moves to SOL's pool."""
+    from app.subaccounts.keeper import isolated_pool
+
+    sol_pool = isolated_pool(2)
+    res = ex.block([msg_tx(1, 1, [deposit_msg(1, 1_000 * USD, number=1)]),
+                    msg_tx(2, 1, [deposit_msg(2, 1_000 * USD, number=1)])])
+    assert [t.code for t in res.tx_results] == [0, 0]
+    h = nxt(ex)
+    res = ex.block([orders_tx(2, 2, [place(1, SELL, 10 * ONE_SOL, 150 * SOL_DOLLAR, pair=2, number=1, tif=POST_ONLY,
+                                           height_hint=h)]),
+                    orders_tx(1, 2, [place(1, BUY, 10 * ONE_SOL, 150 * SOL_DOLLAR, pair=2, number=1, tif=IOC,
+                                           height_hint=h)])])
+    assert [a["status"] for t in res.tx_results for a in actions_of(t)] == ["resting", "filled"]
+    # 10 SOL × $150 = $1,500; taker fee 0.75, maker fee 0.15. Both subaccounts opened SOL positions: their quote
+    # balances before the fill (1,000 USDC each) moved from the cross pool to SOL's pool.
+    assert ex.balance_of(sol_pool) == 2_000 * USD - 750_000 - 150_000
+    assert ex.balance_of(CROSS_POOL) == 400_000 * USD
+    assert subaccount(ex, 1, 1)["collateral_pool"] == subaccount(ex, 2, 1)["collateral_pool"]
+    # An isolated subaccount trades nothing else; a cross subaccount with positions opens no isolated position.
+    open_btc = orders_tx(1, 3, [place(2, BUY, BTC_STEP, P64K, number=1, height_hint=nxt(ex))])
+    assert ex.app.check_tx(open_btc).code == errors.ERR_ISOLATED_MARKET_CONSTRAINT.code
+    ex.block([orders_tx(3, 1, [place(1, SELL, BTC_STEP, P64K, tif=POST_ONLY, height_hint=nxt(ex))])])
+    ex.block([orders_tx(4, 1, [place(1, BUY, BTC_STEP, P64K, tif=IOC, height_hint=nxt(ex))])])
+    assert position(ex, 4) == BTC_STEP
+    open_sol = orders_tx(4, 2, [place(2, BUY, ONE_SOL, 150 * SOL_DOLLAR, pair=2, height_hint=nxt(ex))])
+    assert ex.app.check_tx(open_sol).code == errors.ERR_ISOLATED_MARKET_CONSTRAINT.code
+    # Closing: account 1 sells its 10 SOL back at $151 to account 2 (which closes its short too): both quote
+    # balances after the closing fill move back to the cross pool, and SOL's pool is empty again.
+    h = nxt(ex)
+    res = ex.block([orders_tx(2, 3, [place(2, BUY, 10 * ONE_SOL, 151 * SOL_DOLLAR, pair=2, number=1, tif=POST_ONLY,
+                                           height_hint=h)]),
+                    orders_tx(1, 4, [place(3, SELL, 10 * ONE_SOL, 151 * SOL_DOLLAR, pair=2, number=1, tif=IOC,
+                                           reduce_only=True, height_hint=h)])])
+    assert [a["status"] for t in res.tx_results for a in actions_of(t)] == ["resting", "filled"]
+    assert ex.balance_of(sol_pool) == 0
+    # account 1: 1,000 - 1,500 - 0.75 + 1,510 - 0.755 (taker fee ceil(1,510 × 500 ppm) = 0.755) = 1,008.495
+    assert quote(ex, 1, 1) == 1_008_495_000
+    # cross pool: every deposit back, less all fees: SOL 0.75 + 0.15 + 0.755 + 0.151, BTC (0.0001 at 64,000 =
+    # $6.40) 3,200 + 640
+    assert ex.balance_of(CROSS_POOL) == 402_000 * USD - (750_000 + 150_000 + 755_000 + 151_000) - (3_200 + 640)

@@ -195,8 +195,8 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     for prep in preps.values():
         events.extend(subaccounts_keeper.persist(store, prep, view))
     perpetuals_keeper.apply_open_interest_delta(store, perp.id, oi_change)
-    _pay_fee(store, preps["taker"].after, taker_fee, view)
-    _pay_fee(store, preps["maker"].after, maker_fee, view)
+    _pay_fee(store, preps["taker"], taker_fee, view)
+    _pay_fee(store, preps["maker"], maker_fee, view)
     keeper.record_fill_volume(store, taker.owner, maker.owner, quote, block.block_time_ns)
     events.append(Event.of(
         "fill", clob_pair_id=pair.id, perpetual_id=perp.id,
@@ -208,11 +208,17 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     return result
 
 
-def _pay_fee(store: BranchStore, sub_after, fee: int, view: MarginView) -> None:
-    """A positive fee leaves the subaccount's pool for the fee collector; a rebate comes back from it."""
+def _pay_fee(store: BranchStore, prep, fee: int, view: MarginView) -> None:
+    """A positive fee leaves the subaccount's pool for the fee collector; a rebate comes back from it.
+
+    When the fill opened or closed an isolated position, the fee is paid by the isolated pool: an opening fill
+    moved the quote balance *before* the fill into it, a closing fill moves the quote balance *after* the fill (net
+    of the fee) out of it, so in both cases the fee's USDC is in the isolated pool.
+    """
     if fee == 0:
         return
-    pool = subaccounts_keeper.pool_of(store, sub_after, view)
+    before = subaccounts_keeper.pool_of(store, prep.before, view)
+    pool = before if before != subaccounts_keeper.CROSS_POOL else subaccounts_keeper.pool_of(store, prep.after, view)
     if fee > 0:
         bank_keeper.apply_transfer(store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, fee)
     else:
