@@ -164,10 +164,12 @@ def best_prices(r: Replica, market: str) -> tuple[int | None, int | None]:
 
 class LockStep:
     """Replicas fed the same proposals: 'plain' (finalize + commit), 'double' (FinalizeBlock twice, a query in
-    between, then Commit), 'restart' (restart before the block, finalize, restart again -- the uncommitted block
-    is lost -- finalize again, commit). Every block's app hash and tx results must agree."""
+    between, then Commit), 'other' (first FinalizeBlock a different block of the same height -- the user txs in
+    reverse order, as after a round change -- then the decided one), 'restart' (restart before the block,
+    finalize, restart again -- the uncommitted block is lost -- finalize again, commit). Every block's app hash
+    and tx results must agree."""
 
-    MODES = ("plain", "double", "restart")
+    MODES = ("plain", "double", "other", "restart")
 
     def __init__(self, tmp_path, state: dict) -> None:
         self.replicas = {m: Replica(tmp_path / m) for m in self.MODES}
@@ -194,9 +196,12 @@ class LockStep:
             if mode == "restart":
                 r.restart()
             assert r.app.process_proposal(proposal, height, last)
-            res = r.app.finalize_block(height, t, proposal, last)
+            first = proposal[:1] + proposal[1:][::-1] if mode == "other" else proposal
+            res = r.app.finalize_block(height, t, first, last)
             if mode == "double":
                 r.app.query("/clob/orderbook/BTC-USD", b"")  # the uncommitted-book path of the query
+                res = r.app.finalize_block(height, t, proposal, last)
+            elif mode == "other":
                 res = r.app.finalize_block(height, t, proposal, last)
             elif mode == "restart":
                 r.restart()
