@@ -465,8 +465,8 @@ def test_check_tx_looks_at_every_msg_orders_of_a_tx(ex):
 def test_random_flow_conserves_usdc_and_replicas_agree(tmp_path, seed):
     """Random traffic over 30 blocks (orders of every kind on BTC/ETH/SOL-isolated, cancels, batch cancels,
     cancel-replaces, deposits, withdrawals to others, transfers across pools, oracle moves ±0.5..5 %), replayed by
-    three replicas: plain, FinalizeBlock twice before Commit, and restarted before and in the middle of every
-    block. Checks after every block: identical app hashes, tx results and events; Σ bank balances = supply; the
+    four replicas: plain, FinalizeBlock twice before Commit, a reordered block finalized first, and restarted
+    before and in the middle of every block. Checks after every block: identical app hashes, tx results and events; Σ bank balances = supply; the
     pools together hold Σ quote balances; Σ long = Σ short = open interest; and, in blocks without an oracle move,
     no update takes a subaccount from NC >= MMR to NC < MMR (a fill may end below initial margin only if it is
     'not worse', which keeps NC/MMR >= 1)."""
@@ -685,7 +685,7 @@ def test_refused_actions_leave_no_trace_in_book_or_state(tmp_path):
     """A FOK that removes its owner's own ask (self-trade prevention) and fills three levels before it fails, a
     cancel-replace whose placement is refused after its cancel succeeded, a post-only that would cross: only the
     cancel half stays (order 9 gone); the self-trade removal and the fills are rolled back (no event, own ask 8
-    still rests, balances unchanged); the three replicas (journaled book, FinalizeBlock twice, rebuilt after a
+    still rests, balances unchanged); the replicas (journaled book, FinalizeBlock twice or reordered first, rebuilt after a
     restart) agree, and the next taker trades against exactly the old book."""
     a = LockStep(tmp_path / "a", app_state())
     h = a.height() + 1
@@ -719,6 +719,31 @@ def test_refused_actions_leave_no_trace_in_book_or_state(tmp_path):
         (ADDRS[2], "0"), (ADDRS[1], "8"), (ADDRS[2], "1")]
     check_global_money(a.main)
     a.close()
+
+
+def test_orders_expiring_in_a_block_are_gone_before_its_takers(tmp_path):
+    """Expiry runs before the order phase: a short-term ask good til H and a long-term ask good til the block time
+    of H+1 rest through H; a taker in H+1 that would cross both finds neither, and a fresh ask placed in H+1
+    itself fills it. Money and the four replica modes agree."""
+    from tests.helpers import BLOCK_INTERVAL_NS, GENESIS_TIME_NS
+
+    chain = LockStep(tmp_path, app_state())
+    h = chain.height() + 1
+    res = chain.block([orders_tx(2, 1, [
+        place(1, SELL, 1000 * BTC_STEP, P64K, gtb=h, tif=POST_ONLY),
+        place(2, SELL, 1000 * BTC_STEP, P64K, gtbt_ns=GENESIS_TIME_NS + (h + 1) * BLOCK_INTERVAL_NS, tif=POST_ONLY),
+    ])])
+    assert statuses(res[0]) == ["resting", "resting"]
+    h = chain.height() + 1
+    res = chain.block([orders_tx(1, 1, [place(1, BUY, 2000 * BTC_STEP, 64_001 * ONE_DOLLAR_BTC, tif=IOC,
+                                              height_hint=h)]),
+                       orders_tx(3, 1, [place(1, SELL, 1000 * BTC_STEP, 64_001 * ONE_DOLLAR_BTC, tif=POST_ONLY,
+                                              height_hint=h)])])
+    assert [(f["maker"], f["subticks"]) for f in fills_of(res[0])] == [(ADDRS[3], str(64_001 * ONE_DOLLAR_BTC))]
+    assert actions_of(res[0])[0]["remaining_quantums"] == str(1000 * BTC_STEP)
+    assert best_prices(chain.main, "BTC-USD") == (None, None)
+    check_global_money(chain.main)
+    chain.close()
 
 
 def test_order_tx_budget_counts_every_action_of_every_message(ex):
