@@ -160,7 +160,7 @@ def best_prices(r: Replica, market: str) -> tuple[int | None, int | None]:
     return bid, ask
 
 
-# --- several replicas in lock-step -------------------------------------------------------------------------------------
+# --- several replicas in lock-step ------------------------------------------------------------------------------------
 
 class LockStep:
     """Replicas fed the same proposals: 'plain' (finalize + commit), 'double' (FinalizeBlock twice, a query in
@@ -222,7 +222,7 @@ class LockStep:
             r.close()
 
 
-# --- a random order flow -----------------------------------------------------------------------------------------------
+# --- a random order flow ----------------------------------------------------------------------------------------------
 
 MARKETS = {  # pair -> (tick, step, max steps per order)
     BTC: (BTC_TICK, BTC_STEP, 2_000),
@@ -280,8 +280,8 @@ class RandomFlow:
         if kind < 0.4:
             return cancel(cid, pair=pair, number=number, flags=rng.choice((0, 0, 64)))
         if kind < 0.6:
-            return batch_cancel(pair=pair, number=number, client_ids=rng.sample(self.placed[(acct, number, pair)],
-                                                                                 k=min(3, len(self.placed[(acct, number, pair)]))))
+            ids = self.placed[(acct, number, pair)]
+            return batch_cancel(pair=pair, number=number, client_ids=rng.sample(ids, k=min(3, len(ids))))
         if kind < 0.7:
             return batch_cancel(pair=pair, number=number, flags=rng.choice((0, 64)))
         new = self._order(account, height)

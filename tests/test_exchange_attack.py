@@ -466,9 +466,9 @@ def test_random_flow_conserves_usdc_and_replicas_agree(tmp_path, seed):
     """Random traffic over 30 blocks (orders of every kind on BTC/ETH/SOL-isolated, cancels, batch cancels,
     cancel-replaces, deposits, withdrawals to others, transfers across pools, oracle moves ±0.5..5 %), replayed by
     four replicas: plain, FinalizeBlock twice before Commit, a reordered block finalized first, and restarted
-    before and in the middle of every block. Checks after every block: identical app hashes, tx results and events; Σ bank balances = supply; the
-    pools together hold Σ quote balances; Σ long = Σ short = open interest; and, in blocks without an oracle move,
-    no update takes a subaccount from NC >= MMR to NC < MMR (a fill may end below initial margin only if it is
+    before and in the middle of every block. Checks after every block: identical app hashes, tx results and
+    events; Σ bank balances = supply; the pools together hold Σ quote balances; Σ long = Σ short = open
+    interest; and, in blocks without an oracle move, no update takes a subaccount from NC >= MMR to NC < MMR (a fill may end below initial margin only if it is
     'not worse', which keeps NC/MMR >= 1)."""
     chain = LockStep(tmp_path, random_flow_state())
     flow = RandomFlow(seed)
@@ -685,8 +685,8 @@ def test_refused_actions_leave_no_trace_in_book_or_state(tmp_path):
     """A FOK that removes its owner's own ask (self-trade prevention) and fills three levels before it fails, a
     cancel-replace whose placement is refused after its cancel succeeded, a post-only that would cross: only the
     cancel half stays (order 9 gone); the self-trade removal and the fills are rolled back (no event, own ask 8
-    still rests, balances unchanged); the replicas (journaled book, FinalizeBlock twice or reordered first, rebuilt after a
-    restart) agree, and the next taker trades against exactly the old book."""
+    still rests, balances unchanged); the replicas (journaled book, FinalizeBlock twice or reordered first,
+    rebuilt after a restart) agree, and the next taker trades against exactly the old book."""
     a = LockStep(tmp_path / "a", app_state())
     h = a.height() + 1
     setup = [orders_tx(2, 1, [place(i, SELL, 1000 * BTC_STEP, (64_000 + i) * ONE_DOLLAR_BTC, tif=POST_ONLY,
