@@ -468,8 +468,8 @@ def test_random_flow_conserves_usdc_and_replicas_agree(tmp_path, seed):
     four replicas: plain, FinalizeBlock twice before Commit, a reordered block finalized first, and restarted
     before and in the middle of every block. Checks after every block: identical app hashes, tx results and
     events; Σ bank balances = supply; the pools together hold Σ quote balances; Σ long = Σ short = open
-    interest; and, in blocks without an oracle move, no update takes a subaccount from NC >= MMR to NC < MMR (a fill may end below initial margin only if it is
-    'not worse', which keeps NC/MMR >= 1)."""
+    interest; and, in blocks without an oracle move, no update takes a subaccount from NC >= MMR to NC < MMR
+    (a fill may end below initial margin only if it is 'not worse', which keeps NC/MMR >= 1)."""
     chain = LockStep(tmp_path, random_flow_state())
     flow = RandomFlow(seed)
     fills = 0
