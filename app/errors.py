@@ -95,6 +95,7 @@ ERR_INVALID_VALIDATOR_UPDATE = register("consensus", 401, "invalid_validator_upd
 ERR_INSUFFICIENT_FUNDS = register("bank", 101, "insufficient_funds")
 ERR_INVALID_AMOUNT = register("bank", 102, "invalid_amount")
 ERR_BALANCE_OVERFLOW = register("bank", 103, "balance_overflow")
+ERR_MODULE_ACCOUNT = register("bank", 104, "module_account")  # users cannot send to a module account
 
 # --- queries / genesis (codespace "app") -------------------------------------
 ERR_UNKNOWN_QUERY = register("app", 201, "unknown_query")
@@ -102,6 +103,7 @@ ERR_INVALID_GENESIS = register("app", 202, "invalid_genesis")
 ERR_NOT_FOUND = register("app", 203, "not_found")
 ERR_BAD_QUERY_PATH = register("app", 204, "bad_query_path")
 ERR_HEIGHT_UNAVAILABLE = register("app", 205, "height_unavailable")  # a query for a height whose state is not kept
+ERR_QUERY_FAILED = register("app", 206, "query_failed")  # a query raised (a bug): answered, never fatal (node/abci)
 
 # --- perpetuals (codespace "perpetuals") -----------------------------------
 # Liquidity tier validation, mirrors dYdX x/perpetuals/types/liquidity_tier.go Validate (plus the range

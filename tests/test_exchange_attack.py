@@ -96,8 +96,6 @@ def quote(r: Replica, account: int, number: int = 0) -> int:
 # CRITICAL: chain halt or USDC created / destroyed
 # =====================================================================================================================
 
-@pytest.mark.xfail(strict=True, reason="CRITICAL: a plain MsgSend (or a withdrawal) to a collateral pool's module "
-                                       "address breaks the pool invariant: InvariantViolation halts every node")
 @pytest.mark.parametrize("make", [
     pytest.param(lambda: msg_send(ADDRS[1], encode_address(CROSS_POOL), 1), id="send 1 quantum to the cross pool"),
     pytest.param(lambda: msg_send(ADDRS[1], encode_address(isolated_pool(SOL)), 1), id="send to an isolated pool"),
@@ -121,8 +119,6 @@ def test_usdc_sent_to_a_collateral_pool_halts_the_chain(ex, make):
     check_global_money(ex)
 
 
-@pytest.mark.xfail(strict=True, reason="CRITICAL: a query with a non-ASCII digit ('²') raises ValueError in "
-                                       "app.query; the ABCI server treats it as fatal and stops the node")
 @pytest.mark.parametrize("path", [
     pytest.param(f"/subaccounts/show/{ADDRS[1]}/\u00b2", id="subaccount number"),
     pytest.param(f"/clob/orders/{ADDRS[1]}/\u00b2", id="orders subaccount number"),
@@ -206,9 +202,6 @@ def _close_into_a_thin_isolated_pool(r: Replica) -> None:
     assert all(not risk.is_liquidatable() for risk in risks(r).values())
 
 
-@pytest.mark.xfail(strict=True, reason="CRITICAL: a closing isolated fill moves min(quote after, pool balance) back "
-                                       "to cross *before* the counterparty's opening deposit reaches the pool: the "
-                                       "cross pool is short and the isolated pool keeps the difference")
 def test_closing_into_a_thin_isolated_pool_strands_usdc(ex):
     """What: in process_fill both sides are persisted taker first. When the taker closes an isolated position and
     the maker opens one, ``persist`` moves ``min(taker quote after, isolated pool balance)`` to the cross pool while
@@ -227,9 +220,6 @@ def test_closing_into_a_thin_isolated_pool_strands_usdc(ex):
         assert held == owed, f"pool {encode_address(pool)} holds {held}, its subaccounts own {owed}"
 
 
-@pytest.mark.xfail(strict=True, reason="CRITICAL: after the capped close, once every SOL position is closed the "
-                                       "isolated pool keeps 99.30 USDC owned by nobody and the last cross withdrawal "
-                                       "fails with insufficient_funds")
 def test_after_a_capped_close_the_last_withdrawal_fails(ex):
     """Impact of the previous finding: account 2 then buys back its 10 SOL short from account 3 at $150 (both
     close; no SOL position is left). Every subaccount withdraws its whole quote balance: the cross pool runs out
@@ -263,8 +253,6 @@ def _dust_market_state() -> dict:
     return state
 
 
-@pytest.mark.xfail(strict=True, reason="CRITICAL (on a valid market): open interest overflows uint64 in "
-                                       "apply_open_interest_delta: ValueError escapes FinalizeBlock (chain halt)")
 def test_open_interest_beyond_uint64_halts_the_chain(tmp_path):
     """What: each position is bounded (int64, orders up to 2^62) but open interest, the *sum* of all longs, is stored
     in a uint64 proto field with no bound: ``perp.open_interest_base_quantums = old + delta`` raises ValueError

@@ -30,6 +30,7 @@ def signers_send(msg: tx_pb2.MsgSend) -> list[bytes]:
 def handle_send(ctx: Ctx, msg: tx_pb2.MsgSend) -> None:
     sender = parse_address(msg.from_address, "from_address")
     recipient = parse_address(msg.to_address, "to_address")
+    keeper.validate_user_recipient(ctx.store, recipient)
     keeper.apply_transfer(ctx.store, sender, recipient, msg.amount_quote_quantums)
     # Canonical (lowercase) addresses in events, whichever valid case the message used.
     ctx.emit(Event.of("transfer", sender=encode_address(sender), recipient=encode_address(recipient),

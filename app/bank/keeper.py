@@ -5,7 +5,14 @@ from __future__ import annotations
 from perpchain.v1 import state_pb2
 
 from app.bank import keys
-from app.errors import ERR_BALANCE_OVERFLOW, ERR_INSUFFICIENT_FUNDS, ERR_INVALID_AMOUNT, AppError, InvariantViolation
+from app.errors import (
+    ERR_BALANCE_OVERFLOW,
+    ERR_INSUFFICIENT_FUNDS,
+    ERR_INVALID_AMOUNT,
+    ERR_MODULE_ACCOUNT,
+    AppError,
+    InvariantViolation,
+)
 from app.lib.address import encode_address, module_address
 from app.lib.encoding import encode_proto
 from app.lib.math import checked_add_u64
@@ -14,6 +21,21 @@ from app.store import BranchStore, CommittedReader
 
 # Receives every fee (non-trading message fees now; trading fees with the order book). No key signs for it.
 FEE_COLLECTOR_ADDRESS = module_address("fee_collector")
+
+
+def register_module_account(store: BranchStore, address: bytes) -> None:
+    """Mark a module account (a collateral pool, the fee collector): users cannot send to it, because its balance is
+    bound by an invariant (a pool holds exactly its subaccounts' collateral) that a gift would break."""
+    store.set(keys.module_account_key(address), b"")
+
+
+def is_module_account(store: CommittedReader, address: bytes) -> bool:
+    return store.get(keys.module_account_key(address)) is not None
+
+
+def validate_user_recipient(store: CommittedReader, address: bytes) -> None:
+    if is_module_account(store, address):
+        raise AppError(ERR_MODULE_ACCOUNT, f"{encode_address(address)} is a module account: users cannot send to it")
 
 
 def decode_amount(raw: bytes | None) -> int:
@@ -76,9 +98,10 @@ def init_balances(store: BranchStore, balances: list[tuple[bytes, int]], authori
         total += amount
     store.set(keys.SUPPLY_KEY, encode_proto(state_pb2.Balance(amount_quote_quantums=total)))
     store.set(keys.PARAMS_KEY, encode_proto(state_pb2.BankParams(authority=authority)))
+    register_module_account(store, FEE_COLLECTOR_ADDRESS)
 
 
-def iter_balances(store: BranchStore):
+def iter_balances(store: CommittedReader):
     """(address, amount) in address order."""
     n = len(keys.BALANCE_PREFIX)
     for key, raw in store.iterate_prefix(keys.BALANCE_PREFIX):

@@ -28,6 +28,7 @@ from app.errors import (
 from app.events import Event
 from app.perpetuals import keeper as perpetuals_keeper
 from app.prices import keeper as prices_keeper
+from app.subaccounts import keeper as subaccounts_keeper
 
 MAX_ACTIONS_PER_TX = 200  # per MsgOrders (app/tx/codec.py MAX_ORDER_ACTIONS bounds the whole tx)
 
@@ -150,6 +151,8 @@ def create_perpetual(store, perp: exchange_pb2.Perpetual, pair: exchange_pb2.Clo
     perpetuals_keeper.set_perpetual(store, perp)
     validate_pair(store, pair)
     keeper.set_pair(store, pair)
+    if perp.market_type == exchange_pb2.MARKET_TYPE_ISOLATED:
+        bank_keeper.register_module_account(store, subaccounts_keeper.isolated_pool(perp.id))
 
 
 def handle_set_fee_tiers(ctx: Ctx, msg: tx_pb2.MsgSetFeeTiers) -> None:

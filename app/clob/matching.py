@@ -28,7 +28,7 @@ from app.context import BlockInfo
 from app.errors import ERR_POSITION_OVERFLOW, AppError
 from app.events import Event
 from app.lib.address import encode_address
-from app.lib.math import INT64_MAX
+from app.lib.math import INT64_MAX, UINT64_MAX
 from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals.keeper import MarginView
 from app.store import BranchStore
@@ -188,15 +188,22 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     oi_change = 0
     for prep in preps.values():
         oi_change += max(0, prep.after.size_of(perp.id)) - max(0, prep.before.size_of(perp.id))
+    if perp.open_interest_base_quantums + oi_change > UINT64_MAX:  # the taker grows it: the taker stops
+        result.taker_error = f"{ERR_POSITION_OVERFLOW.name}: open interest would exceed uint64"
+        return result
     result.taker_error = _check_side(store, preps["taker"], (perp.id, oi_change), view)
     result.maker_error = _check_side(store, preps["maker"], (perp.id, oi_change), view)
     if result.taker_error or result.maker_error:
         return result
-    for prep in preps.values():
+    # Openers before closers: an opening side's collateral reaches the isolated pool before a closing side's
+    # collateral leaves it (a stable sort keeps taker-then-maker otherwise).
+    for prep in sorted(preps.values(), key=lambda p: subaccounts_keeper.is_closing(store, p, view)):
         events.extend(subaccounts_keeper.persist(store, prep, view))
     perpetuals_keeper.apply_open_interest_delta(store, perp.id, oi_change)
     _pay_fee(store, preps["taker"], taker_fee, view)
     _pay_fee(store, preps["maker"], maker_fee, view)
+    if view.is_isolated(perp.id) and perp.open_interest_base_quantums + oi_change == 0:
+        subaccounts_keeper.sweep_isolated_pool(store, perp.id)
     keeper.record_fill_volume(store, taker.owner, maker.owner, quote, block.block_time_ns)
     events.append(Event.of(
         "fill", clob_pair_id=pair.id, perpetual_id=perp.id,
@@ -220,6 +227,6 @@ def _pay_fee(store: BranchStore, prep, fee: int, view: MarginView) -> None:
     before = subaccounts_keeper.pool_of(store, prep.before, view)
     pool = before if before != subaccounts_keeper.CROSS_POOL else subaccounts_keeper.pool_of(store, prep.after, view)
     if fee > 0:
-        bank_keeper.apply_transfer(store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, fee)
+        subaccounts_keeper.pay_from_pool(store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, fee)
     else:
         bank_keeper.apply_transfer(store, bank_keeper.FEE_COLLECTOR_ADDRESS, pool, -fee)

@@ -25,6 +25,11 @@ STATUS = {1: "active", 2: "post-only", 3: "cancel-only", 4: "paused", 5: "final-
 TIF = {0: "gtc", 1: "ioc", 2: "post-only", 3: "fok"}
 
 
+def is_ascii_number(text: str) -> bool:
+    """Only 0-9 (str.isdigit also accepts "²" and other digits int() refuses), at most 20 of them."""
+    return text.isascii() and text.isdecimal() and len(text) <= 20
+
+
 def usd_of_subticks(subticks: int, pair, perp) -> str:
     return format_scaled(subticks, pair.quantum_conversion_exponent - perp.atomic_resolution - 6)
 
@@ -41,7 +46,7 @@ def find_pair(store: BranchStore, name: str):
     """A clob pair by ticker ("BTC-USD", any case) or id; unknown -> the list of markets in the error."""
     perps = list(perpetuals_keeper.iter_perpetuals(store))
     for perp in perps:
-        if perp.ticker.upper() == name.upper() or (name.isdigit() and int(name) == perp.id):
+        if perp.ticker.upper() == name.upper() or (is_ascii_number(name) and int(name) == perp.id):
             for pair in keeper.iter_pairs(store):
                 if pair.perpetual_id == perp.id:
                     return pair, perp
@@ -144,7 +149,7 @@ def parse_sid(owner_text: str, number_text: str | None) -> SubaccountId:
     owner = parse_address(owner_text, "owner")
     if number_text is None:
         return SubaccountId(owner, 0)
-    if not number_text.isdigit() or not 0 <= int(number_text) <= MAX_SUBACCOUNT_NUMBER:
+    if not is_ascii_number(number_text) or not 0 <= int(number_text) <= MAX_SUBACCOUNT_NUMBER:
         raise AppError(ERR_INVALID_SUBACCOUNT, f"subaccount number {number_text!r} is not in 0..127")
     return SubaccountId(owner, int(number_text))
 
@@ -210,7 +215,7 @@ def query_subaccounts_of(store: BranchStore, owner_text: str) -> dict:
 
 
 def check_depth(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 1000:
+    if not is_ascii_number(text) or not 1 <= int(text) <= 1000:
         raise AppError(ERR_UNKNOWN_CLOB_PAIR, "depth must be 1..1000")
     return int(text)
 

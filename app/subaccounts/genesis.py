@@ -32,6 +32,7 @@ def _sid(entry: object, where: str) -> SubaccountId:
 def init_genesis(store: BranchStore, state: dict) -> None:
     if not isinstance(state, dict):
         raise AppError(ERR_INVALID_GENESIS, "subaccounts genesis must be an object")
+    bank_keeper.register_module_account(store, keeper.CROSS_POOL)
     for i, entry in enumerate(state.get("subaccounts", [])):
         where = f"subaccounts.subaccounts[{i}]"
         sid = _sid(entry, where)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from perpchain.v1 import tx_pb2
 
+from app.bank import keeper as bank_keeper
 from app.bank.handlers import parse_address
 from app.context import Ctx
 from app.errors import ERR_INVALID_AMOUNT, ERR_INVALID_SUBACCOUNT, AppError
@@ -52,6 +53,7 @@ def handle_withdraw(ctx: Ctx, msg: tx_pb2.MsgWithdraw) -> None:
     owner = parse_address(msg.owner, "owner")
     sid = parse_subaccount(owner, msg.subaccount_number)
     recipient = parse_address(msg.recipient, "recipient") if msg.recipient else owner
+    bank_keeper.validate_user_recipient(ctx.store, recipient)
     for e in keeper.apply_withdrawal(ctx.store, sid, recipient, msg.amount_quote_quantums, "withdrawal"):
         ctx.emit(e)
     ctx.emit(Event.of("withdrawal", owner=encode_address(owner), number=sid.number,

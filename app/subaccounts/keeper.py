@@ -258,8 +258,42 @@ def prepare(store: CommittedReader, sid: SubaccountId, view: MarginView | None =
     return Prepared(sid, sub, sub.copy(), delta, events)
 
 
+def is_closing(store: CommittedReader, prep: Prepared, view: MarginView | None = None) -> bool:
+    """The update closes an isolated position (its collateral moves back to the cross pool)."""
+    view = _view(store, view)
+    return pool_of(store, prep.before, view) != CROSS_POOL and pool_of(store, prep.after, view) == CROSS_POOL
+
+
+def pay_from_pool(store: BranchStore, pool: bytes, recipient: bytes, amount: int) -> None:
+    """Pay ``amount`` on behalf of a subaccount of ``pool``: from that pool as far as it holds USDC, the rest from the
+    cross pool. An isolated pool can hold less than one member's claim while others hold leveraged longs (negative
+    quote balances); the surplus is then in the cross pool (Σ pools = Σ claims always holds), and it goes back to
+    the isolated pool's side when the market's open interest returns to 0 (:func:`sweep_isolated_pool`)."""
+    if amount <= 0:
+        return
+    own = min(amount, bank_keeper.get_balance(store, pool)) if pool != CROSS_POOL else 0
+    if own:
+        bank_keeper.apply_transfer(store, pool, recipient, own)
+    if amount - own and recipient != CROSS_POOL:
+        bank_keeper.apply_transfer(store, CROSS_POOL, recipient, amount - own)
+
+
+def sweep_isolated_pool(store: BranchStore, perpetual_id: int) -> None:
+    """With no position left in an isolated perpetual its pool has no member: whatever it still holds belongs to the
+    cross side (see :func:`pay_from_pool`) and moves back, so every isolated pool is exact when its market is flat."""
+    pool = isolated_pool(perpetual_id)
+    left = bank_keeper.get_balance(store, pool)
+    if left:
+        bank_keeper.apply_transfer(store, pool, CROSS_POOL, left)
+
+
 def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) -> list[Event]:
-    """Write a checked update: the subaccount, the funding counter, isolated-pool collateral moves."""
+    """Write a checked update: the subaccount, the funding counter, isolated-pool collateral moves.
+
+    dYdX transferCollateralForIsolatedPerpetual: an opening update moves the quote balance *before* it into the
+    isolated pool, a closing update moves the quote balance *after* it back (paid as far as the pool holds it,
+    :func:`pay_from_pool`). Persist openers before closers when one fill does both.
+    """
     _add_unsettled_funding(store, -prep.funding_delta)
     view = _view(store, view)
     before_pool = pool_of(store, prep.before, view)
@@ -267,10 +301,10 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
     if before_pool != after_pool:
         if after_pool != CROSS_POOL:  # opened: the quote balance before the update moves in
             amount = prep.before.quote_balance_quote_quantums
-        else:  # closed: the quote balance after the update moves back (capped by what the pool holds)
-            amount = min(prep.after.quote_balance_quote_quantums, bank_keeper.get_balance(store, before_pool))
-        if amount > 0:
-            bank_keeper.apply_transfer(store, before_pool, after_pool, amount)
+            if amount > 0:
+                bank_keeper.apply_transfer(store, before_pool, after_pool, amount)
+        else:  # closed: the quote balance after the update moves back
+            pay_from_pool(store, before_pool, after_pool, prep.after.quote_balance_quote_quantums)
     set_subaccount(store, prep.sid, prep.after)
     return prep.funding_events
 
@@ -293,9 +327,7 @@ def apply_withdrawal(store: BranchStore, sid: SubaccountId, recipient: bytes, am
     _check_outflow(store, prep, amount, what)
     pool = pool_of(store, prep.before)
     events = persist(store, prep)
-    if bank_keeper.get_balance(store, pool) < amount:
-        raise AppError(ERR_INSUFFICIENT_FUNDS, f"collateral pool {encode_address(pool)} holds less than {amount}")
-    bank_keeper.apply_transfer(store, pool, recipient, amount)
+    pay_from_pool(store, pool, recipient, amount)
     return events
 
 
@@ -313,7 +345,7 @@ def apply_transfer(store: BranchStore, sender: SubaccountId, recipient: Subaccou
     dst_pool = pool_of(store, dst.before)
     events += persist(store, dst)
     if src_pool != dst_pool:
-        bank_keeper.apply_transfer(store, src_pool, dst_pool, amount)
+        pay_from_pool(store, src_pool, dst_pool, amount)
     return events
 
 
@@ -368,3 +400,7 @@ def check_block_invariants(block_store: BranchStore) -> None:
         if perp_now - perp_before != long_delta[pid]:
             raise InvariantViolation(f"perpetual {pid}: open interest moved by {perp_now - perp_before}, "
                                      f"longs by {long_delta[pid]}")
+        if perp_now == 0 and perpetuals_keeper.get_perpetual(block_store, pid).market_type == perpetuals_keeper.ISOLATED:
+            left = bank_keeper.get_balance(block_store, isolated_pool(pid))
+            if left:
+                raise InvariantViolation(f"isolated perpetual {pid} has no position but its pool holds {left}")

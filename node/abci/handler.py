@@ -14,6 +14,7 @@ from tendermint.abci import types_pb2 as abci
 from tendermint.crypto import keys_pb2 as crypto_keys
 
 from app.application import APP_VERSION, Application
+from app.errors import ERR_QUERY_FAILED
 from app.events import Event
 from app.prices.types import CommitVote, ExtendedCommitInfo, ExtendedVote, LastCommitInfo
 
@@ -130,7 +131,13 @@ class AbciHandler:
         if node_query is not None:
             value = json.dumps(node_query(), sort_keys=True).encode()
             return abci.Response(query=abci.ResponseQuery(value=value, height=height))
-        res = self.app.query(req.path, req.data, req.height)
+        try:
+            res = self.app.query(req.path, req.data, req.height)
+        except Exception as e:  # noqa: BLE001 -- a query reads committed state only: a bug there must not stop a node
+            log.exception("query %r failed", req.path)
+            return abci.Response(query=abci.ResponseQuery(
+                code=ERR_QUERY_FAILED.code, codespace=ERR_QUERY_FAILED.codespace, height=height,
+                log=f"{ERR_QUERY_FAILED.name}: {e.__class__.__name__} (logged on the node)"))
         return abci.Response(
             query=abci.ResponseQuery(code=res.code, codespace=res.codespace, log=res.log, value=res.value, height=height)
         )
