@@ -253,9 +253,11 @@ class Application:
         ctx = Ctx(block=block, store=BranchStore(base), is_check_tx=True)
         try:
             fee = apply_ante(ctx.store, block.height, decoded.signer, decoded.nonce, cost, pending)
-            for name, msg in decoded.msgs:
-                route = ROUTES[name]
-                (route.check if route.deferred else route.handle)(ctx, msg)
+            if is_deferred(decoded.msgs):
+                ROUTES[decoded.msgs[0][0]].check(ctx, [msg for _, msg in decoded.msgs])
+            else:
+                for name, msg in decoded.msgs:
+                    ROUTES[name].handle(ctx, msg)
         except AppError as err:
             return TxResult.from_error(err)
         self._mempool.add(decoded.digest, decoded.signer, decoded.nonce, cost, fee)

@@ -83,6 +83,7 @@ ERR_APP_ONLY_TX = register("tx", 16, "app_only_tx")  # an oracle tx anywhere but
 ERR_RATE_LIMITED = register("tx", 17, "rate_limited")  # the signer's request (or cancel) budget is used up
 ERR_INSUFFICIENT_FEE = register("tx", 18, "insufficient_fee")  # balance below the tx's non-trading fee
 ERR_MEMPOOL_FULL = register("tx", 19, "mempool_full")  # this node's pending-tx view is at its bound
+ERR_NO_COLLATERAL = register("tx", 20, "no_collateral")  # order actions need a bank balance or a funded subaccount
 
 # --- prices / oracle (codespace "prices") -------------------------------------
 ERR_INVALID_ORACLE_TX = register("prices", 301, "invalid_oracle_tx")

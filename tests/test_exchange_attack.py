@@ -1,8 +1,8 @@
 """Attacks on the exchange core (subaccounts, margin, order book, matching, fees, admission).
 
-Each finding is a test marked ``xfail(strict=True)``: it fails on the code it was written against and will flip to
-XPASS (an error under strict) once the finding is fixed -- then drop the marker. The other tests are attacks that
-did NOT work; they stay as regression tests. Market numbers are the ones of tests/exchange_helpers.py: BTC $64,000
+Written as a hostile review: each finding was first a failing test (xfail, strict) and is now fixed, so every test
+here guards a fix (the docstrings keep the finding: what, how, impact). The others are attacks that did NOT work;
+they stay as regression tests. Market numbers are the ones of tests/exchange_helpers.py: BTC $64,000
 (tick $1, step 0.0001 BTC), ETH $3,000, SOL $150 (isolated market, tier 4: IM 5 %, MF 60 %, OI caps 0.5M / 1M USDC;
 tick $0.01, step 0.1 SOL); accounts 1..4 start with 100,000 USDC in subaccount 0; fees maker 100 / taker 500 ppm.
 """
@@ -277,9 +277,6 @@ def test_open_interest_beyond_uint64_halts_the_chain(tmp_path):
 # HIGH: a rule bypassed
 # =====================================================================================================================
 
-@pytest.mark.xfail(strict=True, reason="HIGH: a key with no USDC and no collateral gets order txs into the mempool "
-                                       "and blocks for free (batch cancels of nothing): unbounded Sybil spam and "
-                                       "state growth")
 def test_an_unfunded_key_gets_free_order_txs_admitted(ex):
     """What: order txs pay no fee (docs/transactions.md: 'the fee makes a flood from many accounts cost money'), the
     budget of an account with zero balance is the base 50 requests / 200 cancels, and CheckTx admits an order tx as
@@ -295,8 +292,6 @@ def test_an_unfunded_key_gets_free_order_txs_admitted(ex):
     assert ex.app.check_tx(tx).code != 0
 
 
-@pytest.mark.xfail(strict=True, reason="HIGH: a resting reduce-only maker clamped by its position keeps its "
-                                       "remainder on the book, and the taker's remainder rests above it: crossed book")
 def test_a_clamped_reduce_only_maker_leaves_the_book_crossed(ex):
     """What: in match_taker a reduce-only maker's fill is clamped to its position, but its unfilled remainder stays
     on the book although the position is now 0; the taker then continues to worse levels and its remainder rests
@@ -323,8 +318,6 @@ def test_a_clamped_reduce_only_maker_leaves_the_book_crossed(ex):
 # MEDIUM
 # =====================================================================================================================
 
-@pytest.mark.xfail(strict=True, reason="MEDIUM: max_market_slippage_ppm (50 %) is enforced only by the CLI; the "
-                                       "chain accepts market orders up to 99.9999 % slippage")
 def test_market_order_slippage_above_the_chain_bound_is_accepted(ex):
     """What: docs/exchange.md gives market orders 'at most 50 %' slippage and ClobParams has
     max_market_slippage_ppm = 500,000, but validate_place_stateless only refuses >= 1,000,000 and nothing reads the
@@ -342,9 +335,6 @@ def test_market_order_slippage_above_the_chain_bound_is_accepted(ex):
 # LOW: genesis validation (operator input, but it halts the node later or raises a non-AppError at InitChain)
 # =====================================================================================================================
 
-@pytest.mark.xfail(strict=True, reason="LOW: clob genesis stats buckets are not validated: a 5-byte bucket is "
-                                       "accepted and the owner's first order raises struct.error in CheckTx and "
-                                       "FinalizeBlock (node stop / chain halt)")
 def test_genesis_stats_of_the_wrong_length_halt_the_first_order(tmp_path):
     """What: clob.init_genesis stores ``bytes.fromhex(buckets)`` as is; _decode_buckets later unpacks 24-byte
     records. Reproduce: genesis stats {owner: account 1, buckets: '00'*5}; account 1 places any order. Impact: the
@@ -368,8 +358,6 @@ def test_genesis_stats_of_the_wrong_length_halt_the_first_order(tmp_path):
         r.close()
 
 
-@pytest.mark.xfail(strict=True, reason="LOW: odd clob genesis values raise ValueError / OverflowError at InitChain "
-                                       "instead of AppError(invalid_genesis)")
 @pytest.mark.parametrize("mutate", [
     pytest.param(lambda s: s["clob"].__setitem__("stats", [{"owner": ADDRS[1], "buckets": "abc"}]),
                  id="stats not hex"),
@@ -394,9 +382,6 @@ def test_odd_clob_genesis_raises_app_error(tmp_path, mutate):
         r.close()
 
 
-@pytest.mark.xfail(strict=True, reason="LOW: a genesis whose positions break the exchange invariants (a long without "
-                                       "a short, OI != Σ longs; isolated + cross positions in one subaccount) is "
-                                       "accepted; the per-block check only sees deltas, so the break is permanent")
 @pytest.mark.parametrize("subaccounts, open_interest", [
     pytest.param([{"owner": ADDRS[5], "number": 0, "quote_balance_quote_quantums": "0",
                    "positions": [{"perpetual_id": BTC, "size_base_quantums": str(ONE_BTC)}]}], {},
@@ -428,9 +413,6 @@ def test_genesis_positions_breaking_the_invariants_are_refused(tmp_path, subacco
         r.close()
 
 
-@pytest.mark.xfail(strict=True, reason="LOW: CheckTx refuses a tx with two MsgOrders when every action of the first "
-                                       "fails, although an action of the second would pass (docs: a tx is refused "
-                                       "only when none of its actions would pass)")
 def test_check_tx_looks_at_every_msg_orders_of_a_tx(ex):
     """What: CheckTx runs check_orders per message, and check_orders raises when none of *that message's* actions
     passes, so the tx is refused although the same actions in one MsgOrders are admitted (and FinalizeBlock runs

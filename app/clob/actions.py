@@ -153,6 +153,9 @@ def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx
         raise AppError(ERR_INVALID_QUANTUMS, f"size {p.quantums} base quantums is not a multiple of the step {step}; "
                                              f"nearest valid: {lo or step}" + (f" or {lo + step}" if lo else ""))
     if p.market_slippage_ppm:
+        if params.max_market_slippage_ppm and p.market_slippage_ppm > params.max_market_slippage_ppm:
+            raise AppError(ERR_INVALID_ORDER, f"market_slippage_ppm {p.market_slippage_ppm} is above the chain's bound "
+                                              f"{params.max_market_slippage_ppm}")
         limit = market_order_limit(pair, info, p.side, p.market_slippage_ppm)
     else:
         if p.subticks % tick:

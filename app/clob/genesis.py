@@ -8,6 +8,7 @@ from perpchain.v1 import exchange_pb2
 
 from app.clob import keeper, keys
 from app.clob.handlers import create_perpetual
+from app.bank.genesis import parse_uint
 from app.errors import ERR_INVALID_GENESIS, AppError
 from app.lib.address import decode_address_or_none, encode_address
 from app.perpetuals import keeper as perpetuals_keeper
@@ -75,18 +76,33 @@ def init_genesis(store: BranchStore, state: dict, perpetuals: list[exchange_pb2.
         restore.append((perp.id, perp.open_interest_base_quantums, perp.funding_index))
     for i, raw in enumerate(state.get("orders", [])):
         order = parse(exchange_pb2.Order, raw, f"clob.orders[{i}]")
-        keeper.get_pair(store, order.clob_pair_id)
-        if len(order.owner) != 20 or not 0 < order.remaining_quantums <= order.quantums:
+        pair = keeper.get_pair_or_none(store, order.clob_pair_id)
+        if (pair is None or len(order.owner) != 20 or not 0 <= order.subaccount_number <= 127
+                or order.order_flags not in (keys.SHORT_TERM, keys.LONG_TERM) or order.side not in (1, 2)
+                or not 0 < order.remaining_quantums <= order.quantums or order.subticks == 0
+                or order.quantums % pair.step_base_quantums or order.subticks % pair.subticks_per_tick
+                or (order.good_til_block == 0) == (order.good_til_block_time_ns == 0)
+                or (order.order_flags == keys.LONG_TERM) != (order.good_til_block_time_ns != 0)
+                or order.good_til_block_time_ns < 0):
             raise AppError(ERR_INVALID_GENESIS, f"clob.orders[{i}] is not a valid resting order")
+        if keeper.get_order_or_none(store, keeper.key_of(order)) is not None:
+            raise AppError(ERR_INVALID_GENESIS, f"clob.orders[{i}] repeats an order id")
         keeper.insert_order(store, order)
     if "next_sequence" in state:
-        store.set(keys.SEQUENCE_KEY, int(state["next_sequence"]).to_bytes(8, "big"))
-    for entry in state.get("stats", []):
-        owner = entry.get("owner")
-        key = keys.GLOBAL_STATS_KEY if owner == "" else keys.stats_key(decode_address_or_none(owner) or b"")
-        if len(key) not in (len(keys.GLOBAL_STATS_KEY), len(keys.STATS_PREFIX) + 20):
-            raise AppError(ERR_INVALID_GENESIS, f"clob.stats owner {owner!r} is not an address")
-        store.set(key, bytes.fromhex(entry.get("buckets", "")))
+        seq = parse_uint(state["next_sequence"], "clob.next_sequence")
+        store.set(keys.SEQUENCE_KEY, seq.to_bytes(8, "big"))
+    for i, entry in enumerate(state.get("stats", [])):
+        owner = entry.get("owner") if isinstance(entry, dict) else None
+        raw_owner = decode_address_or_none(owner) if owner else None
+        if owner != "" and raw_owner is None:
+            raise AppError(ERR_INVALID_GENESIS, f"clob.stats[{i}].owner {owner!r} is not an address")
+        try:
+            buckets = bytes.fromhex(entry.get("buckets", ""))
+        except (ValueError, TypeError):
+            raise AppError(ERR_INVALID_GENESIS, f"clob.stats[{i}].buckets is not hex") from None
+        if len(buckets) % 24:
+            raise AppError(ERR_INVALID_GENESIS, f"clob.stats[{i}].buckets: not whole 24-byte buckets")
+        store.set(keys.GLOBAL_STATS_KEY if raw_owner is None else keys.stats_key(raw_owner), buckets)
     return restore
 
 

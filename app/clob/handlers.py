@@ -19,6 +19,7 @@ from app.context import Ctx
 from app.errors import (
     ERR_INVALID_CLOB_PAIR,
     ERR_INVALID_ORDER,
+    ERR_ORDER_NOT_FOUND,
     ERR_PERPETUAL_EXISTS,
     ERR_TOO_MANY_ACTIONS,
     ERR_UNAUTHORIZED,
@@ -65,22 +66,30 @@ def check_action(ctx: Ctx, owner: bytes, action: tx_pb2.OrderAction) -> None:
     elif kind == "cancel":
         validate_cancel(ctx.store, owner, action.cancel.order_id)
     elif kind == "batch_cancel":
-        keeper.get_pair(ctx.store, action.batch_cancel.clob_pair_id)
+        b = action.batch_cancel
+        keeper.get_pair(ctx.store, b.clob_pair_id)
+        prefix = owner + bytes((b.subaccount_number,)) + b.clob_pair_id.to_bytes(4, "big")
+        wanted = dict.fromkeys(b.client_ids)
+        if not any(o.order_flags == b.order_flags and (not wanted or o.client_id in wanted)
+                   for _, o in keeper.iter_orders(ctx.store, prefix)):
+            raise AppError(ERR_ORDER_NOT_FOUND, "the batch cancel matches no resting order")
     else:
         validate_cancel(ctx.store, owner, action.cancel_replace.order_id)
 
 
-def check_orders(ctx: Ctx, msg: tx_pb2.MsgOrders) -> None:
-    """CheckTx: refuse the tx when none of its actions would pass (a single action: when it would not). A batch
-    with some failing actions is admitted; each action reports its outcome in the block."""
-    owner = parse_address(msg.owner, "owner")
+def check_orders(ctx: Ctx, msgs: list[tx_pb2.MsgOrders]) -> None:
+    """CheckTx, over every action of every MsgOrders of the tx: refuse the tx when none of its actions would pass
+    (a single action: when it would not). A batch with some failing actions is admitted; each action reports its
+    outcome in the block."""
     first: AppError | None = None
-    for action in msg.actions:
-        try:
-            check_action(ctx, owner, action)
-            return
-        except AppError as err:
-            first = first or err
+    for msg in msgs:
+        owner = parse_address(msg.owner, "owner")
+        for action in msg.actions:
+            try:
+                check_action(ctx, owner, action)
+                return
+            except AppError as err:
+                first = first or err
     if first is not None:
         raise first
 

@@ -76,8 +76,9 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
                 _remove(store, books, mkey, maker, "self_trade", events)
                 continue
             fill = min(taker.remaining_quantums, maker.remaining_quantums)
+            maker_room = None
             if maker.reduce_only:
-                room = reducible(_position(store, maker), maker.side)
+                room = maker_room = reducible(_position(store, maker), maker.side)
                 if room < pair.step_base_quantums:
                     _remove(store, books, mkey, maker, "reduce_only_nothing_to_reduce", events)
                     continue
@@ -104,6 +105,11 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
             if left == 0:
                 keeper.delete_order(store, mkey, maker)
                 books.remove(mkey)
+            elif maker_room is not None and maker_room - fill < pair.step_base_quantums:
+                # A reduce-only maker clamped to its position: nothing left to reduce, so it must not stay on the
+                # book (it would cross the taker's remainder).
+                maker.remaining_quantums = left
+                _remove(store, books, mkey, maker, "reduce_only_nothing_to_reduce", events)
             else:
                 keeper.update_remaining(store, mkey, maker, left)
     return out

@@ -64,7 +64,29 @@ def init_genesis(store: BranchStore, state: dict) -> None:
 
 
 def check_genesis(store: BranchStore) -> None:
-    """Full-state USDC invariant (genesis and export): pools hold Σ quote balances + unsettled funding."""
+    """Full-state invariants (genesis and export), which the per-block checks (on changes only) then keep: pools
+    hold Σ quote balances + unsettled funding; per perpetual Σ long = Σ short = open interest; an isolated position
+    is alone in its subaccount; an isolated market without positions has an empty pool."""
+    longs: dict[int, int] = {}
+    shorts: dict[int, int] = {}
+    for sid, sub in keeper.iter_subaccounts(store):
+        for pid, p in sub.positions.items():
+            if p.size_base_quantums > 0:
+                longs[pid] = longs.get(pid, 0) + p.size_base_quantums
+            else:
+                shorts[pid] = shorts.get(pid, 0) - p.size_base_quantums
+            if len(sub.positions) > 1 and perpetuals_keeper.get_perpetual(store, pid).market_type == \
+                    perpetuals_keeper.ISOLATED:
+                raise AppError(ERR_INVALID_GENESIS, f"subaccount {encode_address(sid.owner)}/{sid.number} holds "
+                                                    f"isolated perpetual {pid} with other positions")
+    for perp in perpetuals_keeper.iter_perpetuals(store):
+        long_, short_ = longs.get(perp.id, 0), shorts.get(perp.id, 0)
+        if long_ != short_ or perp.open_interest_base_quantums != long_:
+            raise AppError(ERR_INVALID_GENESIS, f"perpetual {perp.id}: longs {long_}, shorts {short_}, open interest "
+                                                f"{perp.open_interest_base_quantums} must be equal")
+        if perp.market_type == perpetuals_keeper.ISOLATED and long_ == 0 and bank_keeper.get_balance(
+                store, keeper.isolated_pool(perp.id)):
+            raise AppError(ERR_INVALID_GENESIS, f"isolated perpetual {perp.id} has no position but a funded pool")
     total = sum(sub.quote_balance_quote_quantums for _, sub in keeper.iter_subaccounts(store))
     pools = [keeper.CROSS_POOL] + [keeper.isolated_pool(p.id) for p in perpetuals_keeper.iter_perpetuals(store)
                                    if p.market_type == perpetuals_keeper.ISOLATED]

@@ -85,6 +85,12 @@ def iter_subaccounts(store: CommittedReader, owner: bytes | None = None):
         yield SubaccountId(key[n:n + 20], key[n + 20]), decode_subaccount(raw)
 
 
+def has_subaccount(store: CommittedReader, owner: bytes) -> bool:
+    """Whether the owner has any (non-empty) subaccount: empty ones are not stored."""
+    prefix = keys.owner_prefix(owner)
+    return next(iter(store.iterate(prefix, prefix_end(prefix))), None) is not None
+
+
 def get_unsettled_funding(store: CommittedReader) -> int:
     raw = store.get(UNSETTLED_FUNDING_KEY)
     return 0 if raw is None else exchange_pb2.PoolFunding.FromString(raw).unsettled_quote_quantums

@@ -15,9 +15,10 @@ from app.auth import admission
 from app.auth import keeper as auth_keeper
 from app.auth.admission import Cost
 from app.bank import keeper as bank_keeper
-from app.errors import ERR_INSUFFICIENT_FEE, ERR_NONCE_USED, ERR_RATE_LIMITED, AppError
+from app.errors import ERR_INSUFFICIENT_FEE, ERR_NO_COLLATERAL, ERR_NONCE_USED, ERR_RATE_LIMITED, AppError
 from app.lib.address import encode_address
 from app.store import BranchStore
+from app.subaccounts import keeper as subaccounts_keeper
 
 
 class Pending:
@@ -48,6 +49,10 @@ def apply_ante(store: BranchStore, height: int, signer: bytes, nonce: int, cost:
                                        "(in this node's mempool)")
     params = auth_keeper.get_params(store)
     balance = bank_keeper.get_balance(store, signer)
+    if cost.fee_messages == 0 and balance == 0 and not subaccounts_keeper.has_subaccount(store, signer):
+        # Order actions pay no non-trading fee; a key with nothing at stake gets no free block space.
+        raise AppError(ERR_NO_COLLATERAL, f"{encode_address(signer)} has no USDC and no funded subaccount: order "
+                                          "actions need collateral")
     budget = admission.compute_budget(params, balance, acct.requests, acct.cancels, acct.last_use_height, height)
     if cost.requests > budget.requests - pending.requests:
         raise AppError(ERR_RATE_LIMITED, _limited("request", encode_address(signer), cost.requests,

@@ -26,9 +26,10 @@ class Route:
     # What the message uses of the signer's budget and fees (app/tx/ante.py); a function of the message alone.
     cost: Callable[[object], Cost] = lambda _msg: NON_TRADING
     # Deferred messages (order actions) are queued by FinalizeBlock and run in the block's phase order
-    # (app/clob/abci.py); CheckTx runs ``check`` instead. A tx carries either only deferred messages or none.
+    # (app/clob/abci.py); CheckTx runs ``check`` once, on all of the tx's messages. A tx carries either only
+    # deferred messages or none.
     deferred: bool = False
-    check: Callable[[Ctx, object], None] | None = None
+    check: Callable[[Ctx, list], None] | None = None
 
 
 # Keyed by the field name in the ``Msg.sum`` oneof (proto/perpchain/v1/tx.proto).
