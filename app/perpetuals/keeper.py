@@ -117,7 +117,7 @@ class MarginView:
     index) are read once per perpetual; open interest is not part of the view (callers read it from their own
     branch, since fills move it)."""
 
-    __slots__ = ("store", "_infos", "position_risk")
+    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk")
 
     def __init__(self, store: CommittedReader) -> None:
         self.store = store
@@ -125,6 +125,9 @@ class MarginView:
         # (perpetual id, size, open interest) -> (net collateral, IMR, MMR) of one position: a pure function of its
         # key while prices and parameters are fixed, so positions untouched by a fill are not recomputed.
         self.position_risk: dict[tuple[int, int, int], tuple[int, int, int]] = {}
+        # stored subaccount bytes -> (Σ NC, Σ IMR, Σ MMR) of its positions in tiers without OI scaling, and the
+        # perpetuals of its other positions (app/subaccounts/keeper._uncapped_sums)
+        self.subaccount_risk: dict[bytes, tuple] = {}
 
     def info(self, perpetual_id: int) -> MarginInfo:
         info = self._infos.get(perpetual_id)

@@ -69,12 +69,15 @@ def get_subaccount(store: CommittedReader, sid: SubaccountId) -> SubaccountState
     return SubaccountState() if raw is None else decode_subaccount(raw)
 
 
-def set_subaccount(store: BranchStore, sid: SubaccountId, sub: SubaccountState) -> None:
+def set_subaccount(store: BranchStore, sid: SubaccountId, sub: SubaccountState) -> bytes | None:
+    """Store (or delete, when empty) a subaccount; returns the stored bytes."""
     key = keys.subaccount_key(sid.owner, sid.number)
     if sub.is_empty():
         store.delete(key)  # state stays O(funded subaccounts)
-    else:
-        store.set(key, encode_subaccount(sub))
+        return None
+    raw = encode_subaccount(sub)
+    store.set(key, raw)
+    return raw
 
 
 def iter_subaccounts(store: CommittedReader, owner: bytes | None = None):
@@ -183,32 +186,79 @@ def compute_risk(store: CommittedReader, sub: SubaccountState, oi_delta: tuple[i
     has no oracle price yet. Mirrors dYdX GetNetCollateralAndMarginRequirements.
     """
     view = _view(store, view)
-    nc = sub.quote_balance_quote_quantums
-    imr = mmr = 0
-    memo = view.position_risk
-    for pid, p in sub.positions.items():
+    sums = _uncapped_sums(view, sub)
+    nc, imr, mmr = sub.quote_balance_quote_quantums + sums[0], sums[1], sums[2]
+    for pid in sums[3]:  # positions in OI-scaled tiers: open interest moves with every fill, so never memoized
+        p = sub.positions.get(pid)
+        if p is None:
+            continue
+        oi = perpetuals_keeper.get_perpetual(store, pid).open_interest_base_quantums  # from this branch
+        if oi_delta is not None and oi_delta[0] == pid:
+            oi += oi_delta[1]
+        n, i, m = _position_risk(view, pid, p.size_base_quantums, oi)
+        nc += n
+        imr += i
+        mmr += m
+    return Risk(nc, imr, mmr)
+
+
+def _position_risk(view: MarginView, pid: int, size: int, oi: int) -> tuple[int, int, int]:
+    """(net collateral, IMR, MMR) of one position, memoized by (perpetual, size, OI) in the view."""
+    key = (pid, size, oi)
+    contribution = view.position_risk.get(key)
+    if contribution is None:
         info = view.info(pid)
         if info.price == 0:
             raise AppError(ERR_PRICE_UNAVAILABLE, f"perpetual {pid} (market {info.market_id}) has no oracle price yet")
-        # OI only scales capped tiers; read it from this branch (fills move it)
-        oi = perpetuals_keeper.get_perpetual(store, pid).open_interest_base_quantums \
-            if info.oi_upper_cap_quote_quantums else 0
-        if oi_delta is not None and oi_delta[0] == pid:
-            oi += oi_delta[1]
-        key = (pid, p.size_base_quantums, oi)
-        contribution = memo.get(key)
-        if contribution is None:
-            n = perp_logic.net_collateral(p.size_base_quantums, info.atomic_resolution, info.price,
-                                          info.price_exponent)
-            i, m = perp_logic.margin_requirements(
-                p.size_base_quantums, info.atomic_resolution, info.price, info.price_exponent,
-                info.initial_margin_ppm, info.maintenance_fraction_ppm, info.oi_lower_cap_quote_quantums,
-                info.oi_upper_cap_quote_quantums, oi)
-            contribution = memo[key] = (n, i, m)
-        nc += contribution[0]
-        imr += contribution[1]
-        mmr += contribution[2]
-    return Risk(nc, imr, mmr)
+        n = perp_logic.net_collateral(size, info.atomic_resolution, info.price, info.price_exponent)
+        i, m = perp_logic.margin_requirements(
+            size, info.atomic_resolution, info.price, info.price_exponent, info.initial_margin_ppm,
+            info.maintenance_fraction_ppm, info.oi_lower_cap_quote_quantums, info.oi_upper_cap_quote_quantums, oi)
+        contribution = view.position_risk[key] = (n, i, m)
+    return contribution
+
+
+def _uncapped_sums(view: MarginView, sub: SubaccountState) -> tuple:
+    """(Σ net collateral, Σ IMR, Σ MMR) over the positions in tiers without OI scaling, and the perpetuals of the
+    others. Memoized in the view by the subaccount's stored bytes, and derived incrementally for an updated copy
+    (only the changed positions are recomputed): a fill costs O(1), not O(positions)."""
+    if sub.risk_sums is not None:
+        return sub.risk_sums
+    cached = view.subaccount_risk.get(sub.raw) if sub.raw is not None else None
+    if cached is None and sub.raw is None and sub.base_raw is not None:
+        base = view.subaccount_risk.get(sub.base_raw)
+        if base is not None:
+            nc, imr, mmr, capped = base
+            capped = list(capped)
+            for pid in dict.fromkeys(sub.changed):
+                capped_tier = view.info(pid).oi_upper_cap_quote_quantums != 0
+                old = sub.base_positions.get(pid)
+                new = sub.positions.get(pid)
+                if capped_tier:
+                    if new is not None and pid not in capped:
+                        capped.append(pid)
+                    continue
+                if old is not None:
+                    n, i, m = _position_risk(view, pid, old.size_base_quantums, 0)
+                    nc, imr, mmr = nc - n, imr - i, mmr - m
+                if new is not None:
+                    n, i, m = _position_risk(view, pid, new.size_base_quantums, 0)
+                    nc, imr, mmr = nc + n, imr + i, mmr + m
+            cached = (nc, imr, mmr, tuple(capped))
+    if cached is None:
+        nc = imr = mmr = 0
+        capped = []
+        for pid, p in sub.positions.items():
+            if view.info(pid).oi_upper_cap_quote_quantums:
+                capped.append(pid)
+                continue
+            n, i, m = _position_risk(view, pid, p.size_base_quantums, 0)
+            nc, imr, mmr = nc + n, imr + i, mmr + m
+        cached = (nc, imr, mmr, tuple(capped))
+        if sub.raw is not None:
+            view.subaccount_risk[sub.raw] = cached
+    sub.risk_sums = cached
+    return cached
 
 
 def raise_for(result: CollateralCheck, who: str, old: Risk, new: Risk) -> None:
@@ -227,6 +277,8 @@ def apply_position_delta(sub: SubaccountState, perpetual_id: int, funding_index:
     """Change a position by ``size_delta`` base quantums for ``quote_delta`` (what the account paid: negative for a
     buy). Keeps the informational cost basis: increases add |quote|, reductions release it pro rata (floor), a
     flip restarts it at the flipped part's share."""
+    sub.changed.append(perpetual_id)
+    sub.risk_sums = None
     pos = sub.positions.get(perpetual_id)
     old = 0 if pos is None else pos.size_base_quantums
     new = old + size_delta
@@ -311,7 +363,9 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
                 bank_keeper.apply_transfer(store, before_pool, after_pool, amount)
         else:  # closed: the quote balance after the update moves back
             pay_from_pool(store, before_pool, after_pool, prep.after.quote_balance_quote_quantums)
-    set_subaccount(store, prep.sid, prep.after)
+    raw = set_subaccount(store, prep.sid, prep.after)
+    if raw is not None and prep.after.risk_sums is not None:
+        view.subaccount_risk[raw] = prep.after.risk_sums  # the next update of this subaccount starts from here
     return prep.funding_events
 
 

@@ -26,11 +26,23 @@ class Position:
 class SubaccountState:
     quote_balance_quote_quantums: int = 0
     positions: dict[int, Position] = dataclasses.field(default_factory=dict)  # perpetual id -> position
+    # Provenance, for incremental risk (app/subaccounts/keeper.compute_risk); not part of the value:
+    # the stored bytes this state was decoded from, or for a copy the parent's bytes, positions and the perpetuals
+    # whose position changed since.
+    raw: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+    base_raw: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+    base_positions: dict | None = dataclasses.field(default=None, compare=False, repr=False)
+    changed: list = dataclasses.field(default_factory=list, compare=False, repr=False)
+    risk_sums: tuple | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def copy(self) -> SubaccountState:
         """A copy that shares the Position objects: positions are never changed in place after loading
         (apply_position_delta replaces the one it changes), so sharing them is safe and O(1) per position."""
-        return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions))
+        if self.raw is not None:
+            return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions), base_raw=self.raw,
+                                   base_positions=self.positions)
+        return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions), base_raw=self.base_raw,
+                               base_positions=self.base_positions, changed=list(self.changed))
 
     def is_empty(self) -> bool:
         return self.quote_balance_quote_quantums == 0 and not self.positions
@@ -53,7 +65,7 @@ def decode_subaccount(raw: bytes) -> SubaccountState:
         raise ValueError(f"corrupt subaccount: {len(raw)} bytes")
     (quote,) = _HEADER.unpack_from(raw)
     return SubaccountState(quote, {pid: Position(pid, size, index, entry)
-                                   for pid, size, index, entry in _POSITION.iter_unpack(body)})
+                                   for pid, size, index, entry in _POSITION.iter_unpack(body)}, raw=raw)
 
 
 def encode_subaccount(sub: SubaccountState) -> bytes:
