@@ -53,7 +53,8 @@ def process_expired_orders(store: BranchStore, books: Books, block: BlockInfo) -
     return events
 
 
-def _phase(q: QueuedAction, canceled_ok: dict) -> int:
+def _phase(q: QueuedAction) -> int:
+    """1 cancels, 2 post-only placements, 3 other placements (a cancel-replace by its placement's time in force)."""
     kind = q.action.WhichOneof("action")
     if kind in ("cancel", "batch_cancel"):
         return 1
@@ -77,7 +78,7 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
             if kind == "cancel_replace" and phase == 1:
                 _run(store, books, block, q, out, replaced, view, cancel_half=True)
                 continue
-            if _phase(q, replaced) != phase:
+            if _phase(q) != phase:
                 continue
             _run(store, books, block, q, out, replaced, view, cancel_half=False)
     return out

@@ -32,7 +32,6 @@ from app.errors import (
     AppError,
 )
 from app.events import Event
-from app.lib.address import encode_address
 from app.lib.math import INT64_MAX, ONE_MILLION, UINT64_MAX, Rounding, div_round
 from app.perpetuals.keeper import MarginView
 from app.store import BranchStore, CommittedReader
@@ -323,7 +322,3 @@ def execute_batch_cancel(env: ActionEnv, owner: bytes, b: tx_pb2.BatchCancel) ->
         env.events.append(order_removed_event(order, "canceled"))
         canceled += 1
     return {"status": "canceled", "canceled": canceled}
-
-
-def describe_owner(owner: bytes) -> str:
-    return encode_address(owner)
