@@ -183,3 +183,10 @@ def assert_stateless_outcome(replica, tx: bytes, error) -> None:
     replica.app.commit()
     assert (res.tx_results[0].code, res.tx_results[0].codespace) == (error or (0, "")), res.tx_results[0].log
 
+
+
+@pytest.mark.parametrize("bad", [None, "floor", 0])
+def test_div_round_refuses_anything_but_a_rounding(bad):
+    """A typo'd rounding must not silently truncate."""
+    with pytest.raises(TypeError, match="must be a Rounding"):
+        div_round(7, 2, bad)

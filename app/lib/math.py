@@ -30,12 +30,13 @@ def div_round(numerator: int, denominator: int, rounding: Rounding) -> int:
     if denominator == 0:
         raise ZeroDivisionError("div_round by zero")
     q, r = divmod(numerator, denominator)  # q floors
-    if r == 0 or rounding is Rounding.FLOOR:
+    if rounding is Rounding.FLOOR:
         return q
     if rounding is Rounding.CEIL:
-        return q + 1
-    # TRUNC: floor already truncates when the exact quotient is positive.
-    return q if (numerator < 0) == (denominator < 0) else q + 1
+        return q + 1 if r else q
+    if rounding is Rounding.TRUNC:  # floor already truncates when the exact quotient is positive
+        return q if r == 0 or (numerator < 0) == (denominator < 0) else q + 1
+    raise TypeError(f"div_round: rounding must be a Rounding, got {rounding!r}")
 
 
 def checked_add_u64(a: int, b: int) -> int | None:
