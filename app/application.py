@@ -38,6 +38,7 @@ from app.prices import queries as prices_queries
 from app.prices import votes as oracle_votes
 from app.prices.expected import BasisSource, no_basis
 from app.perpetuals import genesis as perpetuals_genesis
+from app.perpetuals.keeper import MarginView
 from app.prices.types import ExtendedCommitInfo, LastCommitInfo
 from app.store import BranchStore, CommitStore, CommittedReader, compute_app_hash
 from app.tx.ante import apply_ante
@@ -123,6 +124,8 @@ class Application:
         self._basis: BasisSource = no_basis
         # In-memory order book index over committed state + the current block's journal (app/clob/book.py).
         self._books: Books | None = None
+        # CheckTx's memoized margin data of the committed state (dropped whenever that state changes).
+        self._check_view: MarginView | None = None
         # Struct-of-arrays positions of committed subaccounts for the risk pass (built on first use, then
         # refreshed at every Commit for the subaccounts the block wrote).
         self._positions: PositionsView | None = None
@@ -174,6 +177,7 @@ class Application:
         self._view = None
         self._books = None
         self._positions = None
+        self._check_view = None
         return app_hash
 
     def _base(self) -> tuple[BranchStore | CommitStore, bytes]:
@@ -224,6 +228,7 @@ class Application:
         self._mempool.clear()
         if self._books is not None:
             self._books.rollback()
+        self._check_view = None
 
     # --- mempool ---------------------------------------------------------------
     def check_tx(self, tx_bytes: bytes, recheck: bool = False) -> TxResult:
@@ -250,7 +255,9 @@ class Application:
                           chain_id=self._chain_id)
         pending = self._mempool.pending_for(decoded.signer)
         cost = tx_cost(decoded.msgs)
-        ctx = Ctx(block=block, store=BranchStore(base), is_check_tx=True)
+        if self._check_view is None:
+            self._check_view = MarginView(base)
+        ctx = Ctx(block=block, store=BranchStore(base), is_check_tx=True, margin_view=self._check_view)
         try:
             fee = apply_ante(ctx.store, block.height, decoded.signer, decoded.nonce, cost, pending)
             if is_deferred(decoded.msgs):
@@ -407,6 +414,7 @@ class Application:
         self._pending = None
         self._mempool.clear()  # rechecks of the txs still pending rebuild it against the new state
         self._view = None
+        self._check_view = None
         if self._books is not None:
             self._books.commit()
         return 0

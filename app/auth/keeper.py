@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import struct
 
 from perpchain.v1 import state_pb2
@@ -59,10 +60,13 @@ def get_recent_nonces(store: CommittedReader, address: bytes) -> list[int]:
 
 def get_params(store: CommittedReader) -> AdmissionParams:
     raw = store.get(keys.PARAMS_KEY)
-    if raw is None:
-        return AdmissionParams()
-    msg = state_pb2.AdmissionParams()
-    msg.ParseFromString(raw)
+    return AdmissionParams() if raw is None else _decode_params(raw)
+
+
+@functools.lru_cache(maxsize=16)
+def _decode_params(raw: bytes) -> AdmissionParams:
+    """Read by every tx's ante: decoded once per distinct value (AdmissionParams is frozen)."""
+    msg = state_pb2.AdmissionParams.FromString(raw)
     return AdmissionParams(**{f.name: getattr(msg, f.name) for f in dataclasses.fields(AdmissionParams)})
 
 

@@ -62,7 +62,7 @@ def check_action(ctx: Ctx, owner: bytes, action: tx_pb2.OrderAction) -> None:
     """One action against committed state, without matching (CheckTx)."""
     kind = validate_action_stateless(action)
     if kind == "place":
-        validate_place(ctx.store, ctx.block, owner, action.place)
+        validate_place(ctx.store, ctx.block, owner, action.place, ctx.margin_view)
     elif kind == "cancel":
         validate_cancel(ctx.store, owner, action.cancel.order_id)
     elif kind == "batch_cancel":
