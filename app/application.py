@@ -19,6 +19,7 @@ from app.bank import genesis as bank_genesis
 from app.bank import keeper as bank_keeper
 from app.bank import queries as bank_queries
 from app.clob import abci as clob_abci
+from app.clob.basis import BookBasis
 from app.clob import genesis as clob_genesis
 from app.clob import queries as clob_queries
 from app.clob.book import Books
@@ -36,7 +37,6 @@ from app.prices import genesis as prices_genesis
 from app.prices import keeper as prices_keeper
 from app.prices import queries as prices_queries
 from app.prices import votes as oracle_votes
-from app.prices.expected import BasisSource, no_basis
 from app.perpetuals import genesis as perpetuals_genesis
 from app.perpetuals.keeper import MarginView
 from app.prices.types import ExtendedCommitInfo, LastCommitInfo
@@ -120,8 +120,6 @@ class Application:
         self._signatures = SignatureMemo()
         self._view: ConsensusView | None = None
         self._oracle_cache: oracle_votes.OracleCache | None = None
-        # The order book's basis for mark prices; none until the CLOB exists (#4).
-        self._basis: BasisSource = no_basis
         # In-memory order book index over committed state + the current block's journal (app/clob/book.py).
         self._books: Books | None = None
         # CheckTx's memoized margin data of the committed state (dropped whenever that state changes).
@@ -367,10 +365,11 @@ class Application:
             except AppError as err:
                 results.append(TxResult.from_error(err))
             user_txs = txs[1:]
-        block_events.extend(prices_abci.process_oracle_prices(store, block, updates, self._basis))
+        books = self._books_for_block()
+        # The book this block starts from feeds the mark price (a smoothed, clamped basis; app/clob/basis.py).
+        block_events.extend(prices_abci.process_oracle_prices(store, block, updates, BookBasis(books, store)))
         consensus_keeper.set_last_block_time(store, block_time_ns)
         # 2. Orders that expire in this block leave the book before any user tx sees it.
-        books = self._books_for_block()
         block_events.extend(clob_abci.process_expired_orders(store, books, block))
         # 3. User txs in block order, each in its own branch; a failure is a result code. Order actions are
         #    only queued here (after their tx's ante) ...

@@ -18,6 +18,7 @@ from app.bank.keeper import FEE_COLLECTOR_ADDRESS
 from app.subaccounts.keeper import CROSS_POOL
 from tests.exchange_helpers import (
     BTC,
+    BTC_PRICE,
     BTC_STEP,
     BUY,
     DEPOSIT,
@@ -617,3 +618,18 @@ def test_isolated_market_pool_and_constraints(ex):
     # cross pool: every deposit back, less all fees: SOL 0.75 + 0.15 + 0.755 + 0.151, BTC (0.0001 at 64,000 =
     # $6.40) 3,200 + 640
     assert ex.balance_of(CROSS_POOL) == 402_000 * USD - (750_000 + 150_000 + 755_000 + 151_000) - (3_200 + 640)
+
+
+def test_the_mark_price_follows_the_book_mid_smoothed_and_clamped(chain):
+    """Bid 64,100 / ask 64,300: mid 64,200, basis +200 USD = 20,000,000 price units. Each block the EMA moves 10 %
+    of the way (mark_basis_smoothing_ppm 100,000) and is clamped to 0.5 % of the oracle (320 USD), so the mark goes
+    64,020, 64,038, ... toward 64,200; with a one-sided book the basis decays back toward 0."""
+    h = nxt(chain)
+    price_block(chain, [orders_tx(2, 1, [place(1, SELL, BTC_STEP, 64_300 * ONE_DOLLAR_BTC, tif=POST_ONLY, gtb=h + 30)]),
+                        orders_tx(3, 1, [place(1, BUY, BTC_STEP, 64_100 * ONE_DOLLAR_BTC, tif=POST_ONLY, gtb=h + 30)])])
+    marks = []
+    for _ in range(3):
+        price_block(chain)
+        marks.append(json.loads(chain.app.query("/prices/market/BTC-USD", b"").value)["mark_price"])
+    # EMA: 0 -> 2,000,000 -> 3,800,000 -> 5,420,000 price units (trunc of 10 % of the gap each block)
+    assert marks == [str(BTC_PRICE + 2_000_000), str(BTC_PRICE + 3_800_000), str(BTC_PRICE + 5_420_000)]

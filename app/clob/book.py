@@ -155,3 +155,14 @@ def rebuild(store: CommittedReader) -> Books:
         order = exchange_pb2.Order.FromString(raw)
         books._add(key[n:], order.clob_pair_id, order.side, order.subticks, order.sequence)
     return books
+
+
+def mid_subticks(books: Books, clob_pair_id: int) -> int | None:
+    """⌊(best bid + best ask) ÷ 2⌋ in subticks, or None when a side is empty."""
+    book = books.pairs.get(clob_pair_id)
+    if book is None:
+        return None
+    bid, ask = book.best_price(BUY), book.best_price(SELL)
+    if bid is None or ask is None:
+        return None
+    return (bid + ask) >> 1  # floor of the mid (both non-negative)
