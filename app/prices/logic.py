@@ -53,7 +53,7 @@ def compute_mark(
     """(mark_price, new_basis_ema).
 
     basis_ema' = basis_ema + trunc((sample - basis_ema) × smoothing_ppm ÷ 10^6), with sample = 0 when the
-    market has no book yet (the EMA then decays toward 0 and mark -> oracle); then
+    market has no two-sided book (the EMA then decays toward 0 and mark -> oracle); then
     |basis_ema'| <= floor(oracle × clamp_ppm ÷ 10^6); mark = max(1, oracle + basis_ema').
     A manipulated book can move the mark by at most clamp_ppm of the oracle, and only gradually.
     """
