@@ -117,7 +117,7 @@ class MarginView:
     index) are read once per perpetual; open interest is not part of the view (callers read it from their own
     branch, since fills move it)."""
 
-    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk")
+    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk", "decoded_subaccounts")
 
     def __init__(self, store: CommittedReader) -> None:
         self.store = store
@@ -128,6 +128,8 @@ class MarginView:
         # stored subaccount bytes -> (Σ NC, Σ IMR, Σ MMR) of its positions in tiers without OI scaling, and the
         # perpetuals of its other positions (app/subaccounts/keeper._uncapped_sums)
         self.subaccount_risk: dict[bytes, tuple] = {}
+        # stored subaccount bytes -> (settled state, funding delta, funding events) (app/subaccounts/keeper.prepare)
+        self.decoded_subaccounts: dict[bytes, tuple] = {}
 
     def info(self, perpetual_id: int) -> MarginInfo:
         info = self._infos.get(perpetual_id)

@@ -311,9 +311,23 @@ class Prepared:
 
 
 def prepare(store: CommittedReader, sid: SubaccountId, view: MarginView | None = None) -> Prepared:
-    sub = get_subaccount(store, sid)
-    delta, events = settle_funding(store, sid, sub, view)
-    return Prepared(sid, sub, sub.copy(), delta, events)
+    """Load and settle a subaccount for an update. With a view, the settled state of given stored bytes is memoized
+    (funding indexes cannot change during the view's life): a subaccount updated by many fills of one order phase
+    is decoded and settled once, not once per fill. The ``before`` state is shared and must not be changed."""
+    raw = store.get(keys.subaccount_key(sid.owner, sid.number))
+    if raw is None:
+        sub = SubaccountState()
+        return Prepared(sid, sub, sub.copy(), 0, [])
+    memo = view.decoded_subaccounts if view is not None else None
+    hit = memo.get(raw) if memo is not None else None
+    if hit is None:
+        sub = decode_subaccount(raw)
+        delta, events = settle_funding(store, sid, sub, view)
+        hit = (sub, delta, events)
+        if memo is not None:
+            memo[raw] = hit
+    sub, delta, events = hit
+    return Prepared(sid, sub, sub.copy(), delta, list(events))
 
 
 def is_closing(store: CommittedReader, prep: Prepared, view: MarginView | None = None) -> bool:
@@ -364,8 +378,12 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
         else:  # closed: the quote balance after the update moves back
             pay_from_pool(store, before_pool, after_pool, prep.after.quote_balance_quote_quantums)
     raw = set_subaccount(store, prep.sid, prep.after)
-    if raw is not None and prep.after.risk_sums is not None:
-        view.subaccount_risk[raw] = prep.after.risk_sums  # the next update of this subaccount starts from here
+    if raw is not None:  # the next update of this subaccount (in this order phase) starts from here
+        if prep.after.risk_sums is not None:
+            view.subaccount_risk[raw] = prep.after.risk_sums
+        stored = SubaccountState(prep.after.quote_balance_quote_quantums, prep.after.positions, raw=raw,
+                                 risk_sums=prep.after.risk_sums)
+        view.decoded_subaccounts[raw] = (stored, 0, ())  # settled: every position's index is the perpetual's
     return prep.funding_events
 
 
