@@ -93,9 +93,6 @@ class BranchStore:
             return self._writes[key]
         return self._parent.get(key)
 
-    def has(self, key: bytes) -> bool:
-        return self.get(key) is not None
-
     def set(self, key: bytes, value: bytes) -> None:
         if not key or key[:1] == PREFIX_META:
             raise ValueError("state keys must carry a module prefix")

@@ -54,10 +54,6 @@ def set_account(store: BranchStore, address: bytes, acct: AccountState) -> None:
     store.set(keys.account_key(address), encode_account(acct))
 
 
-def get_recent_nonces(store: CommittedReader, address: bytes) -> list[int]:
-    return get_account(store, address).nonces
-
-
 def get_params(store: CommittedReader) -> AdmissionParams:
     raw = store.get(keys.PARAMS_KEY)
     return AdmissionParams() if raw is None else _decode_params(raw)
@@ -98,14 +94,6 @@ def record_nonce(acct: AccountState, nonce: int) -> None:
     bisect.insort(acct.nonces, nonce)
     if len(acct.nonces) > NONCE_WINDOW:
         del acct.nonces[: len(acct.nonces) - NONCE_WINDOW]
-
-
-def apply_nonce(store: BranchStore, address: bytes, nonce: int) -> None:
-    """Validate and record ``nonce`` for ``address``; raises AppError when not usable."""
-    acct = get_account(store, address)
-    validate_nonce(acct.nonces, nonce)
-    record_nonce(acct, nonce)
-    set_account(store, address, acct)
 
 
 def iter_accounts(store: BranchStore):

@@ -20,10 +20,6 @@ def uvarint(n: int) -> bytes:
             return bytes(out)
 
 
-def u64be(n: int) -> bytes:
-    return n.to_bytes(8, "big")
-
-
 def encode_proto(msg: Message) -> bytes:
     """The one way state values are serialized: deterministic protobuf."""
     return msg.SerializeToString(deterministic=True)
