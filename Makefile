@@ -61,12 +61,9 @@ $(COMETBFT_STAMP):
 	$(COMETBFT) version
 	touch $@
 
-# `perpd localnet up` reads the config itself ($$PERPD_LOCALNET_CONFIG); the two settings the CLI always passes
-# (--timeout-commit, --genesis-template) are taken from the config here.
 localnet: setup
-	export PERPD_LOCALNET_CONFIG=$(LOCALNET_CONFIG) $(if $(MM),PERPD_LOCALNET_MM=$(MM)) && \
-	  eval "$(VENV)/bin/perpd localnet up --dir $(LOCALNET_DIR) $(if $(VALIDATORS),--validators $(VALIDATORS)) \
-	    $$($(PY) -c 'from node.localnet import config_cli_args; print(config_cli_args())')"
+	$(VENV)/bin/perpd localnet up --dir $(LOCALNET_DIR) --config $(LOCALNET_CONFIG) \
+	  $(if $(VALIDATORS),--validators $(VALIDATORS)) $(if $(filter 0,$(MM)),--no-mm) $(if $(filter 1,$(MM)),--mm)
 
 localnet-status: setup
 	$(VENV)/bin/perpd localnet status --dir $(LOCALNET_DIR)

@@ -176,14 +176,6 @@ def mm_enabled_from_env() -> bool | None:
     raise LocalnetError(f"{MM_ENV}={value!r}: use 1/on/true/yes or 0/off/false/no")
 
 
-def config_cli_args(path: str | pathlib.Path | None = None) -> str:
-    """The ``perpd localnet up`` flags that carry the config's chain settings, for the Makefile (shell words)."""
-    import shlex
-
-    cfg = load_config(pathlib.Path(path) if path else None)
-    return shlex.join(["--timeout-commit", cfg.timeout_commit, "--genesis-template", str(cfg.genesis)])
-
-
 def localnet_app_state(template: dict, keyring: Keyring) -> dict:
     """The template's app_state with its accounts created and funded (node/genesis.py build_app_state), plus each
     account's ``deposits`` ([{"number", "amount_quote_quantums"}]) as subaccount deposits from its bank balance."""

@@ -31,14 +31,21 @@ def localnet_options(f):
 @click.option("--proxy-app", type=click.Choice(ln.PROXY_APPS), default=None,
               help="kvstore runs CometBFT's built-in app (benchmark baseline) [default: perpd]")
 @click.option("--timeout", default=180.0, show_default=True, help="seconds to wait for height 3")
-@click.option("--genesis-template", type=click.Path(exists=True, dir_okay=False), default=str(ln.DEFAULT_TEMPLATE),
-              show_default=True, help="accounts to create and fund, and the app_state (used when creating)")
-@click.option("--timeout-commit", default="500ms", show_default=True, help="CometBFT consensus.timeout_commit")
-def localnet_up(dir_, output, validators, base_port, proxy_app, timeout, genesis_template, timeout_commit) -> None:
-    """Create (if needed) and start the localnet; returns once every node is at height >= 3."""
+@click.option("--genesis-template", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="accounts to create and fund, and the app_state (used when creating) [default: the config's, "
+                   "localnet/genesis.json]")
+@click.option("--timeout-commit", default=None, help="CometBFT consensus.timeout_commit [default: the config's, 500ms]")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="localnet configuration [default: $PERPD_LOCALNET_CONFIG, else localnet/localnet.toml]")
+@click.option("--mm/--no-mm", default=None, help="run the reference market maker [default: the config's]")
+def localnet_up(dir_, output, validators, base_port, proxy_app, timeout, genesis_template, timeout_commit,
+                config_path, mm) -> None:
+    """Create (if needed) and start the localnet; returns once every node is at height >= 3. Settings not given
+    come from the localnet configuration (docs/localnet.md)."""
     manifest = ln.up(pathlib.Path(dir_), validators, base_port, proxy_app, timeout_s=timeout,
                      progress=lambda s: click.echo(s, err=True), timeout_commit=timeout_commit,
-                     template_path=pathlib.Path(genesis_template))
+                     template_path=pathlib.Path(genesis_template) if genesis_template else None,
+                     config_path=pathlib.Path(config_path) if config_path else None, mm=mm)
     endpoints = [{"node": n["index"], "rpc": ln.rpc_url(n), "home": n["home"]} for n in manifest["nodes"]]
     emit({"output": output}, {"chain_id": manifest["chain_id"], "nodes": endpoints, "keys": str(pathlib.Path(dir_).resolve() / "keys")},
          "\n".join([f"chain {manifest['chain_id']} is up; RPC endpoints:"]
