@@ -347,6 +347,22 @@ def test_an_unknown_market_reads_as_an_empty_price_of_that_id():
     assert keeper.get_market_price(fresh_store(), 42) == prices_pb2.MarketPrice(id=42)
 
 
+@pytest.mark.parametrize(
+    "market_id, param, price",
+    [
+        pytest.param(0, prices_pb2.MarketParam(id=0, pair="BTC-USD", exponent=-5, min_price_change_ppm=1000),
+                     prices_pb2.MarketPrice(id=0, oracle_price=6_400_000_000, mark_price=6_400_000_000,
+                                            last_update_time_ns=G),
+                     id="a genesis market reads back its param and price"),
+        pytest.param(1, None, None, id="an unknown market reads as None"),
+    ],
+)
+def test_market_param_and_price_or_none(market_id, param, price):
+    store = genesis_store(base_state())
+    assert keeper.get_market_param_or_none(store, market_id) == param
+    assert keeper.get_market_price_or_none(store, market_id) == price
+
+
 # --- logic ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "oracle, ema, sample, smoothing, clamp, expected",
