@@ -633,3 +633,25 @@ def test_the_mark_price_follows_the_book_mid_smoothed_and_clamped(chain):
         marks.append(json.loads(chain.app.query("/prices/market/BTC-USD", b"").value)["mark_price"])
     # EMA: 0 -> 2,000,000 -> 3,800,000 -> 5,420,000 price units (trunc of 10 % of the gap each block)
     assert marks == [str(BTC_PRICE + 2_000_000), str(BTC_PRICE + 3_800_000), str(BTC_PRICE + 5_420_000)]
+
+
+def test_fee_tiers_see_volume_up_to_the_previous_block(tmp_path):
+    """Tier 2 needs 5,000 USD of 30-day volume (taker 100 ppm instead of 500). Account 1 trades 6,400 USD in one
+    block: both of its fills there still pay tier 1 (500 ppm: 3.2 USD on 6,400); in the next block it is tier 2
+    (100 ppm: 0.64 USD on 6,400) -- fills are recorded for fee tiers at the end of the block, as dYdX x/stats does."""
+    tiers = [{"name": "1", "maker_fee_ppm": 0, "taker_fee_ppm": 500},
+             {"name": "2", "absolute_volume_requirement_quote_quantums": str(5_000 * USD), "maker_fee_ppm": 0,
+              "taker_fee_ppm": 100}]
+    r = Replica(tmp_path / "db")
+    r.init_chain(exchange_app_state(fee_tiers=tiers))
+    r.block([])
+    _rest_ask(r, 2, 1, 3000 * BTC_STEP, 64_000, 1)
+    h = nxt(r)
+    res = r.block([orders_tx(1, 1, [place(1, BUY, 500 * BTC_STEP, P64K, tif=IOC, height_hint=h),
+                                    place(2, BUY, 500 * BTC_STEP, P64K, tif=IOC, height_hint=h)])])
+    assert [(f["taker_fee_tier"], f["taker_fee_quote_quantums"]) for f in fills_of(res.tx_results[0])] == [
+        ("0", "1600000"), ("0", "1600000")]
+    res = r.block([orders_tx(1, 2, [place(3, BUY, 1000 * BTC_STEP, P64K, tif=IOC, height_hint=nxt(r))])])
+    assert [(f["taker_fee_tier"], f["taker_fee_quote_quantums"]) for f in fills_of(res.tx_results[0])] == [
+        ("1", "640000")]
+    r.close()

@@ -71,26 +71,29 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
     # Prices, tiers and perpetual parameters are fixed from here to the end of the order phase.
     view = MarginView(store)
+    volume = keeper.VolumeAccumulator()
     # Phase 1 also runs the cancel half of each cancel-replace.
     for phase in (1, 2, 3):
         for q in queued:
             kind = q.action.WhichOneof("action")
             if kind == "cancel_replace" and phase == 1:
-                _run(store, books, block, q, out, replaced, view, cancel_half=True)
+                _run(store, books, block, q, out, replaced, view, volume, cancel_half=True)
                 continue
             if _phase(q) != phase:
                 continue
-            _run(store, books, block, q, out, replaced, view, cancel_half=False)
+            _run(store, books, block, q, out, replaced, view, volume, cancel_half=False)
+    volume.write(store, block.block_time_ns)  # fee tiers of later blocks see this block's volume
     return out
 
 
 def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, out: dict[int, list[Event]],
-         replaced: dict[tuple[int, int], bool], view: MarginView, cancel_half: bool) -> None:
+         replaced: dict[tuple[int, int], bool], view: MarginView, volume: keeper.VolumeAccumulator,
+         cancel_half: bool) -> None:
     kind = q.action.WhichOneof("action")
     branch = BranchStore(store)
     mark = books.mark()
     events: list[Event] = []
-    env = ActionEnv(branch, books, block, events, view)
+    env = ActionEnv(branch, books, block, events, view, keeper.VolumeAccumulator())
     attrs = {"action_index": q.action_index, "kind": kind}
     try:
         validate_action_stateless(q.action)
@@ -121,6 +124,7 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
         out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
         return
     branch.write()
+    volume.merge(env.volume)
     out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
     out[q.tx_index].extend(events)
 

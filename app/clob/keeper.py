@@ -218,12 +218,36 @@ def _add_volume(store: BranchStore, key: bytes, day: int, notional: int, maker_n
     store.set(key, b"".join(_BUCKET.pack(*b) for b in buckets))
 
 
-def record_fill_volume(store: BranchStore, taker: bytes, maker: bytes, notional: int, block_time_ns: int) -> None:
-    """Both owners' and the exchange's volume (the exchange counts a fill once, as dYdX x/stats does)."""
-    day = max(0, block_time_ns) // NS_PER_DAY
-    _add_volume(store, keys.stats_key(taker), day, notional, 0)
-    _add_volume(store, keys.stats_key(maker), day, notional, notional)
-    _add_volume(store, keys.GLOBAL_STATS_KEY, day, notional, 0)
+class VolumeAccumulator:
+    """A block's traded notional, written to the 30-day stats once at the end of the order phase (dYdX x/stats
+    records fills during the block and applies them in EndBlocker: fee tiers see volume up to the previous block)."""
+
+    def __init__(self) -> None:
+        self.by_owner: dict[bytes, list[int]] = {}  # owner -> [total notional, maker notional]
+        self.total = 0  # the exchange counts each fill once
+
+    def add_fill(self, taker: bytes, maker: bytes, notional: int) -> None:
+        t = self.by_owner.setdefault(taker, [0, 0])
+        t[0] += notional
+        m = self.by_owner.setdefault(maker, [0, 0])
+        m[0] += notional
+        m[1] += notional
+        self.total += notional
+
+    def merge(self, other: VolumeAccumulator) -> None:
+        for owner, (total, maker) in other.by_owner.items():
+            mine = self.by_owner.setdefault(owner, [0, 0])
+            mine[0] += total
+            mine[1] += maker
+        self.total += other.total
+
+    def write(self, store: BranchStore, block_time_ns: int) -> None:
+        day = max(0, block_time_ns) // NS_PER_DAY
+        for owner in sorted(self.by_owner):
+            total, maker = self.by_owner[owner]
+            _add_volume(store, keys.stats_key(owner), day, total, maker)
+        if self.total:
+            _add_volume(store, keys.GLOBAL_STATS_KEY, day, self.total, 0)
 
 
 def fee_ppm(store: CommittedReader, owner: bytes, block_time_ns: int, maker: bool) -> tuple[int, int]:

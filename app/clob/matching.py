@@ -57,7 +57,8 @@ def reducible(position_size: int, side: int) -> int:
 
 
 def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchange_pb2.ClobPair,
-                taker: exchange_pb2.Order, limit_subticks: int, events: list[Event], view: MarginView) -> MatchOutcome:
+                taker: exchange_pb2.Order, limit_subticks: int, events: list[Event], view: MarginView,
+                volume: keeper.VolumeAccumulator) -> MatchOutcome:
     """Fill ``taker`` (not on the book) against the opposite side up to ``limit_subticks``; updates
     ``taker.remaining_quantums``. Never raises AppError: every failure is an outcome."""
     out = MatchOutcome()
@@ -91,7 +92,7 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
                     break
                 fill = min(fill, room)
             result = process_fill(store, block, pair, taker, taker_sid, taker_fee_ppm, taker_tier, maker, fill,
-                                  events, view)
+                                  events, view, volume)
             if result.maker_error:
                 _remove(store, books, mkey, maker, f"collateral: {result.maker_error}", events)
             if result.taker_error:
@@ -172,7 +173,7 @@ def _check_side(store: BranchStore, prep, oi_delta: tuple[int, int], view: Margi
 
 def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPair, taker: exchange_pb2.Order,
                  taker_sid: SubaccountId, taker_fee_ppm: int, taker_tier: int, maker: exchange_pb2.Order, fill: int,
-                 events: list[Event], view: MarginView) -> FillResult:
+                 events: list[Event], view: MarginView, volume: keeper.VolumeAccumulator) -> FillResult:
     """One fill of ``fill`` base quantums at the maker's price; writes only if both sides pass their checks."""
     perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
     price = maker.subticks
@@ -210,7 +211,7 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     _pay_fee(store, preps["maker"], maker_fee, view)
     if view.is_isolated(perp.id) and perp.open_interest_base_quantums + oi_change == 0:
         subaccounts_keeper.sweep_isolated_pool(store, perp.id)
-    keeper.record_fill_volume(store, taker.owner, maker.owner, quote, block.block_time_ns)
+    volume.add_fill(taker.owner, maker.owner, quote)
     events.append(Event.of(
         "fill", clob_pair_id=pair.id, perpetual_id=perp.id,
         taker=encode_address(taker.owner), taker_number=taker.subaccount_number, taker_client_id=taker.client_id,
