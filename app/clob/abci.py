@@ -25,7 +25,7 @@ from app.clob.actions import (
     validate_action_stateless,
 )
 from app.clob.book import Books
-from app.clob.matching import order_removed_event
+from app.clob.matching import order_removed_event, settle_cross_pool_fees
 from app.context import BlockInfo
 from app.errors import AppError
 from app.events import Event
@@ -71,7 +71,7 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
     # Prices, tiers and perpetual parameters are fixed from here to the end of the order phase.
     view = MarginView(store)
-    volume = keeper.VolumeAccumulator()
+    volume = keeper.FillLedger()
     # Phase 1 also runs the cancel half of each cancel-replace.
     for phase in (1, 2, 3):
         for q in queued:
@@ -87,13 +87,13 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
 
 
 def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, out: dict[int, list[Event]],
-         replaced: dict[tuple[int, int], bool], view: MarginView, volume: keeper.VolumeAccumulator,
+         replaced: dict[tuple[int, int], bool], view: MarginView, volume: keeper.FillLedger,
          cancel_half: bool) -> None:
     kind = q.action.WhichOneof("action")
     branch = BranchStore(store)
     mark = books.mark()
     events: list[Event] = []
-    env = ActionEnv(branch, books, block, events, view, keeper.VolumeAccumulator())
+    env = ActionEnv(branch, books, block, events, view, keeper.FillLedger())
     attrs = {"action_index": q.action_index, "kind": kind}
     try:
         validate_action_stateless(q.action)
@@ -123,8 +123,9 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
         attrs.update(status="rejected", code=err.code, reason=err.log)
         out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
         return
+    settle_cross_pool_fees(branch, env.ledger)
     branch.write()
-    volume.merge(env.volume)
+    volume.merge(env.ledger)
     out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
     out[q.tx_index].extend(events)
 

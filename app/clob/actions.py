@@ -244,7 +244,7 @@ class ActionEnv:
     block: BlockInfo
     events: list[Event]
     view: MarginView  # the order phase's margin data (prices and parameters cannot change during it)
-    volume: keeper.VolumeAccumulator  # this action's fills' notional (merged into the block's when it succeeds)
+    ledger: keeper.FillLedger  # this action's fills: notional and cross-pool fees
 
 
 def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
@@ -265,7 +265,7 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
         raise AppError(ERR_TOO_MANY_OPEN_ORDERS, f"subaccount {order.subaccount_number} already has "
                                                  f"{params.max_open_orders_per_subaccount} open orders on pair "
                                                  f"{pair.id}")
-    outcome = match_taker(env.store, env.books, env.block, pair, order, limit, env.events, env.view, env.volume) \
+    outcome = match_taker(env.store, env.books, env.block, pair, order, limit, env.events, env.view, env.ledger) \
         if order.time_in_force != POST_ONLY else None
     filled = outcome.filled_quantums if outcome else 0
     if order.time_in_force == FOK and order.remaining_quantums:

@@ -218,13 +218,16 @@ def _add_volume(store: BranchStore, key: bytes, day: int, notional: int, maker_n
     store.set(key, b"".join(_BUCKET.pack(*b) for b in buckets))
 
 
-class VolumeAccumulator:
-    """A block's traded notional, written to the 30-day stats once at the end of the order phase (dYdX x/stats
-    records fills during the block and applies them in EndBlocker: fee tiers see volume up to the previous block)."""
+class FillLedger:
+    """What fills accumulate instead of writing per fill: traded notional (written to the 30-day stats once at the
+    end of the order phase: dYdX x/stats records fills during the block and applies them in EndBlocker, so fee tiers
+    see volume up to the previous block) and, per action, the cross pool's net fees (paid once per action)."""
 
     def __init__(self) -> None:
         self.by_owner: dict[bytes, list[int]] = {}  # owner -> [total notional, maker notional]
         self.total = 0  # the exchange counts each fill once
+        # Net fees of cross-pool subaccounts in one action's fills (app/clob/matching.settle_cross_pool_fees).
+        self.cross_pool_fees = 0
 
     def add_fill(self, taker: bytes, maker: bytes, notional: int) -> None:
         t = self.by_owner.setdefault(taker, [0, 0])
@@ -234,7 +237,7 @@ class VolumeAccumulator:
         m[1] += notional
         self.total += notional
 
-    def merge(self, other: VolumeAccumulator) -> None:
+    def merge(self, other: FillLedger) -> None:
         for owner, (total, maker) in other.by_owner.items():
             mine = self.by_owner.setdefault(owner, [0, 0])
             mine[0] += total

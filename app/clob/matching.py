@@ -58,7 +58,7 @@ def reducible(position_size: int, side: int) -> int:
 
 def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchange_pb2.ClobPair,
                 taker: exchange_pb2.Order, limit_subticks: int, events: list[Event], view: MarginView,
-                volume: keeper.VolumeAccumulator) -> MatchOutcome:
+                volume: keeper.FillLedger) -> MatchOutcome:
     """Fill ``taker`` (not on the book) against the opposite side up to ``limit_subticks``; updates
     ``taker.remaining_quantums``. Never raises AppError: every failure is an outcome."""
     out = MatchOutcome()
@@ -173,7 +173,7 @@ def _check_side(store: BranchStore, prep, oi_delta: tuple[int, int], view: Margi
 
 def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPair, taker: exchange_pb2.Order,
                  taker_sid: SubaccountId, taker_fee_ppm: int, taker_tier: int, maker: exchange_pb2.Order, fill: int,
-                 events: list[Event], view: MarginView, volume: keeper.VolumeAccumulator) -> FillResult:
+                 events: list[Event], view: MarginView, volume: keeper.FillLedger) -> FillResult:
     """One fill of ``fill`` base quantums at the maker's price; writes only if both sides pass their checks."""
     perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
     price = maker.subticks
@@ -207,8 +207,8 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     for prep in sorted(preps.values(), key=lambda p: subaccounts_keeper.is_closing(store, p, view)):
         events.extend(subaccounts_keeper.persist(store, prep, view))
     perpetuals_keeper.apply_open_interest_delta(store, perp.id, oi_change)
-    _pay_fee(store, preps["taker"], taker_fee, view)
-    _pay_fee(store, preps["maker"], maker_fee, view)
+    _pay_fee(store, preps["taker"], taker_fee, view, volume)
+    _pay_fee(store, preps["maker"], maker_fee, view, volume)
     if view.is_isolated(perp.id) and perp.open_interest_base_quantums + oi_change == 0:
         subaccounts_keeper.sweep_isolated_pool(store, perp.id)
     volume.add_fill(taker.owner, maker.owner, quote)
@@ -222,7 +222,7 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     return result
 
 
-def _pay_fee(store: BranchStore, prep, fee: int, view: MarginView) -> None:
+def _pay_fee(store: BranchStore, prep, fee: int, view: MarginView, ledger: keeper.FillLedger) -> None:
     """A positive fee leaves the subaccount's pool for the fee collector; a rebate comes back from it.
 
     When the fill opened or closed an isolated position, the fee is paid by the isolated pool: an opening fill
@@ -233,7 +233,21 @@ def _pay_fee(store: BranchStore, prep, fee: int, view: MarginView) -> None:
         return
     before = subaccounts_keeper.pool_of(store, prep.before, view)
     pool = before if before != subaccounts_keeper.CROSS_POOL else subaccounts_keeper.pool_of(store, prep.after, view)
+    if pool == subaccounts_keeper.CROSS_POOL:
+        ledger.cross_pool_fees += fee  # paid once per action (settle_cross_pool_fees), not once per fill
+        return
     if fee > 0:
         subaccounts_keeper.pay_from_pool(store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, fee)
     else:
         bank_keeper.apply_transfer(store, bank_keeper.FEE_COLLECTOR_ADDRESS, pool, -fee)
+
+
+def settle_cross_pool_fees(store: BranchStore, ledger: keeper.FillLedger) -> None:
+    """The net fees of one action's fills in the cross pool, in one bank transfer (each fill's taker fee covers its
+    maker rebate, so the net is never below what isolated takers of this action already paid the collector)."""
+    net = ledger.cross_pool_fees
+    if net > 0:
+        bank_keeper.apply_transfer(store, subaccounts_keeper.CROSS_POOL, bank_keeper.FEE_COLLECTOR_ADDRESS, net)
+    elif net < 0:
+        bank_keeper.apply_transfer(store, bank_keeper.FEE_COLLECTOR_ADDRESS, subaccounts_keeper.CROSS_POOL, -net)
+    ledger.cross_pool_fees = 0
