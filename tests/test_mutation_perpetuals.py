@@ -18,7 +18,8 @@ from app.perpetuals import genesis as perp_genesis
 from app.perpetuals import keeper, keys
 from app.prices import keeper as prices_keeper
 from app.store import BranchStore
-from tests.exchange_helpers import BTC, ETH, SOL, exchange_app_state, msg_tx, subaccount
+from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
+from tests.exchange_helpers import BTC, ETH, SOL, msg_tx, subaccount
 from tests.helpers import ADDRS
 from tests.mutation_helpers import Empty, MemReplica
 
