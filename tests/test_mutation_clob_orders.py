@@ -485,3 +485,23 @@ def test_check_tx_cancel_replace_needs_the_order_to_cancel(ex):
 def test_msg_orders_needs_1_to_200_actions(ex, n_actions, code, words):
     res = ex.app.check_tx(orders_tx(1, 1, [cancel(i) for i in range(n_actions)]))
     assert res.code == code.code and words in res.log, res.log
+
+
+@pytest.mark.xfail(strict=True, reason="bug: CheckTx admits a batch cancel on a paused pair (app/clob/handlers.py "
+                                       "check_action does not check the pair's status for batch_cancel, while "
+                                       "execute_batch_cancel refuses it with clob_pair_status 709 in the block and a "
+                                       "single cancel is refused in CheckTx); docs/exchange.md: CheckTx checks each "
+                                       "action's pair and status")
+def test_check_tx_refuses_a_batch_cancel_on_a_paused_pair_as_the_block_would(ex):
+    from tests.exchange_helpers import msg_tx
+
+    ex.block([orders_tx(2, 1, [place(1, SELL, BTC_STEP, 65_000 * ONE_DOLLAR_BTC, height_hint=nxt(ex) + 5)])])
+    pause = tx_pb2.Msg(set_clob_pair_status=tx_pb2.MsgSetClobPairStatus(authority=ADDRS[0], clob_pair_id=BTC,
+                                                                       status=4))
+    assert ex.block([msg_tx(0, 1, [pause])]).tx_results[0].code == 0
+    tx = orders_tx(2, 2, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=BTC))])
+    in_block = actions_of(ex.block([tx], commit=False).tx_results[0])[0]
+    assert in_block["code"] == str(errors.ERR_CLOB_PAIR_STATUS.code)  # what the block does
+    ex.app.commit()
+    tx = orders_tx(2, 3, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=BTC))])
+    assert ex.app.check_tx(tx).code == errors.ERR_CLOB_PAIR_STATUS.code  # CheckTx answers 0 today
