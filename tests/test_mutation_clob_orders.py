@@ -487,11 +487,6 @@ def test_msg_orders_needs_1_to_200_actions(ex, n_actions, code, words):
     assert res.code == code.code and words in res.log, res.log
 
 
-@pytest.mark.xfail(strict=True, reason="bug: CheckTx admits a batch cancel on a paused pair (app/clob/handlers.py "
-                                       "check_action does not check the pair's status for batch_cancel, while "
-                                       "execute_batch_cancel refuses it with clob_pair_status 709 in the block and a "
-                                       "single cancel is refused in CheckTx); docs/exchange.md: CheckTx checks each "
-                                       "action's pair and status")
 def test_check_tx_refuses_a_batch_cancel_on_a_paused_pair_as_the_block_would(ex):
     from tests.exchange_helpers import msg_tx
 
@@ -504,4 +499,4 @@ def test_check_tx_refuses_a_batch_cancel_on_a_paused_pair_as_the_block_would(ex)
     assert in_block["code"] == str(errors.ERR_CLOB_PAIR_STATUS.code)  # what the block does
     ex.app.commit()
     tx = orders_tx(2, 3, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=BTC))])
-    assert ex.app.check_tx(tx).code == errors.ERR_CLOB_PAIR_STATUS.code  # CheckTx answers 0 today
+    assert ex.app.check_tx(tx).code == errors.ERR_CLOB_PAIR_STATUS.code  # CheckTx answered 0 before the fix

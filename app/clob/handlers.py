@@ -17,6 +17,7 @@ from app.clob import keeper
 from app.clob.actions import validate_action_stateless, validate_cancel, validate_place
 from app.context import Ctx
 from app.errors import (
+    ERR_CLOB_PAIR_STATUS,
     ERR_INVALID_CLOB_PAIR,
     ERR_INVALID_ORDER,
     ERR_ORDER_NOT_FOUND,
@@ -67,7 +68,8 @@ def check_action(ctx: Ctx, owner: bytes, action: tx_pb2.OrderAction) -> None:
         validate_cancel(ctx.store, owner, action.cancel.order_id)
     elif kind == "batch_cancel":
         b = action.batch_cancel
-        keeper.get_pair(ctx.store, b.clob_pair_id)
+        if keeper.get_pair(ctx.store, b.clob_pair_id).status == exchange_pb2.CLOB_PAIR_STATUS_PAUSED:
+            raise AppError(ERR_CLOB_PAIR_STATUS, f"clob pair {b.clob_pair_id} is paused: its book is frozen (cancels too)")
         prefix = owner + bytes((b.subaccount_number,)) + b.clob_pair_id.to_bytes(4, "big")
         wanted = dict.fromkeys(b.client_ids)
         if not any(o.order_flags == b.order_flags and (not wanted or o.client_id in wanted)
