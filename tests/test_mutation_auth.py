@@ -131,8 +131,11 @@ def test_the_window_keeps_exactly_the_100_highest_nonces():
     keeper.record_nonce(acct, 101)
     assert acct.nonces == list(range(2, 102))  # the oldest (1) left, still 100
     # Full window: below its smallest (2) is too old, 2 itself was used, anything above is fine.
-    assert refused(keeper.validate_nonce, acct.nonces, 1).code == errors.ERR_NONCE_TOO_OLD.code
-    assert refused(keeper.validate_nonce, acct.nonces, 2).code == errors.ERR_NONCE_USED.code
+    err = refused(keeper.validate_nonce, acct.nonces, 1)
+    assert err.code == errors.ERR_NONCE_TOO_OLD.code
+    assert "nonce 1 is below the account's window (smallest kept nonce 2)" in err.log
+    err = refused(keeper.validate_nonce, acct.nonces, 2)
+    assert err.code == errors.ERR_NONCE_USED.code and "nonce 2 was already used" in err.log
     keeper.validate_nonce(acct.nonces, 102)
 
 
@@ -187,6 +190,8 @@ BAD_GENESIS = [
     pytest.param({"accounts": [{**GOOD_ACCOUNT, "recent_nonces": "1"}]},
                  "auth.accounts[0].recent_nonces must be a list",
                  id="recent_nonces not a list"),
+    pytest.param({"accounts": [{**GOOD_ACCOUNT, "recent_nonces": ["3", "x"]}]},
+                 "auth.accounts[0].recent_nonces must be a decimal string", id="a nonce that is not a number"),
     pytest.param({"accounts": [{**GOOD_ACCOUNT, "recent_nonces": ["3", "3"]}]},
                  "auth.accounts[0].recent_nonces: too many or duplicated", id="a repeated nonce"),
     pytest.param({"accounts": [{**GOOD_ACCOUNT, "recent_nonces": [str(n) for n in range(1, 102)]}]},
@@ -240,6 +245,11 @@ def test_account_query_names_the_canonical_address_even_for_an_uppercase_query()
     # Empty bank balance: capacity 50, refill 5: 3 + 5 = 8 requests; cancels 1 + 20 = 21 (capacity 200).
     assert out["address"] == ADDRS[1] and out["recent_nonces"] == ["2", "6"]
     assert out["budget"]["requests_available"] == "8" and out["budget"]["cancels_available"] == "21"
+
+
+def test_account_query_of_a_bad_address_names_the_field():
+    err = refused(queries.query_account, store(), "perp1bad", 1)
+    assert err.code == errors.ERR_INVALID_ADDRESS.code and "address 'perp1bad' is not a valid" in err.log, err.log
 
 
 def test_params_query_names_the_fee_collector():
