@@ -655,3 +655,31 @@ def test_fee_tiers_see_volume_up_to_the_previous_block(tmp_path):
     assert [(f["taker_fee_tier"], f["taker_fee_quote_quantums"]) for f in fills_of(res.tx_results[0])] == [
         ("1", "640000")]
     r.close()
+
+
+def test_the_authority_moves_a_perpetual_to_another_tier_and_type(ex):
+    """Tier 4 (IM 5 %, OI-scaled between 0.5 M and 1 M USDC of open interest) for BTC; cross -> isolated only while
+    BTC has no open interest; nobody else may do it."""
+    def update(signer, nonce, **fields):
+        msg = tx_pb2.Msg(update_perpetual=tx_pb2.MsgUpdatePerpetual(authority=ADDRS[signer], perpetual_id=BTC,
+                                                                    **fields))
+        return ex.block([msg_tx(signer, nonce, [msg])]).tx_results[0]
+
+    assert update(1, 1, liquidity_tier=4, set_liquidity_tier=True).code == errors.ERR_UNAUTHORIZED.code
+    assert update(0, 1, liquidity_tier=9, set_liquidity_tier=True).code == errors.ERR_UNKNOWN_LIQUIDITY_TIER.code
+    assert update(0, 2, liquidity_tier=4, set_liquidity_tier=True).code == 0
+    perps = json.loads(ex.app.query("/perpetuals/list", b"").value)["perpetuals"]
+    assert perps[BTC]["liquidity_tier"]["id"] == 4
+    _rest_ask(ex, 2, 1, BTC_STEP, 64_000, 1)
+    ex.block([orders_tx(1, 2, [place(1, BUY, BTC_STEP, P64K, tif=IOC, height_hint=nxt(ex))])])  # nonce 1 was used
+    assert position(ex, 1) == BTC_STEP
+    assert update(0, 3, market_type=2).code == errors.ERR_INVALID_PERPETUAL.code  # open interest 0.0001 BTC
+    # ETH has no open interest: it may become isolated, and its pool is then a module account users cannot pay
+    msg = tx_pb2.Msg(update_perpetual=tx_pb2.MsgUpdatePerpetual(authority=ADDRS[0], perpetual_id=1, market_type=2))
+    assert ex.block([msg_tx(0, 4, [msg])]).tx_results[0].code == 0
+    from app.lib.address import encode_address
+    from app.subaccounts.keeper import isolated_pool
+    from node.client.txbuilder import msg_send
+
+    gift = msg_tx(3, 1, [msg_send(ADDRS[3], encode_address(isolated_pool(1)), 1)])
+    assert ex.app.check_tx(gift).code == errors.ERR_MODULE_ACCOUNT.code

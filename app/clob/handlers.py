@@ -174,3 +174,28 @@ def handle_set_fee_tiers(ctx: Ctx, msg: tx_pb2.MsgSetFeeTiers) -> None:
     params.fee_tiers.extend(msg.fee_tiers)
     keeper.set_params(ctx.store, params)
     ctx.emit(Event.of("fee_tiers", tiers=len(msg.fee_tiers)))
+
+
+def handle_update_perpetual(ctx: Ctx, msg: tx_pb2.MsgUpdatePerpetual) -> None:
+    """The authority moves a perpetual to another liquidity tier and/or market type (type only with no open
+    interest: positions cannot switch collateral pools)."""
+    from app.errors import ERR_INVALID_PERPETUAL
+
+    _authority(ctx, msg.authority)
+    perp = exchange_pb2.Perpetual()
+    perp.CopyFrom(perpetuals_keeper.get_perpetual(ctx.store, msg.perpetual_id))
+    if msg.set_liquidity_tier:
+        perpetuals_keeper.get_tier(ctx.store, msg.liquidity_tier)
+        perp.liquidity_tier = msg.liquidity_tier
+    if msg.market_type and msg.market_type != perp.market_type:
+        if msg.market_type not in (exchange_pb2.MARKET_TYPE_CROSS, exchange_pb2.MARKET_TYPE_ISOLATED):
+            raise AppError(ERR_INVALID_PERPETUAL, "market_type must be cross or isolated")
+        if perp.open_interest_base_quantums:
+            raise AppError(ERR_INVALID_PERPETUAL, f"perpetual {perp.id} has open interest: its market type can only "
+                                                  "change when no position is open")
+        perp.market_type = msg.market_type
+        if perp.market_type == exchange_pb2.MARKET_TYPE_ISOLATED:
+            bank_keeper.register_module_account(ctx.store, subaccounts_keeper.isolated_pool(perp.id))
+    perpetuals_keeper.set_perpetual(ctx.store, perp)
+    ctx.emit(Event.of("perpetual_updated", perpetual_id=perp.id, liquidity_tier=perp.liquidity_tier,
+                      market_type=perp.market_type))

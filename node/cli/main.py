@@ -17,7 +17,7 @@ import sys
 import click
 
 from node import localnet as ln
-from node.cli import auth, bank, chain, clob, consensus, keys, lifecycle, perpetuals, prices, subaccounts
+from node.cli import auth, bank, chain, clob, consensus, keys, lifecycle, markets, perpetuals, prices, subaccounts
 from node.cli.chain import daemon_summary  # noqa: F401 -- re-exported: tests and scripts import it from here
 from node.cli.feeds import feeds
 from node.cli.localnet import localnet
@@ -45,7 +45,7 @@ def query() -> None:
 
 for command in (lifecycle.init, lifecycle.start, lifecycle.export, keys.keys, chain.status, localnet, feeds, mm):
     cli.add_command(command)
-for command in (bank.tx_bank, consensus.tx_consensus, subaccounts.tx_subaccounts, clob.tx_clob):
+for command in (bank.tx_bank, consensus.tx_consensus, subaccounts.tx_subaccounts, clob.tx_clob, markets.tx_markets):
     tx.add_command(command)
 for command in (bank.query_bank, auth.query_auth, auth.query_account, consensus.query_validators, chain.query_tx,
                 prices.query_prices, prices.query_oracle, subaccounts.query_subaccounts, clob.query_clob,

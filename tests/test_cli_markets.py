@@ -1,0 +1,40 @@
+"""`perpd tx markets`: the authority's market administration through the CLI, in process against a Replica (the
+FakeNode of tests/test_cli_exchange.py)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers import KEYS
+from tests.test_cli_exchange import chain, ok_json, one_error_line  # noqa: F401 -- fixtures and helpers
+
+
+def test_authority_pauses_reopens_and_changes_tiers(chain, capsys, tmp_path):  # noqa: F811
+    node, home = chain
+    from node.client.keys import Keyring
+
+    Keyring(home / "keys").import_hex("authority", bytes(KEYS[0]).hex())
+    out = ok_json(capsys, home, "tx", "markets", "set-status", "--market", "BTC-USD", "--status", "paused",
+                  "--from", "authority")
+    assert out["code"] == 0
+    perps = node.query_json("/perpetuals/list")["perpetuals"]
+    assert perps[0]["clob_pair"]["status"] == "paused"
+    # anyone else is refused by the chain (code 13)
+    assert "13" in one_error_line(capsys, home, "tx", "markets", "set-status", "--market", "BTC-USD", "--status",
+                                  "active", "--from", "alice")
+    # a new tier: IM 10 %, MF 50 %, impact 5,000 USDC, OI scaling between 1 M and 2 M USDC
+    assert ok_json(capsys, home, "tx", "markets", "upsert-tier", "--id", "7", "--name", "Mid", "--initial-margin",
+                   "0.1", "--maintenance-fraction", "0.5", "--impact-notional", "5000", "--oi-lower-cap", "1000000",
+                   "--oi-upper-cap", "2000000", "--from", "authority")["code"] == 0
+    assert ok_json(capsys, home, "tx", "markets", "update-perpetual", "--market", "ETH-USD", "--tier", "7",
+                   "--from", "authority")["code"] == 0
+    tier = node.query_json("/perpetuals/list")["perpetuals"][1]["liquidity_tier"]
+    assert tier == {"id": 7, "name": "Mid", "initial_margin_ppm": 100_000, "maintenance_fraction_ppm": 500_000,
+                    "open_interest_lower_cap_quote_quantums": "1000000000000",
+                    "open_interest_upper_cap_quote_quantums": "2000000000000"}
+    tiers = tmp_path / "tiers.json"
+    tiers.write_text(json.dumps([{"name": "1", "maker_fee_ppm": 0, "taker_fee_ppm": 300}]))
+    assert ok_json(capsys, home, "tx", "markets", "set-fee-tiers", str(tiers), "--from", "authority")["code"] == 0
+    assert node.query_json("/clob/params")["fee_tiers"][0]["taker_fee_ppm"] == 300
+    assert "nothing to change" in one_error_line(capsys, home, "tx", "markets", "update-perpetual", "--market",
+                                                 "ETH-USD", "--from", "authority")
