@@ -74,6 +74,7 @@ def make_work_dir(module: str) -> pathlib.Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
     shutil.copytree(ROOT / PACKAGE, work / PACKAGE, ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    shutil.copytree(ROOT / "docs", work / "docs", ignore=ignore)  # read by tests/test_error_codes.py
 
     doc = tomlkit.parse((ROOT / "pyproject.toml").read_text())
     cfg = doc["tool"]["mutmut"]
