@@ -447,3 +447,62 @@ def test_genesis_refuses_a_funded_pool_without_positions(bank_extra, subs, words
     with pytest.raises(errors.AppError) as info:
         MemReplica().init_chain(state)
     assert info.value.code == errors.ERR_INVALID_GENESIS.code and words in info.value.log, info.value.log
+
+
+# --- owners, pools and funding on the message paths (survivors of the exchange mutation run) --------------------
+
+def _bad_owner(kind: str) -> tx_pb2.Msg:
+    if kind == "deposit":
+        return tx_pb2.Msg(deposit=tx_pb2.MsgDeposit(owner="perp1nothing", amount_quote_quantums=1))
+    if kind == "withdraw":
+        return tx_pb2.Msg(withdraw=tx_pb2.MsgWithdraw(owner="perp1nothing", amount_quote_quantums=1))
+    return tx_pb2.Msg(transfer=tx_pb2.MsgTransfer(owner="perp1nothing", recipient_owner=ADDRS[2],
+                                                  amount_quote_quantums=1))
+
+
+@pytest.mark.parametrize("kind", ["deposit", "withdraw", "transfer"])
+def test_a_message_with_a_bad_owner_names_the_owner_field(ex, kind):
+    tx = msg_tx(1, 1, [_bad_owner(kind)])
+    for res in (ex.app.check_tx(tx), ex.block([tx]).tx_results[0]):
+        assert res.code == errors.ERR_INVALID_ADDRESS.code, res.log
+        assert "owner 'perp1nothing' is not a valid perp1... address" in res.log and "recipient" not in res.log, \
+            res.log
+    assert quote(ex, 1) == 100_000 * USD
+
+
+def test_a_transfer_between_pools_moves_the_usdc_between_them():
+    """Account 2's cross subaccount sends 100 USDC to account 3's subaccount 1 (isolated SOL): the USDC leaves the
+    cross pool for SOL's pool; 10 USDC back to account 2's empty subaccount 5 go the other way."""
+    r = init(positions_genesis())
+    cross, sol = r.balance_of(keeper.CROSS_POOL), r.balance_of(keeper.isolated_pool(SOL))
+    assert (cross, sol) == (10_000 * USD + 5, 1_000 * USD)
+    res = r.block([msg_tx(2, 1, [transfer(2, 3, 100 * USD, 0, 1)])]).tx_results[0]
+    assert res.code == 0, res.log
+    assert (r.balance_of(keeper.CROSS_POOL), r.balance_of(keeper.isolated_pool(SOL))) == (cross - 100 * USD,
+                                                                                          sol + 100 * USD)
+    assert (quote(r, 2), quote(r, 3, 1)) == (70_000 * USD - 100 * USD, 500 * USD)
+    res = r.block([msg_tx(3, 1, [transfer(3, 2, 10 * USD, 1, 5)])]).tx_results[0]
+    assert res.code == 0, res.log
+    assert (r.balance_of(keeper.CROSS_POOL), r.balance_of(keeper.isolated_pool(SOL))) == (cross - 90 * USD,
+                                                                                          sol + 90 * USD)
+    assert (quote(r, 3, 1), quote(r, 2, 5)) == (490 * USD, 10 * USD)
+
+
+def _pending_funding_genesis() -> dict:
+    """positions_genesis with account 2's short 1 BTC (1e10 base quantums) still at funding index 0 while BTC's is
+    3: its next update settles 1e10 × 3 ÷ 1e6 = 30,000 quote quantums, received by the short (payment -30000)."""
+    state = positions_genesis()
+    short = next(s for s in state["subaccounts"]["subaccounts"] if s["owner"] == ADDRS[2])
+    short["positions"][0]["funding_index"] = "0"
+    return state
+
+
+@pytest.mark.parametrize("msg", [withdraw(2, USD), transfer(2, 1, USD, 0, 7)], ids=["withdrawal", "transfer"])
+def test_withdrawals_and_transfers_settle_funding_first_and_say_so(msg):
+    r = init(_pending_funding_genesis())
+    res = r.block([msg_tx(2, 1, [msg])]).tx_results[0]
+    assert res.code == 0, res.log
+    settled = [(e["owner"], e["index_delta"], e["payment_quote_quantums"])
+               for e in events_of(res, "funding_settlement")]
+    assert settled == [(ADDRS[2], "3", "-30000")]
+    assert quote(r, 2) == 70_000 * USD + 30_000 - USD
