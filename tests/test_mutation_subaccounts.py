@@ -489,11 +489,12 @@ def test_a_transfer_between_pools_moves_the_usdc_between_them():
 
 
 def _pending_funding_genesis() -> dict:
-    """positions_genesis with account 2's short 1 BTC (1e10 base quantums) still at funding index 0 while BTC's is
-    3: its next update settles 1e10 × 3 ÷ 1e6 = 30,000 quote quantums, received by the short (payment -30000)."""
+    """positions_genesis with account 2's short 1 BTC (1e10 base quantums) still at funding index 1 while BTC's is
+    3: its next update settles 1e10 × (3 - 1) ÷ 1e6 = 20,000 quote quantums, received by the short (payment
+    -20000)."""
     state = positions_genesis()
     short = next(s for s in state["subaccounts"]["subaccounts"] if s["owner"] == ADDRS[2])
-    short["positions"][0]["funding_index"] = "0"
+    short["positions"][0]["funding_index"] = "1"
     return state
 
 
@@ -502,7 +503,7 @@ def test_withdrawals_and_transfers_settle_funding_first_and_say_so(msg):
     r = init(_pending_funding_genesis())
     res = r.block([msg_tx(2, 1, [msg])]).tx_results[0]
     assert res.code == 0, res.log
-    settled = [(e["owner"], e["index_delta"], e["payment_quote_quantums"])
-               for e in events_of(res, "funding_settlement")]
-    assert settled == [(ADDRS[2], "3", "-30000")]
-    assert quote(r, 2) == 70_000 * USD + 30_000 - USD
+    assert events_of(res, "funding_settlement") == [
+        {"owner": ADDRS[2], "number": "0", "perpetual_id": str(BTC), "size_base_quantums": str(-ONE_BTC),
+         "index_delta": "2", "payment_quote_quantums": "-20000"}]
+    assert quote(r, 2) == 70_000 * USD + 20_000 - USD
