@@ -201,3 +201,8 @@ def test_a_bad_tier_change_is_refused_and_changes_nothing(ex, account, tier, cod
     res = ex.block([upsert(account, 1, **tier)])
     assert res.tx_results[0].code == code.code and words in res.tx_results[0].log, res.tx_results[0].log
     assert keeper.get_tier(BranchStore(ex.store), 0).initial_margin_ppm == 50_000
+
+
+def test_a_perpetuals_genesis_that_is_not_an_object_is_refused_with_exactly_that_message():
+    err = refused(perp_genesis.init_genesis, BranchStore(Empty()), [])
+    assert err.log == "perpetuals genesis must be an object"
