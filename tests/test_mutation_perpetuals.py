@@ -205,4 +205,4 @@ def test_a_bad_tier_change_is_refused_and_changes_nothing(ex, account, tier, cod
 
 def test_a_perpetuals_genesis_that_is_not_an_object_is_refused_with_exactly_that_message():
     err = refused(perp_genesis.init_genesis, BranchStore(Empty()), [])
-    assert err.log == "perpetuals genesis must be an object"
+    assert err.log == "invalid_genesis: perpetuals genesis must be an object"
