@@ -229,7 +229,7 @@ class Application:
         self._check_view = None
 
     # --- mempool ---------------------------------------------------------------
-    def check_tx(self, tx_bytes: bytes, recheck: bool = False) -> TxResult:
+    def check_tx(self, tx_bytes: bytes) -> TxResult:
         """Validate a tx against the last committed state plus this node's mempool view (app/tx/mempool.py).
 
         The same tx checked again answers the same (idempotent by sha256), so CometBFT's ``/check_tx`` RPC can
@@ -255,7 +255,7 @@ class Application:
         cost = tx_cost(decoded.msgs)
         if self._check_view is None:
             self._check_view = MarginView(base)
-        ctx = Ctx(block=block, store=BranchStore(base), is_check_tx=True, margin_view=self._check_view)
+        ctx = Ctx(block=block, store=BranchStore(base), margin_view=self._check_view)
         try:
             fee = apply_ante(ctx.store, block.height, decoded.signer, decoded.nonce, cost, pending)
             if is_deferred(decoded.msgs):

@@ -25,7 +25,6 @@ class Ctx:
     block: BlockInfo
     store: BranchStore
     events: list[Event] = dataclasses.field(default_factory=list)
-    is_check_tx: bool = False
     # CheckTx: the committed state's memoized margin data (app/perpetuals/keeper.MarginView), shared by every CheckTx
     # until the next Commit (prices and parameters only change in blocks).
     margin_view: object = None

@@ -53,10 +53,10 @@ def test_pending_tx_survives_recheck_after_a_block(replica):
     t = send_tx(1, 2, ONE_USDC, 30)
     assert replica.app.check_tx(t).code == 0
     replica.block([send_tx(3, 4, ONE_USDC, 1)])
-    assert replica.app.check_tx(t, recheck=True).code == 0
+    assert replica.app.check_tx(t).code == 0
     assert replica.app.check_tx(send_tx(1, 3, ONE_USDC, 30)).code == errors.ERR_NONCE_USED.code  # view rebuilt
     assert replica.block([t]).tx_results[0].code == 0
-    assert replica.app.check_tx(t, recheck=True).code == errors.ERR_NONCE_USED.code  # committed: evicted
+    assert replica.app.check_tx(t).code == errors.ERR_NONCE_USED.code  # committed: evicted
 
 
 def test_failed_check_tx_uses_nothing(replica):

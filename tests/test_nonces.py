@@ -39,7 +39,7 @@ def test_check_tx_state_resets_at_commit_and_rechecks(replica):
     tx = send_tx(1, 2, ONE_USDC, 77)
     assert replica.app.check_tx(tx).code == 0
     replica.block([tx])  # commit resets the check state
-    assert replica.app.check_tx(tx, recheck=True).code == errors.ERR_NONCE_USED.code
+    assert replica.app.check_tx(tx).code == errors.ERR_NONCE_USED.code
 
 
 @settings(max_examples=200, deadline=None)
