@@ -507,3 +507,8 @@ def test_withdrawals_and_transfers_settle_funding_first_and_say_so(msg):
         {"owner": ADDRS[2], "number": "0", "perpetual_id": str(BTC), "size_base_quantums": str(-ONE_BTC),
          "index_delta": "2", "payment_quote_quantums": "-20000"}]
     assert quote(r, 2) == 70_000 * USD + 20_000 - USD
+
+
+def test_a_zero_amount_is_refused_with_exactly_that_message(ex):
+    res = ex.app.check_tx(msg_tx(1, 1, [deposit(1, 0)]))
+    assert res.log == f"{errors.ERR_INVALID_AMOUNT.name}: amount_quote_quantums must be positive"
