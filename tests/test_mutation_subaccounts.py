@@ -512,3 +512,30 @@ def test_withdrawals_and_transfers_settle_funding_first_and_say_so(msg):
 def test_a_zero_amount_is_refused_with_exactly_that_message(ex):
     res = ex.app.check_tx(msg_tx(1, 1, [deposit(1, 0)]))
     assert res.log == f"{errors.ERR_INVALID_AMOUNT.name}: amount_quote_quantums must be positive"
+
+
+@pytest.mark.parametrize("msg, log", [
+    pytest.param(withdraw(1, USD, recipient="perp1nothing"),
+                 "invalid_address: recipient 'perp1nothing' is not a valid perp1... address", id="withdrawal"),
+    pytest.param(tx_pb2.Msg(transfer=tx_pb2.MsgTransfer(owner=ADDRS[1], recipient_owner="perp1x",
+                                                        amount_quote_quantums=1)),
+                 "invalid_address: recipient_owner 'perp1x' is not a valid perp1... address", id="transfer"),
+])
+def test_a_bad_recipient_is_refused_with_exactly_that_message(ex, msg, log):
+    assert ex.app.check_tx(msg_tx(1, 1, [msg])).log == log
+
+
+def test_a_withdrawal_below_initial_margin_says_what_it_was_and_the_collateral_left():
+    """Account 2: short 1 BTC at the $64,000 oracle with 70,000 USDC: taking 5,000 out leaves 70,000 - 5,000 -
+    64,000 = 1,000 USDC of net collateral, below the 5 % initial margin of 3,200 USDC."""
+    r = init(positions_genesis())
+    res = r.block([msg_tx(2, 1, [withdraw(2, 5_000 * USD)])]).tx_results[0]
+    assert res.code == errors.ERR_NEWLY_UNDERCOLLATERALIZED.code, res.log
+    assert res.log.startswith(f"{errors.ERR_NEWLY_UNDERCOLLATERALIZED.name}: withdrawal of {5_000 * USD} quote "
+                              f"quantums: net collateral {1_000 * USD} would be below initial margin "), res.log
+
+
+def test_one_update_touching_an_isolated_perpetual_and_another_is_refused_with_exactly_that_message(ex):
+    err = refused(keeper.validate_isolated_update, BranchStore(ex.store), SubaccountState(), [SOL, BTC])
+    assert err.log == (f"{errors.ERR_ISOLATED_MARKET_CONSTRAINT.name}: one update cannot touch an isolated perpetual "
+                       "and another")
