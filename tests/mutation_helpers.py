@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import bisect
 
+import pytest
+
+from app import errors
 from app.application import Application
 from tests.helpers import Replica
 
@@ -70,3 +73,10 @@ class Empty:
 
     def iterate(self, start, end):
         return iter(())
+
+
+def refused(fn, *args, **kwargs) -> errors.AppError:
+    """The AppError ``fn(*args, **kwargs)`` raises (the test fails if it raises none)."""
+    with pytest.raises(errors.AppError) as info:
+        fn(*args, **kwargs)
+    return info.value

@@ -22,29 +22,14 @@ from app.auth.params import AdmissionParams
 from app.lib.address import decode_address_or_none
 from app.store import BranchStore
 from tests.helpers import ADDRS
+from tests.mutation_helpers import Empty, refused
 
 A1 = decode_address_or_none(ADDRS[1])
 A2 = decode_address_or_none(ADDRS[2])
 
 
-class Empty:
-    """An empty committed store."""
-
-    def get(self, key):
-        return None
-
-    def iterate(self, start, end):
-        return iter(())
-
-
 def store() -> BranchStore:
     return BranchStore(Empty())
-
-
-def refused(fn, *args, **kwargs) -> errors.AppError:
-    with pytest.raises(errors.AppError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 # --- admission math --------------------------------------------------------------------------------------------

@@ -42,18 +42,12 @@ from tests.exchange_helpers import (
     place,
 )
 from tests.helpers import ADDRS, CHAIN_ID
-from tests.mutation_helpers import MemReplica
+from tests.mutation_helpers import MemReplica, refused
 
 A = [decode_address_or_none(a) for a in ADDRS]
 P64K = 64_000 * ONE_DOLLAR_BTC
 T = 1_700_000_000_000_000_000  # a block time (ns)
 WINDOW_NS = 95 * 86_400 * 10**9
-
-
-def refused(fn, *args, **kwargs) -> errors.AppError:
-    with pytest.raises(errors.AppError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 def chain(**state_kwargs) -> MemReplica:

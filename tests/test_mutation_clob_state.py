@@ -20,16 +20,10 @@ from app.store import BranchStore
 from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
 from tests.exchange_helpers import BTC, ETH, SOL
 from tests.helpers import ADDRS
-from tests.mutation_helpers import Empty, MemReplica
+from tests.mutation_helpers import Empty, MemReplica, refused
 
 A = [decode_address_or_none(a) for a in ADDRS]
 DAY = 86_400 * 10**9  # ns
-
-
-def refused(fn, *args, **kwargs) -> errors.AppError:
-    with pytest.raises(errors.AppError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 def store() -> BranchStore:

@@ -21,15 +21,9 @@ from app.store import BranchStore
 from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
 from tests.exchange_helpers import BTC, ETH, SOL, msg_tx, subaccount
 from tests.helpers import ADDRS
-from tests.mutation_helpers import Empty, MemReplica
+from tests.mutation_helpers import Empty, MemReplica, refused
 
 TIER = exchange_pb2.LiquidityTier
-
-
-def refused(fn, *args, **kwargs) -> errors.AppError:
-    with pytest.raises(errors.AppError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 @pytest.fixture

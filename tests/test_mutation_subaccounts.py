@@ -27,17 +27,11 @@ from app.subaccounts.state import Position, SubaccountId, SubaccountState, decod
 from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
 from tests.exchange_helpers import BTC, ONE_BTC, SOL, msg_tx, subaccount
 from tests.helpers import ADDRS, FEE, ONE_USDC
-from tests.mutation_helpers import Empty, MemReplica
+from tests.mutation_helpers import Empty, MemReplica, refused
 
 USD = ONE_USDC
 A = [decode_address_or_none(a) for a in ADDRS]
 ONE_SOL = 10**7
-
-
-def refused(fn, *args, **kwargs) -> errors.AppError:
-    with pytest.raises(errors.AppError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 @pytest.fixture

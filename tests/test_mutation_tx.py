@@ -25,23 +25,10 @@ from app.tx.ante import Pending, apply_ante
 from app.tx.mempool import MempoolView
 from node.client.txbuilder import msg_send, sign_tx
 from tests.helpers import ADDRS, CHAIN_ID, KEYS
+from tests.mutation_helpers import Empty, refused
 
 A1 = decode_address_or_none(ADDRS[1])
 A2 = decode_address_or_none(ADDRS[2])
-
-
-class Empty:
-    def get(self, key):
-        return None
-
-    def iterate(self, start, end):
-        return iter(())
-
-
-def refused(fn, *args, **kwargs) -> errors.AppError:
-    with pytest.raises(errors.AppError) as info:
-        fn(*args, **kwargs)
-    return info.value
 
 
 # --- codec ---------------------------------------------------------------------------------------------------------
