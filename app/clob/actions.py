@@ -216,7 +216,7 @@ def _collateral_precheck(store: CommittedReader, block: BlockInfo, prep, pair: e
     from app.clob.logic import fee_quote_quantums
 
     quote = fill_amount_to_quote_quantums(subticks, quantums, pair.quantum_conversion_exponent)
-    maker_ppm, _ = keeper.fee_ppm(store, prep.sid.owner, block.block_time_ns, maker=True)
+    maker_ppm, _ = keeper.fee_ppm(store, prep.sid.owner, block.block_time_ns, maker=True, memo=view.fees)
     fee = fee_quote_quantums(quote, maker_ppm)
     after = prep.after.copy()
     size_delta = quantums if side == BUY else -quantums

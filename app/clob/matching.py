@@ -65,7 +65,7 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
     opposite = exchange_pb2.SIDE_SELL if taker.side == BUY else BUY
     book = books.pair(pair.id)
     taker_sid = SubaccountId(taker.owner, taker.subaccount_number)
-    taker_fee_ppm, taker_tier = keeper.fee_ppm(store, taker.owner, block.block_time_ns, maker=False)
+    taker_fee_ppm, taker_tier = keeper.fee_ppm(store, taker.owner, block.block_time_ns, maker=False, memo=view.fees)
     for price, level in book.levels_from_best(opposite):
         if taker.remaining_quantums == 0 or out.taker_failed or not crosses(taker.side, limit_subticks, price):
             break
@@ -178,7 +178,7 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
     price = maker.subticks
     quote = fill_amount_to_quote_quantums(price, fill, pair.quantum_conversion_exponent)
-    maker_fee_ppm, maker_tier = keeper.fee_ppm(store, maker.owner, block.block_time_ns, maker=True)
+    maker_fee_ppm, maker_tier = keeper.fee_ppm(store, maker.owner, block.block_time_ns, maker=True, memo=view.fees)
     taker_fee = fee_quote_quantums(quote, taker_fee_ppm)
     maker_fee = fee_quote_quantums(quote, maker_fee_ppm)
     maker_sid = SubaccountId(maker.owner, maker.subaccount_number)

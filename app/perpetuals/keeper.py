@@ -117,7 +117,7 @@ class MarginView:
     index) are read once per perpetual; open interest is not part of the view (callers read it from their own
     branch, since fills move it)."""
 
-    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk", "decoded_subaccounts")
+    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk", "decoded_subaccounts", "fees")
 
     def __init__(self, store: CommittedReader) -> None:
         self.store = store
@@ -130,6 +130,9 @@ class MarginView:
         self.subaccount_risk: dict[bytes, tuple] = {}
         # stored subaccount bytes -> (settled state, funding delta, funding events) (app/subaccounts/keeper.prepare)
         self.decoded_subaccounts: dict[bytes, tuple] = {}
+        # owner -> (maker fee ppm, taker fee ppm, fee tier index) (app/clob/keeper.fee_ppm): fee tiers and 30-day
+        # volume are fixed for the view's life too (volume is written once, after the order phase)
+        self.fees: dict[bytes, tuple[int, int, int]] = {}
 
     def info(self, perpetual_id: int) -> MarginInfo:
         info = self._infos.get(perpetual_id)

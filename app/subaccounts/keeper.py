@@ -173,7 +173,8 @@ def settle_funding(store: CommittedReader, sid: SubaccountId, sub: SubaccountSta
             events.append(Event.of("funding_settlement", owner=encode_address(sid.owner), number=sid.number,
                                    perpetual_id=p.perpetual_id, size_base_quantums=p.size_base_quantums,
                                    index_delta=perp_index - pos_index, payment_quote_quantums=payment))
-            p.funding_index = perp_index
+            p.funding_index = perp_index  # in place: ``sub`` was just decoded; listed so encoding rewrites it
+            sub.changed.append(p.perpetual_id)
     return delta, events
 
 
