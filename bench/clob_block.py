@@ -37,6 +37,7 @@ from app.clob import abci as clob_abci  # noqa: E402
 from app.clob import matching  # noqa: E402
 from app.clob.book import Books  # noqa: E402
 from app.lib.address import address_from_pubkey, encode_address  # noqa: E402
+from node import gctune  # noqa: E402
 from node.client.txbuilder import sign_tx  # noqa: E402
 from node.storage.leveldb import LevelDBStore  # noqa: E402
 
@@ -164,6 +165,8 @@ def run_mode(work: pathlib.Path, ns, keys: list, batch: int, warm_signatures: bo
         txs, _ = flow.block(height, min(5_000, ns.resting - len(flow.live)), 50, 100, 0)
         app.finalize_block(height, T0 + height * 10**9, txs)
         app.commit()
+    if ns.gc == "node":
+        gctune.tune()  # what node/runner.py does once the state is loaded
     resting = sum(len(b.bids.levels) + len(b.asks.levels) for b in app._books.pairs.values())
     rss_book = rss_mib() - rss0
     action_times: list[float] = []
@@ -236,6 +239,8 @@ def main() -> None:
     ap.add_argument("--place-pct", type=int, default=40)
     ap.add_argument("--cancel-pct", type=int, default=30)
     ap.add_argument("--modes", default="batched-warm,batched-cold,single-warm,single-cold")
+    ap.add_argument("--gc", choices=("node", "default"), default="node",
+                    help="node: the collector settings of a perpd node (node/gctune.py); default: CPython's")
     ns = ap.parse_args()
     print(machine_facts())
     keys = [nacl.signing.SigningKey(hashlib.sha256(b"bench-trader-%d" % i).digest()) for i in range(ns.traders)]

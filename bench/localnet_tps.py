@@ -86,11 +86,13 @@ def process_cpu(manifest: dict, d: pathlib.Path) -> dict[str, float]:
 
 
 def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, timeout_s: float,
-             method: str = "broadcast_tx_sync") -> dict:
+             method: str = "broadcast_tx_sync", rate: float = 0.0) -> dict:
     """Broadcast every tx, watch blocks on node0, return rate, latencies and CPU use.
 
     broadcast_tx_sync waits for CheckTx (what a bot that wants its error code does);
     broadcast_tx_async returns at once, so more CheckTx requests are in flight per node.
+    ``rate`` > 0 paces the broadcasts (tx i is sent at t0 + i / rate): latency at a given load instead of under
+    saturation.
     """
     nodes = manifest["nodes"]
     cpu0 = process_cpu(manifest, d)
@@ -133,6 +135,8 @@ def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, ti
         if not hasattr(local, "c"):
             local.c = [http.client.HTTPConnection("127.0.0.1", n["rpc_port"], timeout=30) for n in nodes]
         c = local.c[i % len(nodes)]
+        if rate > 0:
+            time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
         sent_at[i] = time.perf_counter()
         c.request("POST", "/", body=bodies[i], headers={"Content-Type": "application/json"})
         res = json.loads(c.getresponse().read())["result"]
@@ -284,7 +288,10 @@ def main() -> None:
     ap.add_argument("--method", choices=("broadcast_tx_sync", "broadcast_tx_async"), default="broadcast_tx_sync")
     ap.add_argument("--apps", default="perpd,kvstore,kvstore-socket",
                     help="rows to run, in order; also kvstore-grpc (Go kvstore behind CometBFT's gRPC ABCI), "
-                         "perpd-orders (one order action per tx) and perpd-orders-batched (--batch actions per tx)")
+                         "perpd-orders (one order action per tx), perpd-orders-batched (--batch actions per tx) and "
+                         "perpd-oracle (transfers on the order rows' genesis: what the oracle plane costs)")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="txs per second to send at (paced; latency at that load); 0 = as fast as possible")
     ap.add_argument("--batch", type=int, default=20, help="order actions per tx in the perpd-orders-batched row")
     ns = ap.parse_args()
     print(machine_facts())
@@ -313,12 +320,12 @@ def main() -> None:
             if app in ("kvstore-socket", "kvstore-grpc"):
                 manifest, procs = start_go_kvstore(d, port, work / "template.json", app.split("-")[1])
             else:
-                orders = app.startswith("perpd-orders")
+                orders = app.startswith("perpd-orders") or app == "perpd-oracle"
                 manifest = ln.up(d, 4, port, "perpd", wait_height=3, timeout_commit=ns.timeout_commit,
                                  template_path=work / ("markets.json" if orders else "template.json"), mm=False)
             try:
                 ops = ns.txs
-                if app == "perpd":
+                if app in ("perpd", "perpd-oracle"):
                     txs = perpd_txs(d, manifest["chain_id"], ns.txs, ns.senders)
                     size = sum(map(len, txs)) // len(txs)
                 elif app.startswith("perpd-orders"):
@@ -326,7 +333,7 @@ def main() -> None:
                     txs, ops = perpd_order_txs(d, manifest["chain_id"], ns.txs * batch, ns.senders, batch)
                 else:
                     txs = kvstore_txs(ns.txs, size)
-                results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout, ns.method)
+                results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout, ns.method, ns.rate)
                 results[app]["tx_bytes"] = sum(map(len, txs)) // len(txs)
                 results[app]["ops_per_tx"] = ops / len(txs)
             finally:
@@ -339,7 +346,8 @@ def main() -> None:
     print("rows: perpd = this chain; kvstore = CometBFT's built-in app (--proxy_app=kvstore, in-process); "
           "kvstore-socket / kvstore-grpc = abci-cli kvstore over a unix socket / gRPC")
     print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, {ns.method} round-robin over "
-          f"nodes, timeout_commit {ns.timeout_commit}")
+          f"nodes, timeout_commit {ns.timeout_commit}, "
+          + (f"paced at {ns.rate:g} tx/s" if ns.rate > 0 else "as fast as possible"))
     for app, r in results.items():
         ops_rate = f" = {r['tps'] * r['ops_per_tx']:.0f} order ops/s" if app.startswith("perpd-orders") else ""
         print(f"{app:14s} committed {r['committed']}/{len(r.get('txs', [])) or r['committed'] + r['rejected']} "

@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 from app.application import Application
+from node import gctune
 from node.abci.handler import AbciHandler
 from node.abci.server import AbciServer
 from node.config import db_path, find_cometbft, load_app_config
@@ -49,6 +50,7 @@ async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]
     code = 1  # anything that escapes below is a failed start or run
     try:
         app = Application(store)
+        gctune.tune()  # after the state and the book index are loaded
         oracle_cfg = OracleConfig.from_dict(cfg.oracle)
         if oracle_cfg.enabled:
             daemon = PriceDaemonProcess(oracle_cfg, app.markets)

@@ -533,3 +533,22 @@ def test_one_update_touching_an_isolated_perpetual_and_another_is_refused_with_e
     err = refused(keeper.validate_isolated_update, BranchStore(ex.store), SubaccountState(), [SOL, BTC])
     assert err.log == (f"{errors.ERR_ISOLATED_MARKET_CONSTRAINT.name}: one update cannot touch an isolated perpetual "
                        "and another")
+
+
+def test_only_an_update_that_leaves_an_isolated_market_is_closing(ex):
+    """is_closing: isolated before and cross (flat) after; staying in, opening, and cross updates are not closing."""
+    s = BranchStore(ex.store)
+    sid = SubaccountId(A[0], 0)
+
+    def prep(before: SubaccountState, after: SubaccountState) -> keeper.Prepared:
+        return keeper.Prepared(sid, before, after, 0, [])
+
+    sol = SubaccountState(0, {SOL: Position(SOL, ONE_SOL, 0, 0)})
+    more_sol = SubaccountState(0, {SOL: Position(SOL, 2 * ONE_SOL, 0, 0)})
+    btc = SubaccountState(0, {BTC: Position(BTC, ONE_BTC, 0, 0)})
+    flat = SubaccountState(5)
+    assert keeper.is_closing(s, prep(sol, flat))
+    assert not keeper.is_closing(s, prep(sol, more_sol))  # stays in the isolated market
+    assert not keeper.is_closing(s, prep(flat, sol))  # opens it
+    assert not keeper.is_closing(s, prep(flat, btc))  # cross
+    assert not keeper.is_closing(s, prep(btc, flat))
