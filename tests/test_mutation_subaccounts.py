@@ -552,3 +552,85 @@ def test_only_an_update_that_leaves_an_isolated_market_is_closing(ex):
     assert not keeper.is_closing(s, prep(flat, sol))  # opens it
     assert not keeper.is_closing(s, prep(flat, btc))  # cross
     assert not keeper.is_closing(s, prep(btc, flat))
+
+
+# --- risk of positions in open-interest-scaled tiers --------------------------------------------------------------
+
+def _capped_store(ex) -> BranchStore:
+    """Cross perpetuals 3 and 4 on the SOL market ($150, atomic resolution -7: 1 base quantum = 1e-7 SOL, so a
+    position of q base quantums has notional 15 q quote quantums) in tier 4 (IM 5 %, MF 60 %, OI caps 500 000 /
+    1 000 000 USDC). Open interest: perpetual 3 5e10 (5 000 SOL = 750 000 USDC), perpetual 4 1e10 (150 000 USDC)."""
+    s = BranchStore(ex.store)
+    for pid, oi in ((3, 5 * 10**10), (4, 10**10)):
+        perpetuals_keeper.set_perpetual(s, exchange_pb2.Perpetual(
+            id=pid, ticker=f"X{pid}-USD", market_id=SOL, atomic_resolution=-7, liquidity_tier=4,
+            market_type=perpetuals_keeper.CROSS, open_interest_base_quantums=oi))
+    return s
+
+
+def _mixed_subaccount() -> SubaccountState:
+    # quote -100 000 USDC; long 1 000 SOL in perpetual 3; short 200 SOL in perpetual 4; long 1 BTC (uncapped tier)
+    return decode_subaccount(encode_subaccount(SubaccountState(-100_000 * USD, {
+        3: Position(3, 10**10, 0, 0), 4: Position(4, -2 * 10**9, 0, 0), BTC: Position(BTC, ONE_BTC, 0, 0)})))
+
+
+def test_risk_sums_positions_in_oi_scaled_tiers_with_the_others(ex):
+    """Perpetual 3: notional 150 000 USDC, OI 750 000 USDC -> IMF = 5 % + floor(95 % x 250k / 500k) = 52.5 %:
+    IMR 78 750 USDC, MMR ceil(7 500 x 0.6) = 4 500. Perpetual 4: notional 30 000, OI 150 000 (below the lower cap):
+    IMR 1 500, MMR 900. BTC: 64 000 notional: IMR 3 200, MMR 1 920. NC = -100 000 + 150 000 - 30 000 + 64 000."""
+    s = _capped_store(ex)
+    risk = keeper.compute_risk(s, _mixed_subaccount(), None, perpetuals_keeper.MarginView(s))
+    assert risk.net_collateral_quote_quantums == 84_000 * USD
+    assert risk.initial_margin_quote_quantums == (78_750 + 1_500 + 3_200) * USD
+    assert risk.maintenance_margin_quote_quantums == (4_500 + 900 + 1_920) * USD
+
+
+def test_risk_sees_the_open_interest_a_match_would_add_to_its_own_perpetual_only(ex):
+    """oi_delta (4, +4e10): perpetual 4's OI becomes 5e10 = 750 000 USDC -> IMF 52.5 %: IMR 15 750 instead of 1 500;
+    perpetual 3 keeps 78 750."""
+    s = _capped_store(ex)
+    risk = keeper.compute_risk(s, _mixed_subaccount(), (4, 4 * 10**10), perpetuals_keeper.MarginView(s))
+    assert risk.initial_margin_quote_quantums == (78_750 + 15_750 + 3_200) * USD
+    assert risk.maintenance_margin_quote_quantums == (4_500 + 900 + 1_920) * USD
+
+
+def test_closing_one_oi_scaled_position_keeps_counting_the_next(ex):
+    """Derived incrementally from the loaded state: perpetual 3 closed (sold at 150 000 USDC), perpetual 4 still
+    counts: NC = -100 000 + 150 000 - 30 000 + 64 000; IMR 1 500 + 3 200; MMR 900 + 1 920."""
+    s = _capped_store(ex)
+    view = perpetuals_keeper.MarginView(s)
+    before = _mixed_subaccount()
+    keeper.compute_risk(s, before, None, view)
+    after = before.copy()
+    keeper.apply_position_delta(after, 3, 0, -10**10, 150_000 * USD)
+    after.quote_balance_quote_quantums += 150_000 * USD
+    risk = keeper.compute_risk(s, after, None, view)
+    assert risk.net_collateral_quote_quantums == 84_000 * USD
+    assert risk.initial_margin_quote_quantums == (1_500 + 3_200) * USD
+    assert risk.maintenance_margin_quote_quantums == (900 + 1_920) * USD
+
+
+def test_a_position_without_an_oracle_price_is_refused_with_exactly_that_message(ex):
+    import dataclasses
+
+    s = _capped_store(ex)
+    view = perpetuals_keeper.MarginView(s)
+    view._infos[4] = dataclasses.replace(view.info(4), price=0)
+    err = refused(keeper.compute_risk, s, _mixed_subaccount(), None, view)
+    assert err.code == errors.ERR_PRICE_UNAVAILABLE.code
+    assert err.log == f"{errors.ERR_PRICE_UNAVAILABLE.name}: perpetual 4 (market {SOL}) has no oracle price yet"
+
+
+@pytest.mark.parametrize("quote_before, moved", [
+    pytest.param(1, 1, id="one quote quantum moves into the isolated pool"),
+    pytest.param(0, 0, id="an empty quote balance moves nothing (and raises nothing)"),
+    pytest.param(-5, 0, id="a negative quote balance moves nothing"),
+])
+def test_opening_an_isolated_position_moves_the_quote_balance_before_it(ex, quote_before, moved):
+    s = BranchStore(ex.store)
+    cross0, sol0 = bank_keeper.get_balance(s, keeper.CROSS_POOL), bank_keeper.get_balance(s, keeper.isolated_pool(SOL))
+    before = SubaccountState(quote_before)
+    after = SubaccountState(quote_before, {SOL: Position(SOL, ONE_SOL, 0, 0)})
+    keeper.persist(s, keeper.Prepared(SubaccountId(A[4], 5), before, after, 0, []))
+    assert bank_keeper.get_balance(s, keeper.isolated_pool(SOL)) == sol0 + moved
+    assert bank_keeper.get_balance(s, keeper.CROSS_POOL) == cross0 - moved
