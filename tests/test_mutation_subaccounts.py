@@ -25,7 +25,7 @@ from app.store import BranchStore
 from app.subaccounts import keeper, keys
 from app.subaccounts.state import Position, SubaccountId, SubaccountState, decode_subaccount, encode_subaccount
 from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
-from tests.exchange_helpers import BTC, ONE_BTC, SOL, msg_tx, subaccount
+from tests.exchange_helpers import BTC, ETH, ONE_BTC, SOL, msg_tx, subaccount
 from tests.helpers import ADDRS, FEE, ONE_USDC
 from tests.mutation_helpers import Empty, MemReplica, refused
 
@@ -634,3 +634,50 @@ def test_opening_an_isolated_position_moves_the_quote_balance_before_it(ex, quot
     keeper.persist(s, keeper.Prepared(SubaccountId(A[4], 5), before, after, 0, []))
     assert bank_keeper.get_balance(s, keeper.isolated_pool(SOL)) == sol0 + moved
     assert bank_keeper.get_balance(s, keeper.CROSS_POOL) == cross0 - moved
+
+
+# --- genesis with many holders (survivors of the full run) ---------------------------------------------------------
+
+ONE_ETH = 10**9
+
+
+def many_holders_genesis(btc_oi: int = ONE_BTC, extra: list | None = None) -> dict:
+    """BTC: longs ONE_BTC - 1 (account 1) + 1 (account 3); shorts ONE_BTC - 1 (account 2) + 1 (account 4, subaccount
+    127). ETH: account 1 long 1, account 2 short 1 (two cross positions per subaccount). Quote: -60 000 + 70 000 + 1
+    + 1 USDC = 10 002 USDC in the cross pool."""
+    pos = lambda pid, size: {"perpetual_id": pid, "size_base_quantums": str(size)}  # noqa: E731
+    subs = [
+        {"owner": ADDRS[1], "number": 0, "quote_balance_quote_quantums": str(-60_000 * USD),
+         "positions": [pos(BTC, ONE_BTC - 1), pos(ETH, ONE_ETH)]},
+        {"owner": ADDRS[2], "number": 0, "quote_balance_quote_quantums": str(70_000 * USD),
+         "positions": [pos(BTC, -(ONE_BTC - 1)), pos(ETH, -ONE_ETH)]},
+        {"owner": ADDRS[3], "number": 0, "quote_balance_quote_quantums": str(USD), "positions": [pos(BTC, 1)]},
+        {"owner": ADDRS[4], "number": 127, "quote_balance_quote_quantums": str(USD), "positions": [pos(BTC, -1)]},
+    ] + (extra or [])
+    state = exchange_app_state(depositors=())
+    state["bank"]["balances"] += [{"address": encode_address(keeper.CROSS_POOL),
+                                   "amount_quote_quantums": str(10_002 * USD)}]
+    for p in state["perpetuals"]["perpetuals"]:
+        p["open_interest_base_quantums"] = {BTC: str(btc_oi), ETH: str(ONE_ETH)}.get(p["id"], "0")
+    state["subaccounts"] = {"subaccounts": subs}
+    return state
+
+
+def test_genesis_adds_up_many_longs_and_shorts_per_perpetual_and_accepts_subaccount_127():
+    r = init(many_holders_genesis())
+    assert subaccount(r, 4, 127)["quote_balance_quote_quantums"] == str(USD)
+    assert len(subaccount(r, 1)["positions"]) == 2
+
+
+def test_genesis_refuses_open_interest_that_differs_from_equal_longs_and_shorts():
+    err = refused(MemReplica().init_chain, many_holders_genesis(btc_oi=ONE_BTC + 1))
+    assert err.log == (f"{errors.ERR_INVALID_GENESIS.name}: perpetual 0: longs {ONE_BTC}, shorts {ONE_BTC}, open "
+                       f"interest {ONE_BTC + 1} must be equal")
+
+
+def test_genesis_refuses_an_isolated_position_beside_another_with_exactly_that_message():
+    extra = [{"owner": ADDRS[5], "number": 0, "quote_balance_quote_quantums": "0", "positions": [
+        {"perpetual_id": BTC, "size_base_quantums": "5"}, {"perpetual_id": SOL, "size_base_quantums": "5"}]}]
+    err = refused(MemReplica().init_chain, many_holders_genesis(extra=extra))
+    assert err.log == (f"{errors.ERR_INVALID_GENESIS.name}: subaccount {ADDRS[5]}/0 holds isolated perpetual {SOL} "
+                       "with other positions")

@@ -102,10 +102,7 @@ def _find(buf: bytes | bytearray, n: int, pid: int) -> tuple[int, bool]:
 
 
 def _splice(sub: SubaccountState) -> bytes:
-    base = sub.base_raw
-    if (len(base) - _HEADER.size) % _POSITION.size:
-        raise ValueError(f"corrupt subaccount: {len(base)} bytes")
-    buf = bytearray(base)
+    buf = bytearray(sub.base_raw)  # bytes decode_subaccount accepted, or that an encoding produced
     _HEADER.pack_into(buf, 0, sub.quote_balance_quote_quantums)
     n = (len(buf) - _HEADER.size) // _POSITION.size
     for pid in dict.fromkeys(sub.changed):
