@@ -681,3 +681,53 @@ def test_genesis_refuses_an_isolated_position_beside_another_with_exactly_that_m
     err = refused(MemReplica().init_chain, many_holders_genesis(extra=extra))
     assert err.log == (f"{errors.ERR_INVALID_GENESIS.name}: subaccount {ADDRS[5]}/0 holds isolated perpetual {SOL} "
                        "with other positions")
+
+
+@pytest.mark.parametrize("sub_state, log", [
+    pytest.param([], "subaccounts genesis must be an object", id="not an object"),
+    pytest.param({"subaccounts": [{"owner": "nobody"}]},
+                 "subaccounts.subaccounts[0]: owner must be an address and number in 0..127", id="a bad owner"),
+])
+def test_bad_subaccounts_genesis_says_exactly_what_and_where(sub_state, log):
+    state = exchange_app_state(depositors=())
+    state["subaccounts"] = sub_state
+    err = refused(MemReplica().init_chain, state)
+    assert err.log == f"{errors.ERR_INVALID_GENESIS.name}: {log}"
+
+
+def test_a_genesis_without_unsettled_funding_stores_no_funding_record():
+    r = init(many_holders_genesis())
+    assert r.store.get(keeper.UNSETTLED_FUNDING_KEY) is None
+
+
+def test_growing_a_position_by_one_base_quantum_or_from_one_adds_the_cost():
+    sub = SubaccountState()
+    keeper.apply_position_delta(sub, 0, 0, 1, -64)  # opens 1 for 64
+    keeper.apply_position_delta(sub, 0, 0, 1, -66)  # grows from 1 to 2: 64 + 66
+    assert sub.positions[0] == Position(0, 2, 0, 130)
+    keeper.apply_position_delta(sub, 0, 0, 3, -200)  # grows by 3: 330
+    keeper.apply_position_delta(sub, 0, 0, 1, -70)  # grows by exactly 1: 400
+    assert sub.positions[0] == Position(0, 6, 0, 400)
+
+
+def test_block_invariants_accept_trades_in_a_perpetual_created_in_the_same_block(ex):
+    s = BranchStore(ex.store)
+    perpetuals_keeper.set_perpetual(s, exchange_pb2.Perpetual(id=3, ticker="X-USD", market_id=BTC,
+                                                              atomic_resolution=-10, liquidity_tier=0,
+                                                              market_type=perpetuals_keeper.CROSS))
+    put(s, 1, 0, SubaccountState(100_000 * USD - 10, {3: Position(3, 5, 0, 10)}))
+    put(s, 2, 0, SubaccountState(100_000 * USD + 10, {3: Position(3, -5, 0, 10)}))
+    perpetuals_keeper.apply_open_interest_delta(s, 3, 5)
+    keeper.check_block_invariants(s)  # no open interest before the block: it moved by 5, longs by 5
+
+
+def test_block_invariants_report_the_open_interest_move_against_the_block_start(ex):
+    base = BranchStore(ex.store)
+    perpetuals_keeper.apply_open_interest_delta(base, BTC, 7)  # open interest 7 when the block starts
+    s = BranchStore(base)
+    put(s, 1, 0, SubaccountState(100_000 * USD, {BTC: Position(BTC, 5, 0, 0)}))
+    put(s, 2, 0, SubaccountState(100_000 * USD, {BTC: Position(BTC, -5, 0, 0)}))
+    perpetuals_keeper.apply_open_interest_delta(s, BTC, 4)
+    with pytest.raises(errors.InvariantViolation) as info:
+        keeper.check_block_invariants(s)
+    assert str(info.value) == "perpetual 0: open interest moved by 4, longs by 5"
