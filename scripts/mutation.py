@@ -27,7 +27,9 @@ import os
 import pathlib
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 
@@ -47,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("module", nargs="?", default=PACKAGE,
                     help="path under app/ to mutate: a package dir or a .py file (default: app)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants tested at once (default: cores)")
+    ap.add_argument("--hang-after", type=float, default=150.0, metavar="S",
+                    help="a mutant's worker running longer than S seconds gets SIGXCPU (counted as a timeout)")
     ap.add_argument("--fail-under", type=float, default=None, metavar="PCT",
                     help="exit 1 if the score of MODULE is below PCT")
     return ap.parse_args()
@@ -108,14 +112,41 @@ def use_repeatable_hypothesis() -> None:
     settings.load_profile("mutation")
 
 
-def run_mutmut(jobs: int) -> None:
+def hang_watchdog(limit_s: float, stop: threading.Event, poll_s: float = 5.0) -> None:
+    """mutmut's own timeout did not fire for mutants that loop forever (a binary search that never narrows, a
+    `while` whose step was mutated): the worker ran until killed by hand. Workers are the grandchildren of this
+    process (driver -> multiprocessing forkserver -> one forked worker per mutant); one older than ``limit_s`` gets
+    SIGXCPU, which mutmut records as a timeout (caught). Each kill is printed."""
+    from node.procutil import children, start_ticks
+
+    tick = os.sysconf("SC_CLK_TCK")
+    while not stop.wait(poll_s):
+        now = float(pathlib.Path("/proc/uptime").read_text().split()[0])
+        for server in children(os.getpid()):
+            for worker in children(server):
+                started = start_ticks(worker)
+                if started is not None and now - started / tick > limit_s:
+                    print(f"\nmutation: worker {worker} ran over {limit_s:.0f} s (a mutant that never ends): SIGXCPU",
+                          flush=True)
+                    try:
+                        os.kill(worker, signal.SIGXCPU)
+                    except ProcessLookupError:
+                        pass
+
+
+def run_mutmut(jobs: int, hang_after_s: float) -> None:
     from mutmut.__main__ import cli
+
+    stop = threading.Event()
+    threading.Thread(target=hang_watchdog, args=(hang_after_s, stop), daemon=True).start()
 
     try:
         cli.main(["run", "--max-children", str(jobs)], prog_name="mutmut", standalone_mode=False)
     except SystemExit as e:
         if e.code not in (0, None):
             raise
+    finally:
+        stop.set()
 
 
 def changed_line(source_lines: list[str], diff: str) -> int | None:
@@ -222,7 +253,7 @@ def main() -> int:
     os.chdir(work)
     use_repeatable_hypothesis()
     t0 = time.monotonic()
-    run_mutmut(args.jobs)
+    run_mutmut(args.jobs, args.hang_after)
     elapsed = time.monotonic() - t0
     lines, score = report(module, elapsed, args.jobs)
     text = "\n".join(lines) + "\n"
