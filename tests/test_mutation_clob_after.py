@@ -1,0 +1,173 @@
+"""clob: behaviours pinned after the full mutation run of app/clob (docs/mutation.md, issue #9). In-memory chains
+(tests/mutation_helpers.MemReplica); numbers worked by hand in the comments.
+
+Market BTC-USD as in tests/exchange_helpers.py (oracle $64,000, 1 dollar = 100 000 subticks), but some tests give
+its pair a step of 1 base quantum so that positions of exactly 1 can be built and reduced.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
+from tests.exchange_helpers import (
+    BTC,
+    BUY,
+    IOC,
+    ONE_DOLLAR_BTC,
+    POST_ONLY,
+    SELL,
+    actions_of,
+    fills_of,
+    height_of,
+    orders_tx,
+    place,
+    subaccount,
+)
+from tests.mutation_helpers import MemReplica
+
+P64K = 64_000 * ONE_DOLLAR_BTC
+
+
+def position(r, account: int) -> int:
+    return sum(int(p["size_base_quantums"]) for p in subaccount(r, account)["positions"] if p["market"] == "BTC-USD")
+
+
+@pytest.fixture
+def step1():
+    state = exchange_app_state()
+    for p in state["clob"]["clob_pairs"]:
+        if p["id"] == BTC:
+            p["step_base_quantums"] = "1"
+    r = MemReplica()
+    r.init_chain(state)
+    r.block([])
+    return r
+
+
+class Nonces:
+    def __init__(self) -> None:
+        self.n: dict[int, int] = {}
+
+    def __call__(self, account: int) -> int:
+        self.n[account] = self.n.get(account, 0) + 1
+        return self.n[account]
+
+
+def trade_one(r, buyer: int, seller: int, cid: int, nonce: Nonces) -> None:
+    """``seller`` rests a post-only ask of 1 base quantum at $64,000; ``buyer`` takes it with an IOC."""
+    h = height_of(r) + 1
+    r.block([orders_tx(seller, nonce(seller), [place(cid, SELL, 1, P64K, tif=POST_ONLY, height_hint=h)])])
+    res = r.block([orders_tx(buyer, nonce(buyer), [place(cid, BUY, 1, P64K, tif=IOC, height_hint=h + 1)])])
+    assert len(fills_of(res.tx_results[0])) == 1, actions_of(res.tx_results[0])
+
+
+def test_a_reduce_only_taker_closes_a_position_of_exactly_one_base_quantum(step1):
+    nonce = Nonces()
+    trade_one(step1, 1, 2, 1, nonce)  # account 1 long 1
+    assert position(step1, 1) == 1
+    h = height_of(step1) + 1
+    step1.block([orders_tx(3, nonce(3), [place(2, BUY, 5, P64K, tif=POST_ONLY, height_hint=h)])])
+    res = step1.block([orders_tx(1, nonce(1), [place(3, SELL, 5, P64K, tif=IOC, reduce_only=True,
+                                                     height_hint=h + 1)])])
+    assert [f["quantums"] for f in fills_of(res.tx_results[0])] == ["1"]  # clamped to the position
+    assert position(step1, 1) == 0
+
+
+def test_a_resting_reduce_only_buy_whose_short_was_closed_is_removed_not_filled(step1):
+    nonce = Nonces()
+    trade_one(step1, 2, 1, 1, nonce)  # account 1 short 1
+    h = height_of(step1) + 1
+    # account 1 rests a reduce-only bid for 1 at $63,000 (it would close the short) ...
+    res = step1.block([orders_tx(1, nonce(1), [place(5, BUY, 1, 63_000 * ONE_DOLLAR_BTC, reduce_only=True,
+                                                     height_hint=h + 10)])])
+    assert actions_of(res.tx_results[0])[0]["status"] == "resting"
+    trade_one(step1, 1, 3, 2, nonce)  # ... then closes the short elsewhere: flat
+    assert position(step1, 1) == 0
+    h = height_of(step1) + 1
+    res = step1.block([orders_tx(4, nonce(4), [place(9, SELL, 1, 63_000 * ONE_DOLLAR_BTC, tif=IOC,
+                                                     height_hint=h)])])
+    assert fills_of(res.tx_results[0]) == []  # the bid would now open a long: removed, nothing filled
+    removed = [dict(e.attributes) for e in res.tx_results[0].events if e.type == "order_removed"]
+    assert [(e["client_id"], e["reason"]) for e in removed] == [("5", "reduce_only_nothing_to_reduce")]
+    assert position(step1, 1) == 0
+
+
+# --- the authority's MsgUpdatePerpetual: refusals and event, exactly -----------------------------------------------
+
+def _update(r, signer: int, nonce: int, authority: str | None = None, **fields):
+    from perpchain.v1 import tx_pb2
+
+    from tests.exchange_helpers import msg_tx
+    from tests.helpers import ADDRS
+
+    msg = tx_pb2.Msg(update_perpetual=tx_pb2.MsgUpdatePerpetual(
+        authority=ADDRS[signer] if authority is None else authority, perpetual_id=BTC, **fields))
+    return r.block([msg_tx(signer, nonce, [msg])]).tx_results[0]
+
+
+@pytest.fixture
+def ex():
+    r = MemReplica()
+    r.init_chain(exchange_app_state())
+    r.block([])
+    return r
+
+
+def test_update_perpetual_event_names_the_perpetual_its_tier_and_type(ex):
+    res = _update(ex, 0, 1, liquidity_tier=4, set_liquidity_tier=True)
+    assert res.code == 0, res.log
+    assert [(e.type, dict(e.attributes)) for e in res.events if e.type == "perpetual_updated"] == [
+        ("perpetual_updated", {"perpetual_id": "0", "liquidity_tier": "4", "market_type": "1"})]
+
+
+def test_update_perpetual_refusals_say_exactly_why(ex):
+    from app import errors
+
+    res = _update(ex, 0, 1, market_type=7)
+    assert (res.code, res.log) == (errors.ERR_INVALID_PERPETUAL.code,
+                                   f"{errors.ERR_INVALID_PERPETUAL.name}: market_type must be cross or isolated")
+    nonce = Nonces()
+    nonce(0)
+    h = height_of(ex) + 1
+    ex.block([orders_tx(2, nonce(2), [place(1, SELL, 10**6, P64K, tif=POST_ONLY, height_hint=h)])])
+    ex.block([orders_tx(1, nonce(1), [place(1, BUY, 10**6, P64K, tif=IOC, height_hint=h + 1)])])  # open interest
+    res = _update(ex, 0, nonce(0), market_type=2)
+    assert (res.code, res.log) == (errors.ERR_INVALID_PERPETUAL.code,
+                                   f"{errors.ERR_INVALID_PERPETUAL.name}: perpetual 0 has open interest: its market "
+                                   "type can only change when no position is open")
+
+
+def test_a_bad_authority_address_is_refused_naming_the_authority_field(ex):
+    from app import errors
+
+    res = _update(ex, 0, 1, authority="perp1nothing", liquidity_tier=4, set_liquidity_tier=True)
+    assert (res.code, res.log) == (errors.ERR_INVALID_ADDRESS.code, f"{errors.ERR_INVALID_ADDRESS.name}: authority "
+                                                                    "'perp1nothing' is not a valid perp1... address")
+
+
+# --- CheckTx of batch cancels: exact refusals -----------------------------------------------------------------------
+
+def _batch_cancel_tx(account: int, nonce: int, pair: int = BTC):
+    from perpchain.v1 import tx_pb2
+
+    return orders_tx(account, nonce, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=pair))])
+
+
+def test_check_tx_refuses_a_batch_cancel_that_matches_nothing_or_a_paused_pair_exactly(ex):
+    from perpchain.v1 import tx_pb2
+
+    from app import errors
+    from tests.exchange_helpers import msg_tx
+    from tests.helpers import ADDRS
+
+    res = ex.app.check_tx(_batch_cancel_tx(1, 1))
+    assert (res.code, res.log) == (errors.ERR_ORDER_NOT_FOUND.code,
+                                   f"{errors.ERR_ORDER_NOT_FOUND.name}: the batch cancel matches no resting order")
+    paused = tx_pb2.Msg(set_clob_pair_status=tx_pb2.MsgSetClobPairStatus(authority=ADDRS[0], clob_pair_id=BTC,
+                                                                         status=4))
+    assert ex.block([msg_tx(0, 1, [paused])]).tx_results[0].code == 0
+    res = ex.app.check_tx(_batch_cancel_tx(1, 1))
+    assert (res.code, res.log) == (errors.ERR_CLOB_PAIR_STATUS.code,
+                                   f"{errors.ERR_CLOB_PAIR_STATUS.name}: clob pair 0 is paused: its book is frozen "
+                                   "(cancels too)")
