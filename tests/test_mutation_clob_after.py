@@ -171,3 +171,66 @@ def test_check_tx_refuses_a_batch_cancel_that_matches_nothing_or_a_paused_pair_e
     assert (res.code, res.log) == (errors.ERR_CLOB_PAIR_STATUS.code,
                                    f"{errors.ERR_CLOB_PAIR_STATUS.name}: clob pair 0 is paused: its book is frozen "
                                    "(cancels too)")
+
+
+# --- queries and export --------------------------------------------------------------------------------------------
+
+def _query(r, path: str):
+    import json
+
+    res = r.app.query(path, b"")
+    return res.code, (json.loads(res.value) if res.code == 0 else res.log)
+
+
+@pytest.mark.parametrize("path", ["/clob/orders/nobody", "/subaccounts/of/nobody"])
+def test_a_bad_owner_in_a_query_is_named_exactly(ex, path):
+    from app import errors
+
+    assert _query(ex, path) == (errors.ERR_INVALID_ADDRESS.code,
+                                f"{errors.ERR_INVALID_ADDRESS.name}: owner 'nobody' is not a valid perp1... address")
+
+
+def test_orders_and_subaccounts_of_an_owner_cover_every_subaccount_number(ex):
+    from perpchain.v1 import tx_pb2
+
+    from tests.exchange_helpers import msg_tx
+    from tests.helpers import ADDRS
+
+    nonce = Nonces()
+    deposit = tx_pb2.Msg(deposit=tx_pb2.MsgDeposit(owner=ADDRS[1], subaccount_number=5, amount_quote_quantums=10**9))
+    assert ex.block([msg_tx(1, nonce(1), [deposit])]).tx_results[0].code == 0
+    h = height_of(ex) + 1
+    res = ex.block([orders_tx(1, nonce(1), [place(1, SELL, 10**6, 70_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h),
+                                            place(2, SELL, 10**6, 70_001 * ONE_DOLLAR_BTC, tif=POST_ONLY, number=5,
+                                                  height_hint=h)])])
+    assert [a["status"] for a in actions_of(res.tx_results[0])] == ["resting", "resting"]
+    code, out = _query(ex, f"/clob/orders/{ADDRS[1]}")
+    assert code == 0 and sorted((o["subaccount_number"], o["client_id"]) for o in out["orders"]) == [(0, 1), (5, 2)]
+    code, out = _query(ex, f"/clob/orders/{ADDRS[1]}/5")
+    assert code == 0 and [o["client_id"] for o in out["orders"]] == [2]
+    code, out = _query(ex, f"/subaccounts/of/{ADDRS[1]}")
+    assert code == 0 and [(s["number"], s["quote_balance_quote_quantums"]) for s in out["subaccounts"]] == [
+        (0, str(100_000 * 10**6)), (5, str(10**9))]
+
+
+def test_export_of_a_chain_without_trades_has_no_volume_entries(ex):
+    from app.clob import genesis as clob_genesis
+    from app.store import BranchStore
+
+    assert clob_genesis.export_genesis(BranchStore(ex.store))["stats"] == []
+
+
+# --- CheckTx accepts valid cancels ---------------------------------------------------------------------------------
+
+def test_check_tx_accepts_a_cancel_and_a_batch_cancel_of_resting_orders(ex):
+    from perpchain.v1 import tx_pb2
+
+    from tests.exchange_helpers import cancel
+
+    cid = (1 << 24) | 7  # a client id whose first key byte is not 0: a key prefix one byte too long would miss it
+    h = height_of(ex) + 1
+    ex.block([orders_tx(1, 1, [place(cid, SELL, 10**6, 70_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h + 10)])])
+    res = ex.app.check_tx(orders_tx(1, 2, [cancel(cid)]))
+    assert (res.code, res.log) == (0, "")
+    res = ex.app.check_tx(orders_tx(1, 3, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=BTC))]))
+    assert (res.code, res.log) == (0, "")
