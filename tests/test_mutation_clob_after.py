@@ -234,3 +234,20 @@ def test_check_tx_accepts_a_cancel_and_a_batch_cancel_of_resting_orders(ex):
     assert (res.code, res.log) == (0, "")
     res = ex.app.check_tx(orders_tx(1, 3, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=BTC))]))
     assert (res.code, res.log) == (0, "")
+
+
+def test_a_perpetual_whose_market_has_no_price_yet_lists_no_oracle_price():
+    from tests.exchange_helpers import ETH
+
+    state = exchange_app_state()
+    for m in state["prices"]["markets"]:
+        if m["id"] == ETH:
+            del m["price"]
+    r = MemReplica()
+    r.init_chain(state)
+    r.block([])
+    code, out = _query(r, "/perpetuals/list")
+    assert code == 0
+    by_id = {p["id"]: p for p in out["perpetuals"]}
+    assert by_id[ETH]["oracle_price"] is None
+    assert by_id[BTC]["oracle_price"] == "64000"
