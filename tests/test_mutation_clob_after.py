@@ -74,20 +74,28 @@ def test_a_reduce_only_taker_closes_a_position_of_exactly_one_base_quantum(step1
     assert position(step1, 1) == 0
 
 
-def test_a_resting_reduce_only_buy_whose_short_was_closed_is_removed_not_filled(step1):
+@pytest.mark.parametrize("side", [BUY, SELL])
+def test_a_resting_reduce_only_order_whose_position_was_closed_is_removed_not_filled(step1, side):
+    """side BUY: account 1 short 1 rests a reduce-only bid, closes the short elsewhere, then a seller comes; SELL: the
+    mirror image (long 1, reduce-only ask, a buyer comes)."""
     nonce = Nonces()
-    trade_one(step1, 2, 1, 1, nonce)  # account 1 short 1
+    if side == BUY:
+        trade_one(step1, 2, 1, 1, nonce)  # account 1 short 1
+    else:
+        trade_one(step1, 1, 2, 1, nonce)  # account 1 long 1
     h = height_of(step1) + 1
-    # account 1 rests a reduce-only bid for 1 at $63,000 (it would close the short) ...
-    res = step1.block([orders_tx(1, nonce(1), [place(5, BUY, 1, 63_000 * ONE_DOLLAR_BTC, reduce_only=True,
-                                                     height_hint=h + 10)])])
+    price = (63_000 if side == BUY else 65_000) * ONE_DOLLAR_BTC
+    res = step1.block([orders_tx(1, nonce(1), [place(5, side, 1, price, reduce_only=True, height_hint=h + 10)])])
     assert actions_of(res.tx_results[0])[0]["status"] == "resting"
-    trade_one(step1, 1, 3, 2, nonce)  # ... then closes the short elsewhere: flat
+    if side == BUY:
+        trade_one(step1, 1, 3, 2, nonce)  # closes the short elsewhere: flat
+    else:
+        trade_one(step1, 3, 1, 2, nonce)  # closes the long elsewhere: flat
     assert position(step1, 1) == 0
     h = height_of(step1) + 1
-    res = step1.block([orders_tx(4, nonce(4), [place(9, SELL, 1, 63_000 * ONE_DOLLAR_BTC, tif=IOC,
+    res = step1.block([orders_tx(4, nonce(4), [place(9, SELL if side == BUY else BUY, 1, price, tif=IOC,
                                                      height_hint=h)])])
-    assert fills_of(res.tx_results[0]) == []  # the bid would now open a long: removed, nothing filled
+    assert fills_of(res.tx_results[0]) == []  # the order would now open a position: removed, nothing filled
     removed = [dict(e.attributes) for e in res.tx_results[0].events if e.type == "order_removed"]
     assert [(e["client_id"], e["reason"]) for e in removed] == [("5", "reduce_only_nothing_to_reduce")]
     assert position(step1, 1) == 0
