@@ -80,3 +80,13 @@ def refused(fn, *args, **kwargs) -> errors.AppError:
     with pytest.raises(errors.AppError) as info:
         fn(*args, **kwargs)
     return info.value
+
+
+def mem_exchange(state: dict | None = None) -> MemReplica:
+    """An in-memory chain at height 1 with the exchange genesis of tests/exchange_helpers.py (or ``state``)."""
+    from tests.attack_helpers import app_state
+
+    r = MemReplica()
+    r.init_chain(app_state() if state is None else state)
+    r.block([])
+    return r

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.attack_helpers import Nonces
 from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
 from tests.exchange_helpers import (
     BTC,
@@ -24,7 +25,7 @@ from tests.exchange_helpers import (
     place,
     subaccount,
 )
-from tests.mutation_helpers import MemReplica
+from tests.mutation_helpers import mem_exchange
 
 P64K = 64_000 * ONE_DOLLAR_BTC
 
@@ -39,19 +40,7 @@ def step1():
     for p in state["clob"]["clob_pairs"]:
         if p["id"] == BTC:
             p["step_base_quantums"] = "1"
-    r = MemReplica()
-    r.init_chain(state)
-    r.block([])
-    return r
-
-
-class Nonces:
-    def __init__(self) -> None:
-        self.n: dict[int, int] = {}
-
-    def __call__(self, account: int) -> int:
-        self.n[account] = self.n.get(account, 0) + 1
-        return self.n[account]
+    return mem_exchange(state)
 
 
 def trade_one(r, buyer: int, seller: int, cid: int, nonce: Nonces) -> None:
@@ -116,10 +105,7 @@ def _update(r, signer: int, nonce: int, authority: str | None = None, **fields):
 
 @pytest.fixture
 def ex():
-    r = MemReplica()
-    r.init_chain(exchange_app_state())
-    r.block([])
-    return r
+    return mem_exchange()
 
 
 def test_update_perpetual_event_names_the_perpetual_its_tier_and_type(ex):
@@ -251,9 +237,7 @@ def test_a_perpetual_whose_market_has_no_price_yet_lists_no_oracle_price():
     for m in state["prices"]["markets"]:
         if m["id"] == ETH:
             del m["price"]
-    r = MemReplica()
-    r.init_chain(state)
-    r.block([])
+    r = mem_exchange(state)
     code, out = _query(r, "/perpetuals/list")
     assert code == 0
     by_id = {p["id"]: p for p in out["perpetuals"]}

@@ -18,20 +18,16 @@ from app.perpetuals import genesis as perp_genesis
 from app.perpetuals import keeper, keys
 from app.prices import keeper as prices_keeper
 from app.store import BranchStore
-from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
 from tests.exchange_helpers import BTC, ETH, SOL, msg_tx, subaccount
 from tests.helpers import ADDRS
-from tests.mutation_helpers import Empty, MemReplica, refused
+from tests.mutation_helpers import Empty, mem_exchange, refused
 
 TIER = exchange_pb2.LiquidityTier
 
 
 @pytest.fixture
 def ex():
-    r = MemReplica()
-    r.init_chain(exchange_app_state())
-    r.block([])
-    return r
+    return mem_exchange()
 
 
 # --- keys and keeper -------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from app.subaccounts.state import Position, SubaccountId, SubaccountState, decod
 from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
 from tests.exchange_helpers import BTC, ETH, ONE_BTC, SOL, msg_tx, subaccount
 from tests.helpers import ADDRS, FEE, ONE_USDC
-from tests.mutation_helpers import Empty, MemReplica, refused
+from tests.mutation_helpers import Empty, MemReplica, mem_exchange, refused
 
 USD = ONE_USDC
 A = [decode_address_or_none(a) for a in ADDRS]
@@ -36,10 +36,7 @@ ONE_SOL = 10**7
 
 @pytest.fixture
 def ex():
-    r = MemReplica()
-    r.init_chain(exchange_app_state())
-    r.block([])
-    return r
+    return mem_exchange()
 
 
 # --- stored form and keys --------------------------------------------------------------------------------------
