@@ -243,3 +243,40 @@ def test_a_perpetual_whose_market_has_no_price_yet_lists_no_oracle_price():
     by_id = {p["id"]: p for p in out["perpetuals"]}
     assert by_id[ETH]["oracle_price"] is None
     assert by_id[BTC]["oracle_price"] == "64000"
+
+
+# --- fees in an isolated market ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("maker_ppm, taker_ppm, sol_price, quantums, maker_fee, taker_fee", [
+    # 10 SOL at $150 = 1 500 USDC: maker rebate 100 ppm = 0.15 USDC from the fee collector, taker 500 ppm = 0.75 USDC
+    pytest.param(-100, 500, 15_000_000_000, 10**8, -150_000, 750_000, id="a maker rebate into the isolated pool"),
+    # SOL at $0.01: 0.1 SOL = 0.001 USDC = 1 000 quote quantums; taker 1 000 ppm: a fee of exactly 1 quote quantum
+    pytest.param(0, 1_000, 1_000_000, 10**6, 0, 1, id="a taker fee of one quote quantum"),
+])
+def test_fees_of_an_isolated_fill_move_between_its_pool_and_the_fee_collector(maker_ppm, taker_ppm, sol_price,
+                                                                                quantums, maker_fee, taker_fee):
+    """The SOL market's oracle price and its subticks are the same integer (exponent -8; a price of S subticks is
+    S x 10^(QCE - atomic resolution - 6) = S x 1e-8 USD per SOL); a fill's quote = subticks x base quantums x 1e-9."""
+    from app.bank.keeper import FEE_COLLECTOR_ADDRESS
+    from app.subaccounts.keeper import isolated_pool
+    from tests.exchange_helpers import SOL
+
+    state = exchange_app_state(fee_tiers=[{"name": "1", "maker_fee_ppm": maker_ppm, "taker_fee_ppm": taker_ppm}])
+    for m in state["prices"]["markets"]:
+        if m["id"] == SOL:
+            m["price"] = str(sol_price)
+    r = mem_exchange(state)
+    notional = sol_price * quantums // 10**9
+    collector0 = r.balance_of(FEE_COLLECTOR_ADDRESS)
+    h = height_of(r) + 1
+    res = r.block([orders_tx(2, 1, [place(1, SELL, quantums, sol_price, pair=SOL, tif=POST_ONLY, height_hint=h)])])
+    assert actions_of(res.tx_results[0])[0]["status"] == "resting", actions_of(res.tx_results[0])
+    res = r.block([orders_tx(1, 1, [place(1, BUY, quantums, sol_price, pair=SOL, tif=IOC, height_hint=h + 1)])])
+    fills = fills_of(res.tx_results[0])
+    assert [(f["maker_fee_quote_quantums"], f["taker_fee_quote_quantums"]) for f in fills] == [
+        (str(maker_fee), str(taker_fee))]
+    deposit = 100_000 * 10**6
+    assert int(subaccount(r, 1)["quote_balance_quote_quantums"]) == deposit - notional - taker_fee
+    assert int(subaccount(r, 2)["quote_balance_quote_quantums"]) == deposit + notional - maker_fee
+    assert r.balance_of(FEE_COLLECTOR_ADDRESS) - collector0 == taker_fee + maker_fee
+    assert r.balance_of(isolated_pool(SOL)) == 2 * deposit - taker_fee - maker_fee
