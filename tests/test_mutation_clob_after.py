@@ -280,3 +280,21 @@ def test_fees_of_an_isolated_fill_move_between_its_pool_and_the_fee_collector(ma
     assert int(subaccount(r, 2)["quote_balance_quote_quantums"]) == deposit + notional - maker_fee
     assert r.balance_of(FEE_COLLECTOR_ADDRESS) - collector0 == taker_fee + maker_fee
     assert r.balance_of(isolated_pool(SOL)) == 2 * deposit - taker_fee - maker_fee
+
+
+def test_a_fill_is_checked_against_the_open_interest_it_creates():
+    """SOL (tier 4: IM 5 %, OI caps 500 000 / 1 000 000 USDC) starts with no open interest. Accounts 1 and 2 hold
+    100 000 USDC each. A 5 000 SOL trade at $150 (750 000 USDC) would leave open interest at 750 000 USDC: IMF
+    5 % + 95 % x 250k / 500k = 52.5 %, IMR 393 750 USDC each side, so neither side passes (at the pre-trade OI, 5 %:
+    37 500, both would); no fill happens. 2 000 SOL (300 000 USDC, under the lower cap): IMR 15 000, it fills."""
+    from tests.exchange_helpers import SOL
+
+    price = 15_000_000_000  # $150 in subticks (see the isolated-fee test)
+    for sol, fills in ((5_000, 0), (2_000, 1)):
+        r = mem_exchange()
+        h = height_of(r) + 1
+        size = sol * 10**7
+        res = r.block([orders_tx(2, 1, [place(1, SELL, size, price, pair=SOL, tif=POST_ONLY, height_hint=h)])])
+        assert actions_of(res.tx_results[0])[0]["status"] == "resting", actions_of(res.tx_results[0])
+        res = r.block([orders_tx(1, 1, [place(1, BUY, size, price, pair=SOL, tif=IOC, height_hint=h + 1)])])
+        assert len(fills_of(res.tx_results[0])) == fills, (sol, actions_of(res.tx_results[0]))
