@@ -298,3 +298,50 @@ def test_a_fill_is_checked_against_the_open_interest_it_creates():
         assert actions_of(res.tx_results[0])[0]["status"] == "resting", actions_of(res.tx_results[0])
         res = r.block([orders_tx(1, 1, [place(1, BUY, size, price, pair=SOL, tif=IOC, height_hint=h + 1)])])
         assert len(fills_of(res.tx_results[0])) == fills, (sol, actions_of(res.tx_results[0]))
+
+
+def test_a_maker_pays_by_its_own_volume_not_the_exchanges():
+    """Tier 2 needs 5 000 USDC of the account's own 30-day volume (maker 0 instead of 100 ppm). Accounts 3 and 4 trade
+    0.1 BTC at $64,000 = 6 400 USDC (the exchange's volume is then 6 400); in the next block account 2, with no
+    volume of its own, is the maker of a 0.01 BTC fill (640 USDC): tier 1, 100 ppm = 0.064 USDC."""
+    tiers = [{"name": "1", "maker_fee_ppm": 100, "taker_fee_ppm": 500},
+             {"name": "2", "absolute_volume_requirement_quote_quantums": str(5_000 * 10**6), "maker_fee_ppm": 0,
+              "taker_fee_ppm": 500}]
+    r = mem_exchange(exchange_app_state(fee_tiers=tiers))
+    h = height_of(r) + 1
+    r.block([orders_tx(4, 1, [place(1, SELL, 1000 * 10**6, P64K, tif=POST_ONLY, height_hint=h)])])
+    res = r.block([orders_tx(3, 1, [place(1, BUY, 1000 * 10**6, P64K, tif=IOC, height_hint=h + 1)])])
+    assert len(fills_of(res.tx_results[0])) == 1
+    h = height_of(r) + 1
+    r.block([orders_tx(2, 1, [place(1, SELL, 100 * 10**6, P64K, tif=POST_ONLY, height_hint=h)])])
+    res = r.block([orders_tx(1, 1, [place(1, BUY, 100 * 10**6, P64K, tif=IOC, height_hint=h + 1)])])
+    assert [(f["maker_fee_tier"], f["maker_fee_quote_quantums"]) for f in fills_of(res.tx_results[0])] == [
+        ("0", "64000")]
+
+
+def test_open_interest_may_reach_exactly_uint64_max_but_not_beyond():
+    """Genesis: BTC longs of 2^63-1 and 2^63-6 (account 5, subaccounts 1 and 2) against equal shorts (account 6):
+    open interest 2^64-7 = UINT64_MAX - 6 (step 1). Accounts 1 and 2 open 6 more: exactly UINT64_MAX, allowed. One more
+    base quantum would pass it: the taker stops, nothing fills."""
+    from tests.helpers import ADDRS
+
+    int64_max, uint64_max = 2**63 - 1, 2**64 - 1
+    state = exchange_app_state()
+    for p in state["clob"]["clob_pairs"]:
+        if p["id"] == BTC:
+            p["step_base_quantums"] = "1"
+    for p in state["perpetuals"]["perpetuals"]:
+        if p["id"] == BTC:
+            p["open_interest_base_quantums"] = str(uint64_max - 6)
+    state["subaccounts"]["subaccounts"] = [
+        {"owner": ADDRS[owner], "number": number, "positions": [{"perpetual_id": BTC, "size_base_quantums": str(size)}]}
+        for owner, number, size in ((5, 1, int64_max), (5, 2, int64_max - 5), (6, 1, -int64_max),
+                                    (6, 2, -(int64_max - 5)))]
+    r = mem_exchange(state)
+    h = height_of(r) + 1
+    r.block([orders_tx(2, 1, [place(1, SELL, 7, P64K, tif=POST_ONLY, height_hint=h)])])
+    res = r.block([orders_tx(1, 1, [place(1, BUY, 6, P64K, tif=IOC, height_hint=h + 1)])])
+    assert [f["quantums"] for f in fills_of(res.tx_results[0])] == ["6"]
+    res = r.block([orders_tx(3, 1, [place(1, BUY, 1, P64K, tif=IOC, height_hint=h + 2)])])
+    assert fills_of(res.tx_results[0]) == []
+    assert position(r, 3) == 0
