@@ -300,13 +300,14 @@ def test_a_fill_is_checked_against_the_open_interest_it_creates():
         assert len(fills_of(res.tx_results[0])) == fills, (sol, actions_of(res.tx_results[0]))
 
 
-def test_a_maker_pays_by_its_own_volume_not_the_exchanges():
-    """Tier 2 needs 5 000 USDC of the account's own 30-day volume (maker 0 instead of 100 ppm). Accounts 3 and 4 trade
-    0.1 BTC at $64,000 = 6 400 USDC (the exchange's volume is then 6 400); in the next block account 2, with no
-    volume of its own, is the maker of a 0.01 BTC fill (640 USDC): tier 1, 100 ppm = 0.064 USDC."""
+def test_maker_and_taker_pay_by_their_own_volume_not_the_exchanges():
+    """Tier 2 needs 5 000 USDC of the account's own 30-day volume (maker 0 instead of 100 ppm, taker 300 instead of
+    500). Accounts 3 and 4 trade 0.1 BTC at $64,000 = 6 400 USDC (the exchange's volume is then 6 400); in the next
+    block accounts 2 (maker) and 1 (taker), with no volume of their own, trade 0.01 BTC (640 USDC): both tier 1,
+    maker 100 ppm = 0.064 USDC, taker 500 ppm = 0.32 USDC."""
     tiers = [{"name": "1", "maker_fee_ppm": 100, "taker_fee_ppm": 500},
              {"name": "2", "absolute_volume_requirement_quote_quantums": str(5_000 * 10**6), "maker_fee_ppm": 0,
-              "taker_fee_ppm": 500}]
+              "taker_fee_ppm": 300}]
     r = mem_exchange(exchange_app_state(fee_tiers=tiers))
     h = height_of(r) + 1
     r.block([orders_tx(4, 1, [place(1, SELL, 1000 * 10**6, P64K, tif=POST_ONLY, height_hint=h)])])
@@ -315,8 +316,8 @@ def test_a_maker_pays_by_its_own_volume_not_the_exchanges():
     h = height_of(r) + 1
     r.block([orders_tx(2, 1, [place(1, SELL, 100 * 10**6, P64K, tif=POST_ONLY, height_hint=h)])])
     res = r.block([orders_tx(1, 1, [place(1, BUY, 100 * 10**6, P64K, tif=IOC, height_hint=h + 1)])])
-    assert [(f["maker_fee_tier"], f["maker_fee_quote_quantums"]) for f in fills_of(res.tx_results[0])] == [
-        ("0", "64000")]
+    assert [(f["maker_fee_tier"], f["maker_fee_quote_quantums"], f["taker_fee_tier"], f["taker_fee_quote_quantums"])
+            for f in fills_of(res.tx_results[0])] == [("0", "64000", "0", "320000")]
 
 
 def test_open_interest_may_reach_exactly_uint64_max_but_not_beyond():
