@@ -25,6 +25,7 @@ from tests.exchange_helpers import (
     place,
     subaccount,
 )
+from tests.helpers import ADDRS
 from tests.mutation_helpers import mem_exchange
 
 P64K = 64_000 * ONE_DOLLAR_BTC
@@ -346,3 +347,104 @@ def test_open_interest_may_reach_exactly_uint64_max_but_not_beyond():
     res = r.block([orders_tx(3, 1, [place(1, BUY, 1, P64K, tif=IOC, height_hint=h + 2)])])
     assert fills_of(res.tx_results[0]) == []
     assert position(r, 3) == 0
+
+
+# --- reduce-only makers that do reduce; fees of exactly one quote quantum; int64 guards ----------------------------
+
+def test_resting_reduce_only_makers_fill_up_to_their_position_then_leave(step1):
+    """Account 1 is long 3 (step 1). It rests a reduce-only ask for 5 at $64,000; behind it at the same price a plain
+    ask of account 2 for 5. Account 3 buys 2: filled by account 1 (room left 1: it stays). Account 4 buys 5: 1 from
+    account 1 (its room is then 0: it leaves the book, reason reduce_only_nothing_to_reduce), 4 from account 2."""
+    nonce = Nonces()
+    for cid in (1, 2, 3):
+        trade_one(step1, 1, 4, cid, nonce)  # account 1 long 3 (account 4 short 3)
+    assert position(step1, 1) == 3
+    h = height_of(step1) + 1
+    step1.block([orders_tx(1, nonce(1), [place(10, SELL, 5, P64K, reduce_only=True, height_hint=h + 10)])])
+    step1.block([orders_tx(2, nonce(2), [place(11, SELL, 5, P64K, tif=POST_ONLY, height_hint=h + 10)])])
+    res = step1.block([orders_tx(3, nonce(3), [place(12, BUY, 2, P64K, tif=IOC, height_hint=h + 2)])])
+    assert [(f["maker"], f["quantums"], f["taker_side"]) for f in fills_of(res.tx_results[0])] == [
+        (ADDRS[1], "2", "buy")]
+    assert position(step1, 1) == 1
+    res = step1.block([orders_tx(4, nonce(4), [place(13, BUY, 5, P64K, tif=IOC, height_hint=h + 3)])])
+    assert [(f["maker"], f["quantums"]) for f in fills_of(res.tx_results[0])] == [(ADDRS[1], "1"), (ADDRS[2], "4")]
+    removed = [dict(e.attributes) for e in res.tx_results[0].events if e.type == "order_removed"]
+    assert [(e["client_id"], e["reason"]) for e in removed] == [("10", "reduce_only_nothing_to_reduce")]
+    assert position(step1, 1) == 0
+
+
+def test_a_removed_reduce_only_maker_does_not_stop_the_taker_at_that_level(step1):
+    """Account 1, flat, has a resting reduce-only bid (its short was closed); behind it a plain bid of account 2 at the
+    same price. A seller's IOC skips the removed maker and fills against account 2; the fill says the taker sold."""
+    nonce = Nonces()
+    trade_one(step1, 2, 1, 1, nonce)  # account 1 short 1
+    h = height_of(step1) + 1
+    price = 63_000 * ONE_DOLLAR_BTC
+    step1.block([orders_tx(1, nonce(1), [place(5, BUY, 1, price, reduce_only=True, height_hint=h + 10)])])
+    trade_one(step1, 1, 3, 2, nonce)  # flat again
+    h = height_of(step1) + 1
+    step1.block([orders_tx(2, nonce(2), [place(6, BUY, 1, price, tif=POST_ONLY, height_hint=h + 10)])])
+    res = step1.block([orders_tx(4, nonce(4), [place(9, SELL, 1, price, tif=IOC, height_hint=h + 1)])])
+    assert [(f["maker"], f["quantums"], f["taker_side"]) for f in fills_of(res.tx_results[0])] == [
+        (ADDRS[2], "1", "sell")]
+
+
+def test_a_resting_reduce_only_bid_of_a_short_fills():
+    r = mem_exchange()
+    nonce = Nonces()
+    h = height_of(r) + 1
+    r.block([orders_tx(2, nonce(2), [place(1, BUY, 10**6, P64K, tif=POST_ONLY, height_hint=h)])])
+    r.block([orders_tx(1, nonce(1), [place(1, SELL, 10**6, P64K, tif=IOC, height_hint=h + 1)])])  # account 1 short
+    h = height_of(r) + 1
+    r.block([orders_tx(1, nonce(1), [place(2, BUY, 10**6, P64K, reduce_only=True, height_hint=h + 10)])])
+    res = r.block([orders_tx(3, nonce(3), [place(3, SELL, 10**6, P64K, tif=IOC, height_hint=h + 1)])])
+    assert [f["quantums"] for f in fills_of(res.tx_results[0])] == [str(10**6)]
+    assert position(r, 1) == 0
+
+
+def test_an_action_whose_fills_owe_exactly_one_quote_quantum_pays_it(step1):
+    """Step 1: 1 base quantum at $64,000 = 6.4 -> 6 quote quantums; taker fee 1 000 ppm: ceil(0.006) = 1; maker 0."""
+    from app.bank.keeper import FEE_COLLECTOR_ADDRESS
+    from app.subaccounts.keeper import CROSS_POOL
+
+    state = exchange_app_state(fee_tiers=[{"name": "1", "maker_fee_ppm": 0, "taker_fee_ppm": 1_000}])
+    for p in state["clob"]["clob_pairs"]:
+        if p["id"] == BTC:
+            p["step_base_quantums"] = "1"
+    r = mem_exchange(state)
+    collector0, pool0 = r.balance_of(FEE_COLLECTOR_ADDRESS), r.balance_of(CROSS_POOL)
+    trade_one(r, 1, 2, 1, Nonces())
+    assert r.balance_of(FEE_COLLECTOR_ADDRESS) - collector0 == 1
+    assert pool0 - r.balance_of(CROSS_POOL) == 1
+
+
+def test_a_maker_whose_quote_balance_would_pass_int64_is_removed_and_exactly_int64_max_is_allowed():
+    """Account 5 (genesis: quote INT64_MAX - 11, no position; the cross pool holds it) rests asks of 2 and then 1 base
+    quantum (step 1). Account 1 buys 2: 12.8 -> 12 quote quantums, maker fee ceil(12 x 100 / 1e6) = 1: account 5's
+    quote becomes exactly INT64_MAX (allowed). Account 1 buys 1 more: +6 - 1 would pass int64: the maker is removed
+    (position_overflow) and nothing fills."""
+    from app.subaccounts.keeper import CROSS_POOL
+    from app.lib.address import encode_address
+
+    int64_max = 2**63 - 1
+    state = exchange_app_state()
+    for p in state["clob"]["clob_pairs"]:
+        if p["id"] == BTC:
+            p["step_base_quantums"] = "1"
+    state["subaccounts"]["subaccounts"] = [{"owner": ADDRS[5], "number": 0,
+                                           "quote_balance_quote_quantums": str(int64_max - 11)}]
+    state["bank"]["balances"].append({"address": encode_address(CROSS_POOL),
+                                      "amount_quote_quantums": str(int64_max - 11)})
+    r = mem_exchange(state)
+    nonce = Nonces()
+    h = height_of(r) + 1
+    r.block([orders_tx(5, nonce(5), [place(1, SELL, 2, P64K, tif=POST_ONLY, height_hint=h + 10),
+                                     place(2, SELL, 1, P64K + ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h + 10)])])
+    res = r.block([orders_tx(1, nonce(1), [place(1, BUY, 2, P64K, tif=IOC, height_hint=h + 1)])])
+    assert [f["quantums"] for f in fills_of(res.tx_results[0])] == ["2"]
+    assert int(subaccount(r, 5)["quote_balance_quote_quantums"]) == int64_max
+    res = r.block([orders_tx(1, nonce(1), [place(2, BUY, 1, P64K + ONE_DOLLAR_BTC, tif=IOC, height_hint=h + 2)])])
+    assert fills_of(res.tx_results[0]) == []
+    removed = [dict(e.attributes) for e in res.tx_results[0].events if e.type == "order_removed"]
+    assert [(e["client_id"], e["reason"]) for e in removed] == [
+        ("2", "collateral: position_overflow: position or quote balance beyond int64")]

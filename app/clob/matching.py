@@ -40,7 +40,6 @@ from app.subaccounts.state import SubaccountId
 @dataclasses.dataclass
 class MatchOutcome:
     filled_quantums: int = 0
-    fills: int = 0
     taker_failed: str = ""  # why the taker stopped early ("" = it did not)
 
 
@@ -99,7 +98,6 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
                 out.taker_failed = f"collateral: {result.taker_error}"
             if result.maker_error or result.taker_error:
                 continue
-            out.fills += 1
             out.filled_quantums += fill
             taker.remaining_quantums -= fill
             left = maker.remaining_quantums - fill
