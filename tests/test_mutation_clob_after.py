@@ -448,3 +448,16 @@ def test_a_maker_whose_quote_balance_would_pass_int64_is_removed_and_exactly_int
     removed = [dict(e.attributes) for e in res.tx_results[0].events if e.type == "order_removed"]
     assert [(e["client_id"], e["reason"]) for e in removed] == [
         ("2", "collateral: position_overflow: position or quote balance beyond int64")]
+
+
+def test_post_only_is_checked_against_the_lowest_ask_not_any_ask(ex):
+    """Asks at $65,000 and $66,000: a post-only bid at $65,500 would cross the best ask ($65,000) and is refused."""
+    from app import errors
+
+    h = height_of(ex) + 1
+    ex.block([orders_tx(2, 1, [place(1, SELL, 10**6, 65_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h),
+                               place(2, SELL, 10**6, 66_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h)])])
+    res = ex.block([orders_tx(1, 1, [place(1, BUY, 10**6, 65_500 * ONE_DOLLAR_BTC, tif=POST_ONLY,
+                                           height_hint=h + 1)])])
+    (action,) = actions_of(res.tx_results[0])
+    assert (action["status"], action["code"]) == ("rejected", str(errors.ERR_POST_ONLY_WOULD_CROSS.code))
