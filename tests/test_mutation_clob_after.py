@@ -461,3 +461,25 @@ def test_post_only_is_checked_against_the_lowest_ask_not_any_ask(ex):
                                            height_hint=h + 1)])])
     (action,) = actions_of(res.tx_results[0])
     assert (action["status"], action["code"]) == ("rejected", str(errors.ERR_POST_ONLY_WOULD_CROSS.code))
+
+
+def test_a_batch_cancel_removes_only_its_own_orders_in_that_market_and_says_canceled(ex):
+    """Account 1 rests two BTC asks (client ids 5 and 2^24 + 6) and an ETH ask; account 2 rests a BTC ask. Account 1's
+    batch cancel of BTC removes exactly its two BTC orders, each with reason "canceled"."""
+    from perpchain.v1 import tx_pb2
+
+    from tests.exchange_helpers import ETH
+
+    big = (1 << 24) | 6
+    h = height_of(ex) + 1
+    ex.block([orders_tx(1, 1, [place(5, SELL, 10**6, 70_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h + 10),
+                               place(big, SELL, 10**6, 70_001 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h + 10),
+                               place(7, SELL, 10**6, 4_000 * 10**6, pair=ETH, tif=POST_ONLY, height_hint=h + 10)]),
+              orders_tx(2, 1, [place(8, SELL, 10**6, 70_002 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h + 10)])])
+    res = ex.block([orders_tx(1, 2, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=BTC))])])
+    removed = [dict(e.attributes) for e in res.tx_results[0].events if e.type == "order_removed"]
+    assert sorted((int(e["client_id"]), e["reason"]) for e in removed) == [(5, "canceled"), (big, "canceled")]
+    code, out = _query(ex, "/clob/orders/" + ADDRS[1])
+    assert [o["client_id"] for o in out["orders"]] == [7]
+    code, out = _query(ex, "/clob/orders/" + ADDRS[2])
+    assert [o["client_id"] for o in out["orders"]] == [8]
