@@ -483,3 +483,34 @@ def test_a_batch_cancel_removes_only_its_own_orders_in_that_market_and_says_canc
     assert [o["client_id"] for o in out["orders"]] == [7]
     code, out = _query(ex, "/clob/orders/" + ADDRS[2])
     assert [o["client_id"] for o in out["orders"]] == [8]
+
+
+def test_an_account_under_initial_margin_may_trade_when_the_trade_makes_it_less_risky(tmp_path):
+    """dYdX's collateral check of a fill (x/subaccounts UpdateSubaccounts, "not getting worse"): account 1 buys 20 BTC
+    at $64,000 (taker fee 500 ppm = 640 USDC), then BTC's oracle falls to $62,000: NC = 100 000 - 640 - 40 000 =
+    59 360 < IMR 62 000 (MMR 37 200). Selling 0.1 BTC at $62,000 (fee 3.1): NC 59 356.9, IMR 61 690, MMR 37 014 —
+    still under initial margin, but NC/MMR rises from 1.5957 to 1.6036, so the fill passes."""
+    from tests.exchange_helpers import exchange_chain, price_block
+
+    r = exchange_chain(tmp_path / "db")
+    try:
+        twenty = 20 * 10**10
+
+        def order(account, nonce, cid, side, size, price, tif):
+            return orders_tx(account, nonce, [place(cid, side, size, price, tif=tif, height_hint=height_of(r) + 1)])
+
+        _, res = price_block(r, [order(2, 1, 1, SELL, twenty, P64K, POST_ONLY)])
+        assert actions_of(res[0])[0]["status"] == "resting", actions_of(res[0])
+        _, res = price_block(r, [order(1, 1, 1, BUY, twenty, P64K, IOC)])
+        assert len(fills_of(res[0])) == 1, actions_of(res[0])
+        price_block(r, prices={BTC: 6_200_000_000})
+        sub = subaccount(r, 1)
+        assert int(sub["total_net_collateral_quote_quantums"]) < int(sub["initial_margin_requirement_quote_quantums"])
+        p62k = 62_000 * ONE_DOLLAR_BTC
+        _, res = price_block(r, [order(3, 1, 1, BUY, 10**9, p62k, POST_ONLY)])
+        assert actions_of(res[0])[0]["status"] == "resting", actions_of(res[0])
+        _, res = price_block(r, [order(1, 2, 2, SELL, 10**9, p62k, IOC)])
+        assert [f["quantums"] for f in fills_of(res[0])] == [str(10**9)], actions_of(res[0])
+        assert position(r, 1) == twenty - 10**9
+    finally:
+        r.close()
