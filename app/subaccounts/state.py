@@ -73,12 +73,16 @@ def decode_subaccount(raw: bytes) -> SubaccountState:
 def encode_subaccount(sub: SubaccountState) -> bytes:
     """The stored bytes. A copy of a decoded state is encoded by splicing its changed positions into the bytes it
     came from (O(changes) Python work instead of O(positions)); the result is byte-identical to a full encoding."""
-    if sub.raw is None and sub.base_raw is not None and len(sub.changed) <= _SPLICE_MAX:
+    if (sub.raw is None and sub.base_raw is not None and len(sub.changed) <= _SPLICE_MAX
+            and len(sub.positions) >= _SPLICE_MIN_POSITIONS):
         return _splice(sub)
     return _encode_full(sub)
 
 
-_SPLICE_MAX = 8  # beyond this many changed positions a full encoding is as cheap
+# Measured (timeit, this machine): 100 positions, 1 changed: splice 7 us, full 37 us; 3 positions: splice 3 us,
+# full 1.3 us. So: splice few changes into a long subaccount, encode a short one in full.
+_SPLICE_MAX = 8
+_SPLICE_MIN_POSITIONS = 8
 
 
 def _encode_full(sub: SubaccountState) -> bytes:
