@@ -8,21 +8,34 @@ its pair a step of 1 base quantum so that positions of exactly 1 can be built an
 from __future__ import annotations
 
 import pytest
+from perpchain.v1 import tx_pb2
 
+from app import errors
+from app.bank.keeper import FEE_COLLECTOR_ADDRESS
+from app.clob import genesis as clob_genesis
+from app.lib.address import encode_address
+from app.store import BranchStore
+from app.subaccounts.keeper import CROSS_POOL, isolated_pool
 from tests.attack_helpers import Nonces
 from tests.attack_helpers import app_state as exchange_app_state  # deep copy: the helpers' lists are shared
 from tests.exchange_helpers import (
     BTC,
     BUY,
+    ETH,
     IOC,
     ONE_DOLLAR_BTC,
     POST_ONLY,
     SELL,
+    SOL,
     actions_of,
+    cancel,
+    exchange_chain,
     fills_of,
     height_of,
+    msg_tx,
     orders_tx,
     place,
+    price_block,
     subaccount,
 )
 from tests.helpers import ADDRS
@@ -94,11 +107,6 @@ def test_a_resting_reduce_only_order_whose_position_was_closed_is_removed_not_fi
 # --- the authority's MsgUpdatePerpetual: refusals and event, exactly -----------------------------------------------
 
 def _update(r, signer: int, nonce: int, authority: str | None = None, **fields):
-    from perpchain.v1 import tx_pb2
-
-    from tests.exchange_helpers import msg_tx
-    from tests.helpers import ADDRS
-
     msg = tx_pb2.Msg(update_perpetual=tx_pb2.MsgUpdatePerpetual(
         authority=ADDRS[signer] if authority is None else authority, perpetual_id=BTC, **fields))
     return r.block([msg_tx(signer, nonce, [msg])]).tx_results[0]
@@ -117,8 +125,6 @@ def test_update_perpetual_event_names_the_perpetual_its_tier_and_type(ex):
 
 
 def test_update_perpetual_refusals_say_exactly_why(ex):
-    from app import errors
-
     res = _update(ex, 0, 1, market_type=7)
     assert (res.code, res.log) == (errors.ERR_INVALID_PERPETUAL.code,
                                    f"{errors.ERR_INVALID_PERPETUAL.name}: market_type must be cross or isolated")
@@ -134,8 +140,6 @@ def test_update_perpetual_refusals_say_exactly_why(ex):
 
 
 def test_a_bad_authority_address_is_refused_naming_the_authority_field(ex):
-    from app import errors
-
     res = _update(ex, 0, 1, authority="perp1nothing", liquidity_tier=4, set_liquidity_tier=True)
     assert (res.code, res.log) == (errors.ERR_INVALID_ADDRESS.code, f"{errors.ERR_INVALID_ADDRESS.name}: authority "
                                                                     "'perp1nothing' is not a valid perp1... address")
@@ -144,18 +148,10 @@ def test_a_bad_authority_address_is_refused_naming_the_authority_field(ex):
 # --- CheckTx of batch cancels: exact refusals -----------------------------------------------------------------------
 
 def _batch_cancel_tx(account: int, nonce: int, pair: int = BTC):
-    from perpchain.v1 import tx_pb2
-
     return orders_tx(account, nonce, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=pair))])
 
 
 def test_check_tx_refuses_a_batch_cancel_that_matches_nothing_or_a_paused_pair_exactly(ex):
-    from perpchain.v1 import tx_pb2
-
-    from app import errors
-    from tests.exchange_helpers import msg_tx
-    from tests.helpers import ADDRS
-
     res = ex.app.check_tx(_batch_cancel_tx(1, 1))
     assert (res.code, res.log) == (errors.ERR_ORDER_NOT_FOUND.code,
                                    f"{errors.ERR_ORDER_NOT_FOUND.name}: the batch cancel matches no resting order")
@@ -179,18 +175,11 @@ def _query(r, path: str):
 
 @pytest.mark.parametrize("path", ["/clob/orders/nobody", "/subaccounts/of/nobody"])
 def test_a_bad_owner_in_a_query_is_named_exactly(ex, path):
-    from app import errors
-
     assert _query(ex, path) == (errors.ERR_INVALID_ADDRESS.code,
                                 f"{errors.ERR_INVALID_ADDRESS.name}: owner 'nobody' is not a valid perp1... address")
 
 
 def test_orders_and_subaccounts_of_an_owner_cover_every_subaccount_number(ex):
-    from perpchain.v1 import tx_pb2
-
-    from tests.exchange_helpers import msg_tx
-    from tests.helpers import ADDRS
-
     nonce = Nonces()
     deposit = tx_pb2.Msg(deposit=tx_pb2.MsgDeposit(owner=ADDRS[1], subaccount_number=5, amount_quote_quantums=10**9))
     assert ex.block([msg_tx(1, nonce(1), [deposit])]).tx_results[0].code == 0
@@ -209,19 +198,12 @@ def test_orders_and_subaccounts_of_an_owner_cover_every_subaccount_number(ex):
 
 
 def test_export_of_a_chain_without_trades_has_no_volume_entries(ex):
-    from app.clob import genesis as clob_genesis
-    from app.store import BranchStore
-
     assert clob_genesis.export_genesis(BranchStore(ex.store))["stats"] == []
 
 
 # --- CheckTx accepts valid cancels ---------------------------------------------------------------------------------
 
 def test_check_tx_accepts_a_cancel_and_a_batch_cancel_of_resting_orders(ex):
-    from perpchain.v1 import tx_pb2
-
-    from tests.exchange_helpers import cancel
-
     cid = (1 << 24) | 7  # a client id whose first key byte is not 0: a key prefix one byte too long would miss it
     h = height_of(ex) + 1
     ex.block([orders_tx(1, 1, [place(cid, SELL, 10**6, 70_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h + 10)])])
@@ -232,8 +214,6 @@ def test_check_tx_accepts_a_cancel_and_a_batch_cancel_of_resting_orders(ex):
 
 
 def test_a_perpetual_whose_market_has_no_price_yet_lists_no_oracle_price():
-    from tests.exchange_helpers import ETH
-
     state = exchange_app_state()
     for m in state["prices"]["markets"]:
         if m["id"] == ETH:
@@ -258,9 +238,6 @@ def test_fees_of_an_isolated_fill_move_between_its_pool_and_the_fee_collector(ma
                                                                                 quantums, maker_fee, taker_fee):
     """The SOL market's oracle price and its subticks are the same integer (exponent -8; a price of S subticks is
     S x 10^(QCE - atomic resolution - 6) = S x 1e-8 USD per SOL); a fill's quote = subticks x base quantums x 1e-9."""
-    from app.bank.keeper import FEE_COLLECTOR_ADDRESS
-    from app.subaccounts.keeper import isolated_pool
-    from tests.exchange_helpers import SOL
 
     state = exchange_app_state(fee_tiers=[{"name": "1", "maker_fee_ppm": maker_ppm, "taker_fee_ppm": taker_ppm}])
     for m in state["prices"]["markets"]:
@@ -288,7 +265,6 @@ def test_a_fill_is_checked_against_the_open_interest_it_creates():
     100 000 USDC each. A 5 000 SOL trade at $150 (750 000 USDC) would leave open interest at 750 000 USDC: IMF
     5 % + 95 % x 250k / 500k = 52.5 %, IMR 393 750 USDC each side, so neither side passes (at the pre-trade OI, 5 %:
     37 500, both would); no fill happens. 2 000 SOL (300 000 USDC, under the lower cap): IMR 15 000, it fills."""
-    from tests.exchange_helpers import SOL
 
     price = 15_000_000_000  # $150 in subticks (see the isolated-fee test)
     for sol, fills in ((5_000, 0), (2_000, 1)):
@@ -325,7 +301,6 @@ def test_open_interest_may_reach_exactly_uint64_max_but_not_beyond():
     """Genesis: BTC longs of 2^63-1 and 2^63-6 (account 5, subaccounts 1 and 2) against equal shorts (account 6):
     open interest 2^64-7 = UINT64_MAX - 6 (step 1). Accounts 1 and 2 open 6 more: exactly UINT64_MAX, allowed. One more
     base quantum would pass it: the taker stops, nothing fills."""
-    from tests.helpers import ADDRS
 
     int64_max, uint64_max = 2**63 - 1, 2**64 - 1
     state = exchange_app_state()
@@ -402,10 +377,8 @@ def test_a_resting_reduce_only_bid_of_a_short_fills():
     assert position(r, 1) == 0
 
 
-def test_an_action_whose_fills_owe_exactly_one_quote_quantum_pays_it(step1):
+def test_an_action_whose_fills_owe_exactly_one_quote_quantum_pays_it():
     """Step 1: 1 base quantum at $64,000 = 6.4 -> 6 quote quantums; taker fee 1 000 ppm: ceil(0.006) = 1; maker 0."""
-    from app.bank.keeper import FEE_COLLECTOR_ADDRESS
-    from app.subaccounts.keeper import CROSS_POOL
 
     state = exchange_app_state(fee_tiers=[{"name": "1", "maker_fee_ppm": 0, "taker_fee_ppm": 1_000}])
     for p in state["clob"]["clob_pairs"]:
@@ -423,8 +396,6 @@ def test_a_maker_whose_quote_balance_would_pass_int64_is_removed_and_exactly_int
     quantum (step 1). Account 1 buys 2: 12.8 -> 12 quote quantums, maker fee ceil(12 x 100 / 1e6) = 1: account 5's
     quote becomes exactly INT64_MAX (allowed). Account 1 buys 1 more: +6 - 1 would pass int64: the maker is removed
     (position_overflow) and nothing fills."""
-    from app.subaccounts.keeper import CROSS_POOL
-    from app.lib.address import encode_address
 
     int64_max = 2**63 - 1
     state = exchange_app_state()
@@ -452,7 +423,6 @@ def test_a_maker_whose_quote_balance_would_pass_int64_is_removed_and_exactly_int
 
 def test_post_only_is_checked_against_the_lowest_ask_not_any_ask(ex):
     """Asks at $65,000 and $66,000: a post-only bid at $65,500 would cross the best ask ($65,000) and is refused."""
-    from app import errors
 
     h = height_of(ex) + 1
     ex.block([orders_tx(2, 1, [place(1, SELL, 10**6, 65_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h),
@@ -466,9 +436,7 @@ def test_post_only_is_checked_against_the_lowest_ask_not_any_ask(ex):
 def test_a_batch_cancel_removes_only_its_own_orders_in_that_market_and_says_canceled(ex):
     """Account 1 rests two BTC asks (client ids 5 and 2^24 + 6) and an ETH ask; account 2 rests a BTC ask. Account 1's
     batch cancel of BTC removes exactly its two BTC orders, each with reason "canceled"."""
-    from perpchain.v1 import tx_pb2
 
-    from tests.exchange_helpers import ETH
 
     big = (1 << 24) | 6
     h = height_of(ex) + 1
@@ -490,7 +458,6 @@ def test_an_account_under_initial_margin_may_trade_when_the_trade_makes_it_less_
     at $64,000 (taker fee 500 ppm = 640 USDC), then BTC's oracle falls to $62,000: NC = 100 000 - 640 - 40 000 =
     59 360 < IMR 62 000 (MMR 37 200). Selling 0.1 BTC at $62,000 (fee 3.1): NC 59 356.9, IMR 61 690, MMR 37 014 —
     still under initial margin, but NC/MMR rises from 1.5957 to 1.6036, so the fill passes."""
-    from tests.exchange_helpers import exchange_chain, price_block
 
     r = exchange_chain(tmp_path / "db")
     try:

@@ -71,8 +71,9 @@ def decode_subaccount(raw: bytes) -> SubaccountState:
 
 
 def encode_subaccount(sub: SubaccountState) -> bytes:
-    """The stored bytes. A copy of a decoded state is encoded by splicing its changed positions into the bytes it
-    came from (O(changes) Python work instead of O(positions)); the result is byte-identical to a full encoding."""
+    """The stored bytes. A copy of a decoded state with many positions and few changes is encoded by splicing the
+    changed positions into the bytes it came from (O(changes) Python work instead of O(positions)); the result is
+    byte-identical to a full encoding."""
     if (sub.raw is None and sub.base_raw is not None and len(sub.changed) <= _SPLICE_MAX
             and len(sub.positions) >= _SPLICE_MIN_POSITIONS):
         return _splice(sub)
