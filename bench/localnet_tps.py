@@ -166,14 +166,14 @@ def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, ti
 
 
 def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
-                     transport: str) -> tuple[dict, list[subprocess.Popen]]:
+                     transport: str, timeout_commit: str) -> tuple[dict, list[subprocess.Popen]]:
     """CometBFT's Go kvstore as a separate process (abci-cli kvstore) behind ``transport``.
 
     "socket" is the unix-socket ABCI perpd uses; "grpc" is CometBFT's other
     out-of-process transport. Separates the cost of the transport from the cost
     of our Python app. The kvstore processes' CPU is counted as the apps' CPU.
     """
-    manifest = ln.create(d, 4, base_port, "perpd", template)
+    manifest = ln.create(d, 4, base_port, "perpd", template, timeout_commit)  # same CometBFT config as perpd rows
     abci_cli = str(pathlib.Path(find_cometbft()).with_name("abci-cli"))
     procs: list[subprocess.Popen] = []
     try:
@@ -282,7 +282,7 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=2000)
     ap.add_argument("--senders", type=int, default=40)
     ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--timeout-commit", default="500ms")
+    ap.add_argument("--timeout-commit", default=ln.DEFAULT_TIMEOUT_COMMIT)
     ap.add_argument("--base-port", type=int, default=29100)
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--method", choices=("broadcast_tx_sync", "broadcast_tx_async"), default="broadcast_tx_sync")
@@ -318,7 +318,8 @@ def main() -> None:
             port = ns.base_port + 100 * i
             procs: list[subprocess.Popen] = []
             if app in ("kvstore-socket", "kvstore-grpc"):
-                manifest, procs = start_go_kvstore(d, port, work / "template.json", app.split("-")[1])
+                manifest, procs = start_go_kvstore(d, port, work / "template.json", app.split("-")[1],
+                                                   ns.timeout_commit)
             else:
                 orders = app.startswith("perpd-orders") or app == "perpd-oracle"
                 manifest = ln.up(d, 4, port, "perpd", wait_height=3, timeout_commit=ns.timeout_commit,

@@ -42,7 +42,13 @@ from node.procutil import argv, read_pid_file, write_pid_file
 CONFIG_DIR = REPO_ROOT / "localnet"
 DEFAULT_CONFIG = CONFIG_DIR / "localnet.toml"
 DEFAULT_TEMPLATE = CONFIG_DIR / "genesis.json"
-DEFAULT_TIMEOUT_COMMIT = "500ms"
+DEFAULT_TIMEOUT_COMMIT = "200ms"
+# Loopback latency: CometBFT's defaults (100 ms each) are sized for the internet. p2p.flush_throttle_timeout holds
+# outgoing consensus messages up to that long before a flush; consensus.peer_gossip_sleep_duration is how long a
+# gossip routine sleeps when it has nothing to send. On 127.0.0.1 each added ~100 ms per vote step (measured: the
+# proposal-to-commit time of a block fell from ~220 ms to ~50 ms with both at 10 ms).
+DEFAULT_FLUSH_THROTTLE = "10ms"
+DEFAULT_GOSSIP_SLEEP = "10ms"
 PROXY_APPS = ("perpd", "kvstore")
 CONFIG_ENV = "PERPD_LOCALNET_CONFIG"  # path of the config file
 MM_ENV = "PERPD_LOCALNET_MM"  # 0/off/false/no or 1/on/true/yes: overrides [market_maker] enabled
@@ -86,12 +92,15 @@ class LocalnetConfig:
     validators: int = 4
     base_port: int = 26656
     timeout_commit: str = DEFAULT_TIMEOUT_COMMIT
+    flush_throttle_timeout: str = DEFAULT_FLUSH_THROTTLE
+    peer_gossip_sleep_duration: str = DEFAULT_GOSSIP_SLEEP
     genesis: pathlib.Path = DEFAULT_TEMPLATE
     feeds: FeedsConfig = FeedsConfig()
     market_maker: MarketMakerConfig = MarketMakerConfig()
 
 
-_TABLES = {"chain": {"validators": int, "base_port": int, "timeout_commit": str, "genesis": str},
+_TABLES = {"chain": {"validators": int, "base_port": int, "timeout_commit": str, "flush_throttle_timeout": str,
+                     "peer_gossip_sleep_duration": str, "genesis": str},
            "feeds": {"seed": int, "noise_ppm": int, "tick_ms": int, "csv": str},
            "market_maker": {"enabled": bool, "key": str, "node": int, "subaccount_number": int, "markets": list,
                             "levels": int, "spread_bps": int, "step_bps": int, "size_usd": str,
@@ -131,6 +140,8 @@ def load_config(path: pathlib.Path | None = None) -> LocalnetConfig:
         validators=chain.get("validators", LocalnetConfig.validators),
         base_port=chain.get("base_port", LocalnetConfig.base_port),
         timeout_commit=chain.get("timeout_commit", DEFAULT_TIMEOUT_COMMIT),
+        flush_throttle_timeout=chain.get("flush_throttle_timeout", DEFAULT_FLUSH_THROTTLE),
+        peer_gossip_sleep_duration=chain.get("peer_gossip_sleep_duration", DEFAULT_GOSSIP_SLEEP),
         genesis=(base / chain["genesis"]) if "genesis" in chain else DEFAULT_TEMPLATE,
         feeds=FeedsConfig(**{**{k: v for k, v in feeds.items() if k != "csv"},
                              "csv": str(base / feeds["csv"]) if feeds.get("csv") else ""}),
@@ -221,6 +232,8 @@ def create(
     proxy_app: str = "perpd",
     template_path: pathlib.Path = DEFAULT_TEMPLATE,
     timeout_commit: str = DEFAULT_TIMEOUT_COMMIT,
+    flush_throttle_timeout: str = DEFAULT_FLUSH_THROTTLE,
+    peer_gossip_sleep_duration: str = DEFAULT_GOSSIP_SLEEP,
 ) -> dict:
     check_layout(validators, base_port, proxy_app)
     d.mkdir(parents=True, exist_ok=True)
@@ -268,8 +281,10 @@ def create(
                  "moniker": f"node{node['index']}", "log_level": "info"},
             "rpc": {"laddr": f"tcp://127.0.0.1:{node['rpc_port']}"},
             "p2p": {"laddr": f"tcp://127.0.0.1:{node['p2p_port']}", "persistent_peers": peers,
-                    "addr_book_strict": False, "allow_duplicate_ip": True, "pex": False},
-            "consensus": {"timeout_propose": "1s", "timeout_commit": timeout_commit},
+                    "addr_book_strict": False, "allow_duplicate_ip": True, "pex": False,
+                    "flush_throttle_timeout": flush_throttle_timeout},
+            "consensus": {"timeout_propose": "1s", "timeout_commit": timeout_commit,
+                          "peer_gossip_sleep_duration": peer_gossip_sleep_duration},
             "instrumentation": {"prometheus": False},
         })
         write_app_config(home, cfg)
@@ -494,7 +509,8 @@ def up(
         check_layout(validators, base_port, proxy_app)
         say(f"creating a {validators}-validator localnet in {d}")
         manifest = create(d, validators, base_port, proxy_app, template_path or cfg.genesis,
-                          timeout_commit or cfg.timeout_commit)
+                          timeout_commit or cfg.timeout_commit, cfg.flush_throttle_timeout,
+                          cfg.peer_gossip_sleep_duration)
     if manifest.get("feeds") and feeds_pid(d, manifest) is None:
         start_feeds(d, manifest, cfg.feeds)
         say(f"started the venue feed simulator on {feeds_url(manifest)}")

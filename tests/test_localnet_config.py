@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import tomllib
 
 import pytest
 
@@ -20,7 +21,19 @@ def test_shipped_config_is_the_built_in_default(monkeypatch):
     monkeypatch.delenv(ln.CONFIG_ENV, raising=False)
     assert ln.load_config(ln.DEFAULT_CONFIG) == ln.LocalnetConfig() == ln.load_config()
     assert ln.load_config().genesis == ln.DEFAULT_TEMPLATE
-    assert ln.load_config().timeout_commit == "500ms"
+    cfg = ln.load_config()
+    assert (cfg.timeout_commit, cfg.flush_throttle_timeout, cfg.peer_gossip_sleep_duration) == ("200ms", "10ms", "10ms")
+
+
+def test_created_nodes_get_the_latency_settings(tmp_path):
+    """Every node's config.toml carries the consensus and p2p latency settings (cometbft testnet writes 100 ms)."""
+    manifest = ln.create(tmp_path / "ln", 2, 27_000, "kvstore", timeout_commit="150ms",
+                         flush_throttle_timeout="7ms", peer_gossip_sleep_duration="9ms")
+    for node in manifest["nodes"]:
+        doc = tomllib.loads((pathlib.Path(node["home"]) / "config" / "config.toml").read_text())
+        assert doc["consensus"]["timeout_commit"] == "150ms"
+        assert doc["p2p"]["flush_throttle_timeout"] == "7ms"
+        assert doc["consensus"]["peer_gossip_sleep_duration"] == "9ms"
 
 
 def test_shipped_genesis_is_valid_and_funds_every_localnet_key(tmp_path):

@@ -34,7 +34,7 @@ def localnet_options(f):
 @click.option("--genesis-template", type=click.Path(exists=True, dir_okay=False), default=None,
               help="accounts to create and fund, and the app_state (used when creating) [default: the config's, "
                    "localnet/genesis.json]")
-@click.option("--timeout-commit", default=None, help="CometBFT consensus.timeout_commit [default: the config's, 500ms]")
+@click.option("--timeout-commit", default=None, help="CometBFT consensus.timeout_commit [default: the config's, 200ms]")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="localnet configuration [default: $PERPD_LOCALNET_CONFIG, else localnet/localnet.toml]")
 @click.option("--mm/--no-mm", default=None, help="run the reference market maker [default: the config's]")
