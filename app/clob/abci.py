@@ -132,7 +132,7 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
 
 def _order_attrs(p: tx_pb2.PlaceOrder) -> dict:
     return {"subaccount_number": p.subaccount_number, "clob_pair_id": p.clob_pair_id, "client_id": p.client_id,
-            "side": "buy" if p.side == 1 else "sell" if p.side == 2 else "unspecified", "quantums": p.quantums}
+            "side": "buy" if p.side == 1 else "sell", "quantums": p.quantums}  # validated: 1 or 2
 
 
 def _id_attrs(oid: tx_pb2.OrderId) -> dict:

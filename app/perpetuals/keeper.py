@@ -128,8 +128,9 @@ class MarginView:
         # stored subaccount bytes -> (Σ NC, Σ IMR, Σ MMR) of its positions in tiers without OI scaling, and the
         # perpetuals of its other positions (app/subaccounts/keeper._uncapped_sums)
         self.subaccount_risk: dict[bytes, tuple] = {}
-        # stored subaccount bytes -> (settled state, funding delta, funding events) (app/subaccounts/keeper.prepare)
-        self.decoded_subaccounts: dict[bytes, tuple] = {}
+        # (owner, number, stored bytes) -> (settled state, funding delta, funding events)
+        # (app/subaccounts/keeper.prepare)
+        self.decoded_subaccounts: dict[tuple[bytes, int, bytes], tuple] = {}
         # owner -> (maker fee ppm, taker fee ppm, fee tier index) (app/clob/keeper.fee_ppm): fee tiers and 30-day
         # volume are fixed for the view's life too (volume is written once, after the order phase)
         self.fees: dict[bytes, tuple[int, int, int]] = {}

@@ -26,6 +26,7 @@ from app.errors import (
     ERR_INSUFFICIENT_FUNDS,
     ERR_ISOLATED_MARKET_CONSTRAINT,
     ERR_NEWLY_UNDERCOLLATERALIZED,
+    ERR_POSITION_OVERFLOW,
     ERR_PRICE_UNAVAILABLE,
     ERR_STILL_UNDERCOLLATERALIZED,
     AppError,
@@ -34,7 +35,7 @@ from app.errors import (
 from app.events import Event
 from app.lib.address import encode_address, module_address
 from app.lib.encoding import encode_proto
-from app.lib.math import Rounding, div_round
+from app.lib.math import INT64_MAX, Rounding, div_round
 from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals import logic as perp_logic
 from app.perpetuals.keeper import MarginView
@@ -320,13 +321,16 @@ def prepare(store: CommittedReader, sid: SubaccountId, view: MarginView | None =
         sub = SubaccountState()
         return Prepared(sid, sub, sub.copy(), 0, [])
     memo = view.decoded_subaccounts if view is not None else None
-    hit = memo.get(raw) if memo is not None else None
+    # Keyed by the subaccount too, not by the bytes alone: two subaccounts can store identical bytes, and the
+    # funding events name their subaccount.
+    key = (sid.owner, sid.number, raw)
+    hit = memo.get(key) if memo is not None else None
     if hit is None:
         sub = decode_subaccount(raw)
         delta, events = settle_funding(store, sid, sub, view)
         hit = (sub, delta, events)
         if memo is not None:
-            memo[raw] = hit
+            memo[key] = hit
     sub, delta, events = hit
     return Prepared(sid, sub, sub.copy(), delta, list(events))
 
@@ -366,7 +370,17 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
     dYdX transferCollateralForIsolatedPerpetual: an opening update moves the quote balance *before* it into the
     isolated pool, a closing update moves the quote balance *after* it back (paid as far as the pool holds it,
     :func:`pay_from_pool`). Persist openers before closers when one fill does both.
+
+    Raises position_overflow (nothing written) if the quote balance or a changed position leaves int64, the stored
+    form's range: a deposit or transfer into a balance near 2^63 (possible with a bank supply above int64), or
+    funding settled into one. Fills refuse this earlier, per side (app/clob/matching._side_update).
     """
+    after = prep.after
+    if abs(after.quote_balance_quote_quantums) > INT64_MAX or any(
+            abs(after.size_of(pid)) > INT64_MAX for pid in after.changed):
+        raise AppError(ERR_POSITION_OVERFLOW, f"subaccount {encode_address(prep.sid.owner)}/{prep.sid.number}: quote "
+                                              f"balance {after.quote_balance_quote_quantums} or a position would "
+                                              f"leave int64")
     _add_unsettled_funding(store, -prep.funding_delta)
     view = _view(store, view)
     before_pool = pool_of(store, prep.before, view)
@@ -384,7 +398,7 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
             view.subaccount_risk[raw] = prep.after.risk_sums
         stored = SubaccountState(prep.after.quote_balance_quote_quantums, prep.after.positions, raw=raw,
                                  risk_sums=prep.after.risk_sums)
-        view.decoded_subaccounts[raw] = (stored, 0, ())  # settled: every position's index is the perpetual's
+        view.decoded_subaccounts[(prep.sid.owner, prep.sid.number, raw)] = (stored, 0, ())  # settled: every position's index is the perpetual's
     return prep.funding_events
 
 
