@@ -13,13 +13,12 @@ otherwise. Default fee tier: maker 100 ppm, taker 500 ppm. Numbers in comments a
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from app.bank.keeper import FEE_COLLECTOR_ADDRESS
 from app.errors import ERR_POSITION_OVERFLOW
 from app.lib.address import decode_address_or_none, encode_address
+from app.lib.math import INT64_MAX
 from app.store import BranchStore
 from app.subaccounts import keeper as sk
 from app.subaccounts.state import (
@@ -429,6 +428,16 @@ def test_a_quote_balance_beyond_int64_is_refused_not_a_crash(how):
     check_global_money(r)
 
 
+def test_a_deposit_may_bring_a_quote_balance_to_exactly_int64_max():
+    """The boundary of the test above: a deposit of INT64_MAX = 2^63 - 1 into an empty subaccount is accepted and
+    stored exactly."""
+    r = init(_rich_genesis())
+    res = r.block([msg_tx(1, 1, [deposit_msg(1, INT64_MAX)])])
+    assert res.tx_results[0].code == 0, res.tx_results[0].log
+    assert int(subaccount(r, 1)["quote_balance_quote_quantums"]) == INT64_MAX
+    check_global_money(r)
+
+
 def test_a_maker_filled_several_times_in_one_action_settles_funding_once():
     """Twin genesis, but only account 2 quotes: two asks of 0.1 BTC at $64,000 (post-only); account 4 buys 0.2 BTC
     in one IOC: two fills against account 2 in one action. Funding is settled once (+20,000, one event, the
@@ -451,7 +460,6 @@ def test_a_maker_filled_several_times_in_one_action_settles_funding_once():
 # A fill that ends a quote balance exactly on INT64_MAX, and one quantum beyond
 # =====================================================================================================================
 
-INT64_MAX = 2**63 - 1
 
 
 @pytest.mark.parametrize("extra, filled", [(0, True), (1, False)], ids=["exactly INT64_MAX", "one beyond"])

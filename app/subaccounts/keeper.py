@@ -371,16 +371,15 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
     isolated pool, a closing update moves the quote balance *after* it back (paid as far as the pool holds it,
     :func:`pay_from_pool`). Persist openers before closers when one fill does both.
 
-    Raises position_overflow (nothing written) if the quote balance or a changed position leaves int64, the stored
-    form's range: a deposit or transfer into a balance near 2^63 (possible with a bank supply above int64), or
-    funding settled into one. Fills refuse this earlier, per side (app/clob/matching._side_update).
+    Raises position_overflow (nothing written) if the quote balance leaves int64, the stored form's range: a deposit
+    or transfer into a balance near 2^63 (possible with a bank supply above int64), or funding settled into one.
+    Fills refuse this earlier, per side, for the balance and the position (the only update that changes a size;
+    app/clob/matching._side_update).
     """
-    after = prep.after
-    if abs(after.quote_balance_quote_quantums) > INT64_MAX or any(
-            abs(after.size_of(pid)) > INT64_MAX for pid in after.changed):
+    quote = prep.after.quote_balance_quote_quantums
+    if abs(quote) > INT64_MAX:
         raise AppError(ERR_POSITION_OVERFLOW, f"subaccount {encode_address(prep.sid.owner)}/{prep.sid.number}: quote "
-                                              f"balance {after.quote_balance_quote_quantums} or a position would "
-                                              f"leave int64")
+                                              f"balance {quote} would leave int64")
     _add_unsettled_funding(store, -prep.funding_delta)
     view = _view(store, view)
     before_pool = pool_of(store, prep.before, view)
