@@ -187,7 +187,8 @@ def run_mode(work: pathlib.Path, ns, keys: list, batch: int, warm_signatures: bo
         finally:
             check_times.append((time.thread_time_ns() - t) / 1e9)
 
-    clob_abci._run, matching._check_side = timed_run, timed_check
+    if ns.op_timing == "on":
+        clob_abci._run, matching._check_side = timed_run, timed_check
     total_ops, busy, fills = 0, 0.0, 0
     try:
         for _ in range(ns.blocks):
@@ -207,8 +208,8 @@ def run_mode(work: pathlib.Path, ns, keys: list, batch: int, warm_signatures: bo
     action_times.sort()
     check_times.sort()
     return {"ops": total_ops, "busy_s": busy, "ops_per_s": total_ops / busy, "fills": fills,
-            "op_p50_us": 1e6 * action_times[len(action_times) // 2],
-            "op_p99_us": 1e6 * action_times[int(len(action_times) * 0.99)],
+            "op_p50_us": 1e6 * action_times[len(action_times) // 2] if action_times else float("nan"),
+            "op_p99_us": 1e6 * action_times[int(len(action_times) * 0.99)] if action_times else float("nan"),
             "check_p50_us": 1e6 * check_times[len(check_times) // 2] if check_times else float("nan"),
             "check_p99_us": 1e6 * check_times[int(len(check_times) * 0.99)] if check_times else float("nan"),
             "resting_levels": resting, "rss_populate_mib": rss_book}
@@ -241,6 +242,9 @@ def main() -> None:
     ap.add_argument("--modes", default="batched-warm,batched-cold,single-warm,single-cold")
     ap.add_argument("--gc", choices=("node", "default"), default="node",
                     help="node: the collector settings of a perpd node (node/gctune.py); default: CPython's")
+    ap.add_argument("--op-timing", choices=("on", "off"), default="on",
+                    help="on: time every action and collateral check (p50/p99; the wrappers cost CPU themselves, "
+                         "see docs/benchmarks.md); off: throughput only")
     ns = ap.parse_args()
     print(machine_facts())
     keys = [nacl.signing.SigningKey(hashlib.sha256(b"bench-trader-%d" % i).digest()) for i in range(ns.traders)]
@@ -255,11 +259,13 @@ def main() -> None:
     print(f"config: {ns.markets} markets, {ns.resting} resting orders, {ns.traders} traders, {ns.blocks} blocks x "
           f"{ns.ops_per_block} ops ({ns.place_pct} % resting places, {ns.cancel_pct} % cancels, rest IOC takers), "
           f"batched = {ns.batch} actions per tx; one core (in-process, single thread); all times are CPU time of the "
-          f"executing thread (the timing wrappers add ~1 us per op)")
+          f"executing thread" + (" (per-op timing on: its wrappers cost CPU too; --op-timing off for throughput alone)"
+                               if ns.op_timing == "on" else " (per-op timing off)"))
     for mode, r in rows.items():
         print(f"{mode:13s} {r['ops_per_s']:8.0f} order ops/s  ({r['ops']} ops in {r['busy_s']:.2f} s of FinalizeBlock"
-              f"+Commit, {r['fills']} fills); per op p50 {r['op_p50_us']:.0f} us p99 {r['op_p99_us']:.0f} us; "
-              f"collateral check p50 {r['check_p50_us']:.0f} us p99 {r['check_p99_us']:.0f} us")
+              f"+Commit, {r['fills']} fills)" + (
+                  f"; per op p50 {r['op_p50_us']:.0f} us p99 {r['op_p99_us']:.0f} us; collateral check p50 "
+                  f"{r['check_p50_us']:.0f} us p99 {r['check_p99_us']:.0f} us" if ns.op_timing == "on" else ""))
     per_order = index_bytes_per_order(100_000)
     first = next(iter(rows.values()))
     print(f"memory: in-memory book index {per_order:.0f} B per resting order = {per_order * 1e5 / 2**20:.1f} MiB per "
