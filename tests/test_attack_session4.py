@@ -56,18 +56,13 @@ from tests.exchange_helpers import (
     subaccount,
 )
 from tests.helpers import ADDRS, ONE_USDC
-from tests.mutation_helpers import MemReplica
+from tests.mutation_helpers import mem_exchange
 
 USD = ONE_USDC
 A = [decode_address_or_none(a) for a in ADDRS]
 P64K = 64_000 * ONE_DOLLAR_BTC
 
 
-def init(state: dict) -> MemReplica:
-    r = MemReplica()
-    r.init_chain(state)
-    r.block([])
-    return r
 
 
 def nxt(r) -> int:
@@ -120,7 +115,7 @@ def test_funding_events_of_byte_identical_subaccounts_name_their_own_owner():
     (IOC) in the same block: both makers settle funding before their position changes, each receiving 20,000 quote
     quantums (payment -20000). Each funding_settlement event must name its own owner (found by an attack: the memo
     of settled subaccounts was keyed by the stored bytes alone, so both events named account 2)."""
-    r = init(_twin_shorts_genesis())
+    r = mem_exchange(_twin_shorts_genesis())
     assert stored(r, 2) == stored(r, 3)
     h = nxt(r)
     res = r.block([orders_tx(2, 1, [place(1, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h)]),
@@ -182,7 +177,7 @@ def test_spliced_subaccount_of_nine_positions_through_a_block_of_five_actions():
     must be exactly the full encoding of the state worked out here.
     Quote: funding ⌊-(5 - 0) × 1e8 × 2 ÷ 1e6⌋ = -1,000; fills -640 + 640 - 640 + 320 USDC; taker fees (500 ppm)
     0.32 × 3 + 0.16 USDC = 1,120,000: 100,000 USDC - 320 USDC - 1,000 - 1,120,000."""
-    r = init(_many_positions_genesis())
+    r = mem_exchange(_many_positions_genesis())
     h = nxt(r)
     maker = orders_tx(3, 1, [place(1, SELL, CENT, P64K, pair=15, tif=POST_ONLY, height_hint=h),
                              place(2, SELL, BTC_STEP, P64K, pair=13, tif=POST_ONLY, height_hint=h),
@@ -302,7 +297,7 @@ def test_fee_tiers_set_later_in_the_same_block_apply_to_all_its_fills():
     """The authority's MsgSetFeeTiers is the *last* tx of the block, after both order txs; order actions run after
     every tx (phase rule), so the fill already pays the new tier: 0.1 BTC at $64,000 = 6,400 USDC; taker
     ⌈6,400e6 × 300 ÷ 1e6⌉ = 1,920,000; maker ⌈6,400e6 × -20 ÷ 1e6⌉ = -128,000 (rebate)."""
-    r = init(app_state())
+    r = mem_exchange(app_state())
     h = nxt(r)
     res = r.block([orders_tx(2, 1, [place(1, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h)]),
                    orders_tx(1, 1, [place(1, BUY, ONE_BTC // 10, P64K, tif=IOC, height_hint=h)]),
@@ -324,7 +319,7 @@ def test_check_tx_fee_memo_does_not_outlive_a_commit():
 
     state = app_state()
     state["subaccounts"]["deposits"].append({"owner": ADDRS[5], "number": 0, "amount_quote_quantums": "320640000"})
-    r = init(state)
+    r = mem_exchange(state)
     tx = orders_tx(5, 1, [place(1, BUY, ONE_BTC // 10, P64K, height_hint=nxt(r))])
     assert r.app.check_tx(tx).code == 0
     res = r.block([_set_fee_tiers(1, [{"name": "dear", "maker_fee_ppm": 200, "taker_fee_ppm": 500}])])
@@ -369,7 +364,7 @@ def test_rebates_through_an_isolated_open_flip_and_close_keep_every_pool_exact()
     - 0.75 = 99,999.40; 3: 100,000 - 3,000 + 0.3 + 1,500 + 0.15 + 1,500 + 0.15 = 100,000.60. The fee collector
     gains 3.75 - 0.75 = 3.00 USDC besides the tx fees."""
     state = app_state(fee_tiers=[{"name": "1", "maker_fee_ppm": -100, "taker_fee_ppm": 500}])
-    r = init(state)
+    r = mem_exchange(state)
     collector = r.balance_of(FEE_COLLECTOR_ADDRESS)
     nonces: dict = {}
     tx_fees = _trade(r, 2, SELL, 1, TEN_SOL, nonces)
@@ -412,7 +407,7 @@ def test_a_quote_balance_beyond_int64_is_refused_not_a_crash(how):
     2^61 into their subaccounts 0, then account 2 transfers 2^61 to account 1: 2^63 - 1 + 1 = 2^63. Either must be
     refused with position_overflow and change nothing (found by an attack: FinalizeBlock raised struct.error on every
     validator)."""
-    r = init(_rich_genesis())
+    r = mem_exchange(_rich_genesis())
     if how == "deposit":
         txs = [msg_tx(1, 1, [deposit_msg(1, 2**63)])]
     else:
@@ -431,7 +426,7 @@ def test_a_quote_balance_beyond_int64_is_refused_not_a_crash(how):
 def test_a_deposit_may_bring_a_quote_balance_to_exactly_int64_max():
     """The boundary of the test above: a deposit of INT64_MAX = 2^63 - 1 into an empty subaccount is accepted and
     stored exactly."""
-    r = init(_rich_genesis())
+    r = mem_exchange(_rich_genesis())
     res = r.block([msg_tx(1, 1, [deposit_msg(1, INT64_MAX)])])
     assert res.tx_results[0].code == 0, res.tx_results[0].log
     assert int(subaccount(r, 1)["quote_balance_quote_quantums"]) == INT64_MAX
@@ -443,7 +438,7 @@ def test_a_maker_filled_several_times_in_one_action_settles_funding_once():
     in one IOC: two fills against account 2 in one action. Funding is settled once (+20,000, one event, the
     unsettled counter falls from 40,000 to 20,000: account 3's share is still pending), then the two fills:
     +2 × (6,400 USDC - 0.64 maker fee)."""
-    r = init(_twin_shorts_genesis())
+    r = mem_exchange(_twin_shorts_genesis())
     h = nxt(r)
     res = r.block([orders_tx(2, 1, [place(1, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h),
                                     place(2, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h)]),
@@ -471,7 +466,7 @@ def test_a_fill_may_end_a_quote_balance_on_int64_max_but_not_beyond(extra, fille
     state = app_state(depositors=(1, 3, 4))
     state["subaccounts"]["subaccounts"] = [{"owner": ADDRS[2], "number": 0, "quote_balance_quote_quantums": str(start)}]
     state["bank"]["balances"].append({"address": encode_address(sk.CROSS_POOL), "amount_quote_quantums": str(start)})
-    r = init(state)
+    r = mem_exchange(state)
     h = nxt(r)
     res = r.block([orders_tx(2, 1, [place(1, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h)]),
                    orders_tx(1, 1, [place(1, BUY, ONE_BTC // 10, P64K, tif=IOC, height_hint=h)])])
