@@ -70,10 +70,6 @@ def set_params(store: BranchStore, params: exchange_pb2.ClobParams) -> None:
     store.set(keys.PARAMS_KEY, encode_proto(params))
 
 
-def fee_tiers_of(params: exchange_pb2.ClobParams) -> list[FeeTier]:
-    return _fee_tiers(params.SerializeToString(deterministic=True))
-
-
 @functools.lru_cache(maxsize=64)
 def _fee_tiers(raw_params: bytes) -> list[FeeTier]:
     params = exchange_pb2.ClobParams.FromString(raw_params)
