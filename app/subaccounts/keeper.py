@@ -397,7 +397,8 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
             view.subaccount_risk[raw] = prep.after.risk_sums
         stored = SubaccountState(prep.after.quote_balance_quote_quantums, prep.after.positions, raw=raw,
                                  risk_sums=prep.after.risk_sums)
-        view.decoded_subaccounts[(prep.sid.owner, prep.sid.number, raw)] = (stored, 0, ())  # settled: every position's index is the perpetual's
+        # settled: every position's index is the perpetual's
+        view.decoded_subaccounts[(prep.sid.owner, prep.sid.number, raw)] = (stored, 0, ())
     return prep.funding_events
 
 
