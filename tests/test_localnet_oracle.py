@@ -79,6 +79,7 @@ def test_oracle_on_localnet(net):
         return [v["prices"].get("BTC-USD", {}).get("usd") for v in votes["votes"]], votes
 
     # 1. Pin BTC; once the daemons see it, the chain follows within two blocks.
+    h_pinned = max(safe_height(c) for c in cs)  # blocks up to h_pinned + 1 carry votes extended before the pin
     control(feeds, "/control/price", {"pair": "BTC-USD", "price": str(PINNED_BTC)})
     target = PINNED_BTC * 10**-BTC_EXPONENT
     wait_until(lambda: sum(daemon_index(c, "BTC-USD") == PINNED_BTC for c in cs) >= 3, 30,
@@ -88,7 +89,10 @@ def test_oracle_on_localnet(net):
     # prices in the block after it. So: seen at committed height h -> votes of h + 2 -> chain price at h + 3.
     h_seen = max(safe_height(c) for c in cs) + 1
     wait_until(lambda: market(cs[0], "BTC-USD")["oracle_price"] == str(target), 30, "chain BTC = pinned price")
-    h_chain = int(market(cs[0], "BTC-USD")["last_update_height"])
+    # The first block that carried the pinned median: every later block refreshes last_update_height, and with
+    # blocks every ~0.25 s the poll above can see the price a few blocks after it took effect.
+    h_chain = next(h for h in range(h_pinned + 2, safe_height(cs[0]) + 1)
+                   if btc_votes(h)[1]["medians"].get("BTC-USD", {}).get("price") == str(target))
     assert h_chain <= h_seen + 2, f"chain took {h_chain - h_seen} blocks to follow the daemons"
     # The price is the stake-weighted median of the votes block h_chain carries (those of h_chain - 1), recomputed
     # here from the votes as the query shows them; the block before carried a commit whose median was not yet it.
