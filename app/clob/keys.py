@@ -6,6 +6,8 @@ Owner first, so one subaccount's orders on one pair are one prefix (batch cancel
 
 from __future__ import annotations
 
+import struct
+
 from app.store import PREFIX_CLOB
 
 PAIR_PREFIX = PREFIX_CLOB + b"\x00"  # ‖ clob pair id (u32) -> ClobPair
@@ -21,26 +23,28 @@ ORDER_KEY_LEN = 30
 SHORT_TERM = 0  # order_flags (dYdX): good_til_block
 LONG_TERM = 64  # good_til_block_time
 
+_U32 = struct.Struct(">I").pack  # big-endian: keys sort by the number
+_U64 = struct.Struct(">Q").pack
+
 
 def pair_key(clob_pair_id: int) -> bytes:
-    return PAIR_PREFIX + clob_pair_id.to_bytes(4, "big")
+    return PAIR_PREFIX + _U32(clob_pair_id)
 
 
 def order_key(owner: bytes, number: int, clob_pair_id: int, client_id: int, order_flags: int) -> bytes:
-    return owner + bytes((number,)) + clob_pair_id.to_bytes(4, "big") + client_id.to_bytes(4, "big") + bytes(
-        (order_flags,))
+    return owner + bytes((number,)) + _U32(clob_pair_id) + _U32(client_id) + bytes((order_flags,))
 
 
 def subaccount_pair_prefix(owner: bytes, number: int, clob_pair_id: int) -> bytes:
-    return ORDER_PREFIX + owner + bytes((number,)) + clob_pair_id.to_bytes(4, "big")
+    return ORDER_PREFIX + owner + bytes((number,)) + _U32(clob_pair_id)
 
 
 def expiry_block_key(good_til_block: int, okey: bytes) -> bytes:
-    return EXPIRY_BLOCK_PREFIX + good_til_block.to_bytes(8, "big") + okey
+    return EXPIRY_BLOCK_PREFIX + _U64(good_til_block) + okey
 
 
 def expiry_time_key(good_til_block_time_ns: int, okey: bytes) -> bytes:
-    return EXPIRY_TIME_PREFIX + good_til_block_time_ns.to_bytes(8, "big") + okey
+    return EXPIRY_TIME_PREFIX + _U64(good_til_block_time_ns) + okey
 
 
 def stats_key(owner: bytes) -> bytes:
