@@ -90,3 +90,45 @@ def test_a_bad_owner_is_refused_naming_the_field(r):
 def test_an_order_book_depth_outside_1_to_1000_is_refused_exactly(r, depth):
     res = r.app.query(f"/clob/orderbook/BTC-USD/{depth}", b"")
     assert res.log == "unknown_clob_pair: depth must be 1..1000"
+
+
+@pytest.fixture
+def priceless():
+    """ETH-USD's oracle price never arrived (genesis price 0). Account 3 long 1 ETH (entry 3 000 USDC), account 4
+    short it. Account 2 / subaccount 6: 7 quote quantums deposited and short 1 BTC base quantum (entry 6) against
+    account 1's long."""
+    state = app_state()
+    for m in state["prices"]["markets"]:
+        if m["id"] == ETH:
+            m["price"] = "0"
+    state["subaccounts"]["deposits"].append({"owner": ADDRS[2], "number": 6, "amount_quote_quantums": "7"})
+    state["subaccounts"]["subaccounts"] = [
+        {"owner": ADDRS[3], "number": 0, "positions": [position(ETH, 10**9, 3 * 10**9)]},
+        {"owner": ADDRS[4], "number": 0, "positions": [position(ETH, -10**9, 3 * 10**9)]},
+        {"owner": ADDRS[2], "number": 6, "positions": [position(BTC, -1, 6)]},
+        {"owner": ADDRS[1], "number": 0, "positions": [position(BTC, 1, 6)]},
+    ]
+    for p in state["perpetuals"]["perpetuals"]:
+        p["open_interest_base_quantums"] = {BTC: "1", ETH: str(10**9)}.get(p["id"], "0")
+    return mem_exchange(state)
+
+
+def test_a_position_without_an_oracle_price_shows_no_prices_and_the_margin_error(priceless):
+    """No price: notional 0, oracle and mark price null, PnL 0 - 3e9; the margin block is replaced by the error; the
+    perpetuals list shows no mark price either."""
+    store = BranchStore(priceless.store)
+    out = queries.query_subaccount(store, ADDRS[3], "0")
+    (p,) = out["positions"]
+    assert (p["notional_quote_quantums"], p["oracle_price"], p["mark_price"], p["unrealized_pnl_quote_quantums"]) == (
+        "0", None, None, "-3000000000")
+    assert out["error"] == "price_unavailable: perpetual 1 (market 1) has no oracle price yet"
+    assert "total_net_collateral_quote_quantums" not in out
+    (eth,) = [x for x in queries.query_perpetuals(store)["perpetuals"] if x["id"] == ETH]
+    assert (eth["oracle_price"], eth["mark_price"]) == (None, None)
+
+
+def test_leverage_at_a_total_net_collateral_of_one_quote_quantum(priceless):
+    """Account 2 / 6: 7 + notional(-1 BTC base quantum) = 7 + trunc(-6.4) = 1 quote quantum of TNC; gross 6:
+    leverage = floor(6 x 100 / 1) / 100 = 6."""
+    out = queries.query_subaccount(BranchStore(priceless.store), ADDRS[2], "6")
+    assert (out["total_net_collateral_quote_quantums"], out["leverage"]) == ("1", "6")
