@@ -88,7 +88,12 @@ def test_oracle_on_localnet(net):
     # its precommit): the first height sure to vote the new price is the next one, and the chain takes a commit's
     # prices in the block after it. So: seen at committed height h -> votes of h + 2 -> chain price at h + 3.
     h_seen = max(safe_height(c) for c in cs) + 1
-    wait_until(lambda: market(cs[0], "BTC-USD")["oracle_price"] == str(target), 30, "chain BTC = pinned price")
+    try:
+        wait_until(lambda: market(cs[0], "BTC-USD")["oracle_price"] == str(target), 60, "chain BTC = pinned price")
+    except AssertionError as e:
+        h = safe_height(cs[0])
+        raise AssertionError(f"{e}; chain: {market(cs[0], 'BTC-USD')}; daemons: "
+                             f"{[daemon_index(c, 'BTC-USD') for c in cs]}; votes of {h}: {btc_votes(h)[1]}") from None
     # The first block that carried the pinned median: every later block refreshes last_update_height, and with
     # blocks every ~0.25 s the poll above can see the price a few blocks after it took effect.
     h_chain = next(h for h in range(h_pinned + 2, safe_height(cs[0]) + 1)
