@@ -8,22 +8,23 @@ import pytest
 
 from app.clob.basis import BookBasis
 from app.clob.book import BUY, SELL, Books
+from tests.attack_helpers import app_state
+from tests.exchange_helpers import BTC
+from tests.mutation_helpers import mem_exchange
 
 
 def basis_for(x: int) -> BookBasis:
-    """A BookBasis for market 7 -> clob pair 0 with exponent ``x`` over a book: best bid 1 000 050, best ask
-    1 000 150 subticks (mid 1 000 100). Built directly: the mapping is what __init__ derives from the store."""
+    """A BookBasis over a chain whose BTC pair (oracle exponent -5, atomic resolution -10) has the quantum conversion
+    exponent that makes x = -5 - QCE - 10 + 6, i.e. QCE = -9 - x; its book: best bid 1 000 050, best ask 1 000 150
+    subticks (mid 1 000 100). The market -> (pair, x) mapping is derived from the chain's committed state."""
+    state = app_state()
+    (pair,) = [p for p in state["clob"]["clob_pairs"] if p["id"] == BTC]
+    pair["quantum_conversion_exponent"] = -9 - x
+    r = mem_exchange(state)
     books = Books()
-    books._add(b"b" * 30, 0, BUY, 1_000_050, 1)
-    books._add(b"a" * 30, 0, SELL, 1_000_150, 2)
-    basis = BookBasis(books, store=_NoPairs())
-    basis._pairs[7] = (0, x)
-    return basis
-
-
-class _NoPairs:
-    def iterate(self, start, end):
-        return iter(())
+    books._add(b"b" * 30, BTC, BUY, 1_000_050, 1)
+    books._add(b"a" * 30, BTC, SELL, 1_000_150, 2)
+    return BookBasis(books, store=r.store)
 
 
 @pytest.mark.parametrize("x, oracle, expected", [
@@ -33,8 +34,8 @@ class _NoPairs:
     (0, 1_000_000, 100),  # price = mid
 ])
 def test_basis_is_the_mid_in_oracle_units_minus_the_oracle_price(x, oracle, expected):
-    assert basis_for(x)(None, 7, oracle) == expected
+    assert basis_for(x)(None, BTC, oracle) == expected
 
 
 def test_no_basis_for_an_unmapped_market():
-    assert basis_for(0)(None, 8, 1) is None
+    assert basis_for(0)(None, 99, 1) is None
