@@ -138,8 +138,24 @@ def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, ti
         if rate > 0:
             time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
         sent_at[i] = time.perf_counter()
-        c.request("POST", "/", body=bodies[i], headers={"Content-Type": "application/json"})
-        res = json.loads(c.getresponse().read())["result"]
+        for attempt in range(3):
+            try:
+                c.request("POST", "/", body=bodies[i], headers={"Content-Type": "application/json"})
+                reply = json.loads(c.getresponse().read())
+                break
+            except (ConnectionError, http.client.HTTPException):
+                # The node closed this keep-alive connection (seen once at saturation): reconnect and send again.
+                # A tx that did reach the node the first time comes back as "already exists in cache", below.
+                c.close()
+                c = local.c[i % len(nodes)] = http.client.HTTPConnection(
+                    "127.0.0.1", nodes[i % len(nodes)]["rpc_port"], timeout=30)
+                if attempt == 2:
+                    raise
+        if "error" in reply:
+            if "already exists in cache" not in json.dumps(reply["error"]):
+                rejected.append((i, reply["error"]))
+            return
+        res = reply["result"]
         if int(res["code"]) != 0:
             rejected.append((i, res.get("log")))
 
