@@ -28,6 +28,7 @@ from app.errors import (
     AppError,
 )
 from app.events import Event
+from app.lib.address import encode_address
 from app.perpetuals import keeper as perpetuals_keeper
 from app.prices import keeper as prices_keeper
 from app.subaccounts import keeper as subaccounts_keeper
@@ -138,6 +139,21 @@ def handle_create_perpetual(ctx: Ctx, msg: tx_pb2.MsgCreatePerpetual) -> None:
     create_perpetual(ctx.store, msg.perpetual, msg.clob_pair)
     ctx.emit(Event.of("perpetual_created", perpetual_id=msg.perpetual.id, ticker=msg.perpetual.ticker,
                       clob_pair_id=msg.clob_pair.id))
+    if msg.perpetual.market_type == exchange_pb2.MARKET_TYPE_ISOLATED:
+        _clear_stray_pool_balance(ctx, msg.perpetual.id)
+
+
+def _clear_stray_pool_balance(ctx: Ctx, perpetual_id: int) -> None:
+    """A pool that opens for a market without positions must be empty (Σ pools = Σ claims; a flat isolated market
+    has an empty pool). Its address is known before it is a module account, so USDC sent there earlier (MsgSend or a
+    withdrawal to it) belongs to nobody: it goes to the fee collector, like any other unowned USDC, with an event.
+    Only the authority's create / switch to isolated gets here; genesis keeps a pool's balance (its positions own it)."""
+    pool = subaccounts_keeper.isolated_pool(perpetual_id)
+    stray = bank_keeper.get_balance(ctx.store, pool)
+    if stray:
+        bank_keeper.apply_transfer(ctx.store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, stray)
+        ctx.emit(Event.of("isolated_pool_cleared", perpetual_id=perpetual_id, amount_quote_quantums=stray,
+                          recipient=encode_address(bank_keeper.FEE_COLLECTOR_ADDRESS)))
 
 
 def create_perpetual(store, perp: exchange_pb2.Perpetual, pair: exchange_pb2.ClobPair) -> None:
@@ -196,6 +212,7 @@ def handle_update_perpetual(ctx: Ctx, msg: tx_pb2.MsgUpdatePerpetual) -> None:
         perp.market_type = msg.market_type
         if perp.market_type == exchange_pb2.MARKET_TYPE_ISOLATED:
             bank_keeper.register_module_account(ctx.store, subaccounts_keeper.isolated_pool(perp.id))
+            _clear_stray_pool_balance(ctx, perp.id)
     perpetuals_keeper.set_perpetual(ctx.store, perp)
     ctx.emit(Event.of("perpetual_updated", perpetual_id=perp.id, liquidity_tier=perp.liquidity_tier,
                       market_type=perp.market_type))

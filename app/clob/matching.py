@@ -6,7 +6,8 @@ Rules (docs/exchange.md "Matching"):
   FillAmountToQuoteQuantums), fees are ceil(quote × ppm / 1e6) per side (a negative maker ppm is a rebate);
 - self-trade prevention: a resting order of the taker's owner (any subaccount) is removed and the taker continues;
 - reduce-only orders (taker or maker) are clamped to the opposite position at fill time; a resting reduce-only
-  order with nothing left to reduce is removed;
+  order with nothing left to reduce is removed, and a reduce-only taker that used all its room stops (its
+  remainder is not placed);
 - every fill passes the collateral check for both subaccounts (dYdX UpdateSubaccounts with a Match update:
   funding settled first, open interest as the fill would leave it); a maker that fails is removed and matching
   continues, a taker that fails stops (its remainder is not placed).
@@ -83,6 +84,7 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
                     _remove(store, books, mkey, maker, "reduce_only_nothing_to_reduce", events)
                     continue
                 fill = min(fill, room - room % pair.step_base_quantums)
+            taker_room = None
             if taker.reduce_only:
                 room = reducible(_position(store, taker), taker.side)
                 room -= room % pair.step_base_quantums
@@ -90,6 +92,7 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
                     out.taker_failed = "reduce_only_nothing_to_reduce"
                     break
                 fill = min(fill, room)
+                taker_room = room
             result = process_fill(store, block, pair, taker, taker_sid, taker_fee_ppm, taker_tier, maker, fill,
                                   events, view, volume)
             if result.maker_error:
@@ -100,6 +103,10 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
                 continue
             out.filled_quantums += fill
             taker.remaining_quantums -= fill
+            if taker_room is not None and fill == taker_room and taker.remaining_quantums:
+                # A reduce-only taker that used all its room stops here: its remainder must not rest (it could sit
+                # across the maker it was clamped against) nor look for more.
+                out.taker_failed = "reduce_only_nothing_to_reduce"
             left = maker.remaining_quantums - fill
             if left == 0:
                 keeper.delete_order(store, mkey, maker)

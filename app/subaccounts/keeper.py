@@ -458,6 +458,11 @@ def _check_outflow(store: CommittedReader, prep: Prepared, amount: int, what: st
 
 # --- block invariants ----------------------------------------------------------------------------------------------
 
+def _collateral_pools(store: CommittedReader) -> list[bytes]:
+    return [CROSS_POOL] + [isolated_pool(p.id) for p in perpetuals_keeper.iter_perpetuals(store)
+                           if p.market_type == perpetuals_keeper.ISOLATED]
+
+
 def check_block_invariants(block_store: BranchStore) -> None:
     """USDC and open interest, over this block's writes only. Raises InvariantViolation (halts the node)."""
     quote_delta = 0
@@ -476,10 +481,11 @@ def check_block_invariants(block_store: BranchStore) -> None:
             for pid, p in sub.positions.items():
                 size_delta[pid] = size_delta.get(pid, 0) + sign * p.size_base_quantums
                 long_delta[pid] = long_delta.get(pid, 0) + sign * max(0, p.size_base_quantums)
-    pools = [CROSS_POOL] + [isolated_pool(p.id) for p in perpetuals_keeper.iter_perpetuals(block_store)
-                            if p.market_type == perpetuals_keeper.ISOLATED]
-    bank_delta = sum(bank_keeper.get_balance(block_store, p) - bank_keeper.get_balance(block_store.parent_store(), p)
-                     for p in pools)
+    # The pools of each side's own perpetuals: a market made isolated in this block opens its pool now, so what its
+    # address held before was no pool's balance (the authority's switch moves such stray USDC out first).
+    parent = block_store.parent_store()
+    bank_delta = (sum(bank_keeper.get_balance(block_store, p) for p in _collateral_pools(block_store))
+                  - sum(bank_keeper.get_balance(parent, p) for p in _collateral_pools(parent)))
     unsettled_delta = get_unsettled_funding(block_store) - get_unsettled_funding(block_store.parent_store())
     if bank_delta != quote_delta + unsettled_delta:
         raise InvariantViolation(f"collateral pools changed by {bank_delta} quote quantums but subaccount balances by "
