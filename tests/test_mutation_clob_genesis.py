@@ -60,6 +60,7 @@ def test_restorable_order_edges_subaccount_127_a_buy_and_one_quantum_left():
         {**base, "client_id": 3, "side": "SIDE_SELL", "remaining_quantums": "1", "subticks": "6500000000",
          "sequence": "3"},
     ]
+    state["clob"]["next_sequence"] = "4"  # above every stored sequence (required since session 5)
     r = mem_exchange(state)
     b = book(r)
     assert [(x["price"], x["quantums"]) for x in b["bids"]] == [("64000", "1000000")]

@@ -74,6 +74,8 @@ def init_genesis(store: BranchStore, state: dict, perpetuals: list[exchange_pb2.
         except AppError as err:
             raise AppError(ERR_INVALID_GENESIS, f"perpetual {perp.id} / clob pair {pair.id}: {err.log}") from None
         restore.append((perp.id, perp.open_interest_base_quantums, perp.funding_index))
+    sequences: dict[int, None] = {}  # placement sequences seen
+    bests: dict[int, list] = {}
     for i, raw in enumerate(state.get("orders", [])):
         order = parse(exchange_pb2.Order, raw, f"clob.orders[{i}]")
         pair = keeper.get_pair_or_none(store, order.clob_pair_id)
@@ -87,9 +89,24 @@ def init_genesis(store: BranchStore, state: dict, perpetuals: list[exchange_pb2.
             raise AppError(ERR_INVALID_GENESIS, f"clob.orders[{i}] is not a valid resting order")
         if keeper.get_order_or_none(store, keeper.key_of(order)) is not None:
             raise AppError(ERR_INVALID_GENESIS, f"clob.orders[{i}] repeats an order id")
+        if order.sequence in sequences:
+            raise AppError(ERR_INVALID_GENESIS, f"clob.orders[{i}] repeats placement sequence {order.sequence} "
+                                                "(time priority must be total)")
+        sequences[order.sequence] = None
+        best = bests.setdefault(order.clob_pair_id, [0, None])  # [best bid, best ask] subticks
+        if order.side == exchange_pb2.SIDE_BUY:
+            best[0] = max(best[0], order.subticks)
+        else:
+            best[1] = order.subticks if best[1] is None else min(best[1], order.subticks)
+        if best[1] is not None and best[0] >= best[1]:
+            raise AppError(ERR_INVALID_GENESIS, f"clob.orders[{i}] crosses the book of clob pair {order.clob_pair_id}: "
+                                                f"best bid {best[0]} >= best ask {best[1]} subticks")
         keeper.insert_order(store, order)
+    seq = parse_uint(state["next_sequence"], "clob.next_sequence") if "next_sequence" in state else 1
+    if sequences and seq <= max(sequences):
+        raise AppError(ERR_INVALID_GENESIS, f"clob.next_sequence {seq} must be above every stored order's sequence "
+                                            f"(largest {max(sequences)})")
     if "next_sequence" in state:
-        seq = parse_uint(state["next_sequence"], "clob.next_sequence")
         store.set(keys.SEQUENCE_KEY, seq.to_bytes(8, "big"))
     for i, entry in enumerate(state.get("stats", [])):
         owner = entry.get("owner") if isinstance(entry, dict) else None

@@ -100,8 +100,10 @@ def upsert_tier(tier_id, name, initial_margin, maintenance_fraction, impact_noti
 
 
 def _fraction_ppm(text: str, what: str) -> int:
-    """'1' -> 1_000_000, else fraction_to_ppm ('0.05' -> 50_000)."""
-    return 1_000_000 if text.strip() in ("1", "1.0") else fraction_to_ppm(text, what)
+    """'1' (however written: '1.0', '1.00') -> 1_000_000, else fraction_to_ppm ('0.05' -> 50_000)."""
+    stripped = text.strip()
+    whole, _, frac = stripped.partition(".")
+    return 1_000_000 if whole == "1" and set(frac) <= {"0"} else fraction_to_ppm(text, what)
 
 
 @tx_markets.command("create-perpetual")

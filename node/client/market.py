@@ -88,7 +88,7 @@ def markets_from_query(answer: dict) -> list[Market]:
 def find_market(markets: list[Market], name: str) -> Market:
     """A market by ticker (any case) or clob pair id; else MarketError listing the markets."""
     for m in markets:
-        if m.ticker.upper() == name.upper() or (name.isdigit() and int(name) == m.clob_pair_id):
+        if m.ticker.upper() == name.upper() or (name.isascii() and name.isdigit() and int(name) == m.clob_pair_id):
             return m
     listed = ", ".join(m.ticker for m in markets) or "(none)"
     raise MarketError(f"no market {name!r}; markets: {listed}")
