@@ -220,8 +220,7 @@ def test_export_import_reproduces_every_query_and_the_next_block():
     exact_pools(fresh)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: app/prices/genesis.py export_genesis drops MarketPrice.basis_ema (and "
-                   "init_genesis restarts it at 0, mark = oracle): an imported chain shows another mark price")
+# Found by this attack (fixed): the export now carries every MarketPrice field (mark, basis EMA, last update).
 def test_export_import_keeps_the_mark_price():
     """The mark price = oracle + basis EMA, where the EMA (state: MarketPrice.basis_ema) follows the book's mid.
     With the default smoothing, after a few blocks of a book whose mid is above the oracle the mark differs from the

@@ -218,15 +218,43 @@ def test_export_keeps_every_param_and_market_field_and_imports_back():
     expected = {
         "params": {"stale_after_ns": "7000000000", "mark_basis_smoothing_ppm": 250_000, "mark_basis_clamp_ppm": 12_345},
         "markets": [
+            # A priced market starts with mark = price, basis 0, last updated at the genesis time, fresh; an unpriced
+            # one with zeros and stale. The export carries all of it (an import restores the mark and its clock).
             {"id": 2, "pair": "SOL-USD", "exponent": -8, "min_price_change_ppm": 1500, "stale_after_ns": "3000000000",
-             "price": "15000000000"},
+             "price": "15000000000", "mark_price": "15000000000", "basis_ema": "0", "last_update_height": "0",
+             "last_update_time_ns": str(G), "reporters": 0, "reported_power": "0", "stale": False},
             {"id": 9, "pair": "PEPE-USD", "exponent": -15, "min_price_change_ppm": 2500, "stale_after_ns": "0",
-             "price": "0"},
+             "price": "0", "mark_price": "0", "basis_ema": "0", "last_update_height": "0", "last_update_time_ns": "0",
+             "reporters": 0, "reported_power": "0", "stale": True},
         ],
     }
     exported = export_genesis(genesis_store(state))
     assert exported == expected
     assert export_genesis(genesis_store(exported)) == expected
+    # Imported at a later genesis time, the exported clock is kept (not reset to the new genesis time).
+    assert export_genesis(genesis_store(exported, G + 5 * SECOND)) == expected
+
+
+def test_an_exported_mark_and_clock_are_restored_and_checked():
+    """A market exported mid-life: mark 6 401 500 000 (basis EMA +1 500 000 over the 6 400 000 000 oracle), last
+    updated at height 41, G + 40 s, by 3 reporters of power 30, fresh. Imported, every field is back; a mark of 0
+    with a price, a basis beyond int64, a non-boolean stale are refused."""
+    from app.errors import AppError
+
+    market = {"id": 0, "pair": "BTC-USD", "exponent": -5, "min_price_change_ppm": 1000, "stale_after_ns": "0",
+              "price": "6400000000", "mark_price": "6401500000", "basis_ema": "1500000", "last_update_height": "41",
+              "last_update_time_ns": str(G + 40 * SECOND), "reporters": 3, "reported_power": "30", "stale": False}
+    store = genesis_store({"markets": [market]}, G + 100 * SECOND)
+    assert keeper.get_market_price(store, 0) == prices_pb2.MarketPrice(
+        id=0, oracle_price=6_400_000_000, mark_price=6_401_500_000, basis_ema=1_500_000, last_update_height=41,
+        last_update_time_ns=G + 40 * SECOND, reporters=3, reported_power=30, stale=False)
+    for field, bad in (("mark_price", "0"), ("basis_ema", str(INT64_MAX + 1)), ("basis_ema", "1.5"),
+                       ("stale", "no"), ("basis_ema", "-" + str(INT64_MAX + 1))):
+        with pytest.raises(AppError) as err:
+            genesis_store({"markets": [{**market, field: bad}]})
+        assert field in err.value.log
+    assert keeper.get_market_price(genesis_store({"markets": [{**market, "basis_ema": "-1500000"}]}), 0).basis_ema \
+        == -1_500_000
 
 
 def test_right_after_genesis_a_priced_market_is_fresh_and_an_unpriced_one_stale():

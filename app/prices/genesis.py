@@ -21,6 +21,7 @@ from app.prices.params import MAX_EXPONENT, MAX_MARKETS, MAX_PRICE_CHANGE_PPM, M
 from app.store import BranchStore
 
 PAIR_RE = re.compile(r"^[A-Z0-9]{1,20}-[A-Z]{2,10}$")
+INT_RE = re.compile(r"^-?[0-9]{1,19}$")
 
 
 def _small_int(value: object, what: str, lo: int, hi: int) -> int:
@@ -79,7 +80,34 @@ def init_genesis(store: BranchStore, state: dict, genesis_time_ns: int) -> None:
             id=market_id, oracle_price=price, mark_price=price,
             last_update_time_ns=genesis_time_ns if price else 0, stale=price == 0,
         )
+        _restore_exported(market_price, m, where)
         keeper.set_market(store, param, market_price)
+
+
+def _restore_exported(mp: prices_pb2.MarketPrice, m: dict, where: str) -> None:
+    """The fields an export carries beyond the price: the mark and its smoothed basis, the last agreed update
+    (height, time, reporters, power) and staleness. Without them (a hand-written genesis) a market starts at its
+    price: mark = price, basis 0, last updated at genesis time."""
+    if "mark_price" not in m:
+        return
+    mp.mark_price = parse_uint(m["mark_price"], f"{where}.mark_price")
+    if (mp.mark_price == 0) != (mp.oracle_price == 0) or mp.mark_price > INT64_MAX:
+        raise AppError(ERR_INVALID_GENESIS, f"{where}.mark_price must be positive with a price (0 without), int64")
+    mp.basis_ema = _int64(m.get("basis_ema", "0"), f"{where}.basis_ema")
+    mp.last_update_height = _ns(m.get("last_update_height", "0"), f"{where}.last_update_height")
+    mp.last_update_time_ns = _ns(m.get("last_update_time_ns", "0"), f"{where}.last_update_time_ns")
+    mp.reporters = _small_int(m.get("reporters", 0), f"{where}.reporters", 0, (1 << 32) - 1)
+    mp.reported_power = _ns(m.get("reported_power", "0"), f"{where}.reported_power")
+    stale = m.get("stale", mp.oracle_price == 0)
+    if not isinstance(stale, bool):
+        raise AppError(ERR_INVALID_GENESIS, f"{where}.stale must be true or false, got {stale!r}")
+    mp.stale = stale
+
+
+def _int64(value: object, what: str) -> int:
+    if isinstance(value, str) and INT_RE.match(value) and abs(int(value)) <= INT64_MAX:
+        return int(value)
+    raise AppError(ERR_INVALID_GENESIS, f"{what} must be a decimal integer string within int64, got {value!r}")
 
 
 def export_genesis(store: BranchStore) -> dict:
@@ -90,9 +118,14 @@ def export_genesis(store: BranchStore) -> dict:
             "mark_basis_smoothing_ppm": params.mark_basis_smoothing_ppm,
             "mark_basis_clamp_ppm": params.mark_basis_clamp_ppm,
         },
-        "markets": [
-            {"id": m.id, "pair": m.pair, "exponent": m.exponent, "min_price_change_ppm": m.min_price_change_ppm,
-             "stale_after_ns": str(m.stale_after_ns), "price": str(keeper.get_market_price(store, m.id).oracle_price)}
-            for m in keeper.iter_markets(store)
-        ],
+        "markets": [_export_market(store, m) for m in keeper.iter_markets(store)],
     }
+
+
+def _export_market(store: BranchStore, m: prices_pb2.MarketParam) -> dict:
+    mp = keeper.get_market_price(store, m.id)
+    return {"id": m.id, "pair": m.pair, "exponent": m.exponent, "min_price_change_ppm": m.min_price_change_ppm,
+            "stale_after_ns": str(m.stale_after_ns), "price": str(mp.oracle_price), "mark_price": str(mp.mark_price),
+            "basis_ema": str(mp.basis_ema), "last_update_height": str(mp.last_update_height),
+            "last_update_time_ns": str(mp.last_update_time_ns), "reporters": mp.reporters,
+            "reported_power": str(mp.reported_power), "stale": mp.stale}
