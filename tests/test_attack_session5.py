@@ -935,3 +935,46 @@ def test_usdc_sent_to_the_pool_of_a_perpetual_not_yet_created_goes_to_the_fee_co
     check_global_money(r)
     exact_pools(r)
     _restarts_from_export(r)
+
+
+def test_a_reduce_only_taker_with_room_for_two_makers_fills_both():
+    """Kills match_taker's stop firing on any reduce-only fill (`taker_room is not None or ...`). Block 1: account 1
+    sells 0.3 BTC IOC to account 2's bid at $64,000: short 0.3. Block 2: account 3 asks 0.1 BTC at $64,000 and 0.2
+    BTC at $64,001 (post-only); account 1 buys 0.3 reduce-only IOC up to $64,001: room 0.3 covers both asks, so 0.1 +
+    0.2 fill, the order is filled and account 1 is flat; the stop only comes once the room is used up."""
+    r = mem_exchange(app_state())
+    h = nxt(r)
+    r.block([orders_tx(2, 1, [place(1, BUY, 3 * TENTH, P64K, tif=POST_ONLY, height_hint=h)]),
+             orders_tx(1, 1, [place(1, SELL, 3 * TENTH, P64K, tif=IOC, height_hint=h)])])
+    assert size(r, 1) == -3 * TENTH
+    h = nxt(r)
+    res = r.block([orders_tx(3, 1, [place(1, SELL, TENTH, P64K, tif=POST_ONLY, height_hint=h),
+                                    place(2, SELL, 2 * TENTH, P64K + D, tif=POST_ONLY, height_hint=h)]),
+                   orders_tx(1, 2, [place(2, BUY, 3 * TENTH, P64K + D, tif=IOC, reduce_only=True, height_hint=h)])])
+    assert [f["quantums"] for f in fills_of(res.tx_results[1])] == [str(TENTH), str(2 * TENTH)]
+    (a,) = actions_of(res.tx_results[1])
+    assert (a["status"], a["filled_quantums"], "stopped" in a) == ("filled", str(3 * TENTH), False)
+    assert size(r, 1) == 0 and asks(r) == []
+    exact_pools(r)
+
+
+def test_a_reduce_only_taker_whose_position_is_under_one_step_stops_without_filling():
+    """Kills match_taker's room-0 stop (reason None or another text; `return` for `break` is equivalent). Genesis:
+    account 3 long 500 000 base quantums (half a step; account 4 short as much): valid state a genesis may set, not
+    reachable by orders. Account 2 bids 0.1 BTC at $64,000; account 3 sells 0.1 BTC reduce-only IOC: its room is
+    500 000 rounded down to the step = 0, so nothing fills: not_filled, stopped reduce_only_nothing_to_reduce, the bid
+    stays."""
+    state = app_state()
+    state["subaccounts"]["subaccounts"] = [
+        {"owner": ADDRS[3], "number": 0, "positions": [{"perpetual_id": BTC, "size_base_quantums": "500000"}]},
+        {"owner": ADDRS[4], "number": 0, "positions": [{"perpetual_id": BTC, "size_base_quantums": "-500000"}]}]
+    (perp,) = [p for p in state["perpetuals"]["perpetuals"] if p["id"] == BTC]
+    perp["open_interest_base_quantums"] = "500000"
+    r = mem_exchange(state)
+    h = nxt(r)
+    res = r.block([orders_tx(2, 1, [place(1, BUY, TENTH, P64K, tif=POST_ONLY, height_hint=h)]),
+                   orders_tx(3, 1, [place(1, SELL, TENTH, P64K, tif=IOC, reduce_only=True, height_hint=h)])])
+    (a,) = actions_of(res.tx_results[1])
+    assert (a["status"], a["filled_quantums"], a.get("stopped")) == ("not_filled", "0", "reduce_only_nothing_to_reduce")
+    assert fills_of(res.tx_results[1]) == [] and bids(r) == [(P64K, TENTH)] and size(r, 3) == 500_000
+    exact_pools(r)
