@@ -646,3 +646,25 @@ def test_oracle_cache_keeps_at_most_max_updates_median_sets_evicting_the_oldest(
 )
 def test_decode_oracle_tx_or_none(tx, expected):
     assert decode_oracle_tx_or_none(tx) == expected
+
+
+def test_an_exported_market_s_optional_fields_default_name_themselves_and_take_their_int64_edges():
+    """An entry with a mark_price and nothing else of the export: basis 0, never updated (height 0, time 0), no
+    reporters, power 0, fresh because it has a price. Each field refused names itself
+    (prices.markets[0].<field>); a mark and a basis of exactly INT64_MAX (and -INT64_MAX) are accepted."""
+    from app.errors import AppError
+
+    base = {"id": 0, "pair": "BTC-USD", "exponent": -5, "min_price_change_ppm": 1000, "price": "6400000000",
+            "mark_price": "6400000001"}
+    assert keeper.get_market_price(genesis_store({"markets": [base]}), 0) == prices_pb2.MarketPrice(
+        id=0, oracle_price=6_400_000_000, mark_price=6_400_000_001, stale=False)
+    for field, bad in (("mark_price", "x"), ("basis_ema", "x"), ("last_update_height", "x"),
+                       ("last_update_time_ns", "x"), ("reporters", "x"), ("reported_power", "x"), ("stale", 1)):
+        with pytest.raises(AppError) as err:
+            genesis_store({"markets": [{**base, field: bad}]})
+        assert f"prices.markets[0].{field}" in err.value.log, (field, err.value.log)
+    edge = {**base, "mark_price": str(INT64_MAX), "basis_ema": str(INT64_MAX)}
+    mp = keeper.get_market_price(genesis_store({"markets": [edge]}), 0)
+    assert (mp.mark_price, mp.basis_ema) == (INT64_MAX, INT64_MAX)
+    assert keeper.get_market_price(genesis_store({"markets": [{**edge, "basis_ema": str(-INT64_MAX)}]}),
+                                   0).basis_ema == -INT64_MAX
