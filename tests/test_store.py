@@ -96,3 +96,46 @@ def test_a_commit_that_fails_midway_writes_nothing(tmp_path):
     store = LevelDBStore(tmp_path / "db")
     assert (store.last_height(), store.last_app_hash(), store.get(b"\x01a")) == (1, b"h1", b"1")
     store.close()
+
+
+reads_and_commits = st.lists(st.one_of(
+    st.tuples(st.just("get"), keys),
+    st.tuples(st.just("commit"), st.dictionaries(keys, st.one_of(st.none(), st.binary(min_size=1, max_size=3)),
+                                                 max_size=4))), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=reads_and_commits, cache_entries=st.sampled_from([1, 2, 3, 1 << 18]))
+def test_the_read_cache_always_answers_the_committed_value(tmp_path_factory, steps, cache_entries):
+    """Cached values and cached absences follow every commit (sets and deletes), also when the cache is full and
+    starts over."""
+    db = LevelDBStore(tmp_path_factory.mktemp("db"), cache_entries=cache_entries)
+    model: dict[bytes, bytes] = {}
+    height = 0
+    for op, arg in steps:
+        if op == "get":
+            assert db.get(arg) == model.get(arg)
+        else:
+            height += 1
+            db.commit(sorted(arg.items()), height, b"h")
+            for k, v in arg.items():
+                if v is None:
+                    model.pop(k, None)
+                else:
+                    model[k] = v
+        assert len(db._cache) <= cache_entries
+    for k in model:
+        assert db.get(k) == model[k]
+    db.close()
+
+
+def test_a_failed_commit_leaves_the_read_cache_at_the_last_block(tmp_path):
+    store = LevelDBStore(tmp_path / "db")
+    store.commit([(b"\x01a", b"1")], 1, b"h1")
+    assert store.get(b"\x01a") == b"1" and store.get(b"\x01b") is None  # both cached now
+    with pytest.raises(TypeError):
+        store.commit([(b"\x01a", b"2"), (b"\x01b", "not bytes")], 2, b"h2")  # type: ignore[list-item]
+    assert (store.get(b"\x01a"), store.get(b"\x01b")) == (b"1", None)
+    store.commit([(b"\x01a", None), (b"\x01b", b"3")], 2, b"h2")
+    assert (store.get(b"\x01a"), store.get(b"\x01b")) == (None, b"3")
+    store.close()

@@ -20,16 +20,29 @@ META_APP_HASH = b"\x00app_hash"
 
 
 class LevelDBStore:
-    def __init__(self, path: str | pathlib.Path) -> None:
+    """Committed state with a read cache: committed values change only in :meth:`commit`, which updates the cache
+    with the block's writes after the batch is on disk, so a cached value (or a cached absence) is always the
+    committed one. Bounded by ``cache_entries``; when full it starts over (a miss costs one LevelDB read)."""
+
+    def __init__(self, path: str | pathlib.Path, cache_entries: int = 1 << 18) -> None:
         pathlib.Path(path).mkdir(parents=True, exist_ok=True)
         self.path = str(path)
         self._db = plyvel.DB(self.path, create_if_missing=True)
+        self._cache: dict[bytes, bytes | None] = {}
+        self._cache_entries = cache_entries
         raw = self._db.get(META_HEIGHT)
         self._height = int.from_bytes(raw, "big") if raw else 0
         self._app_hash = self._db.get(META_APP_HASH) or b""
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        value = self._db.get(key)
+        if len(cache) >= self._cache_entries:
+            cache.clear()
+        cache[key] = value
+        return value
 
     def iterate(self, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         # Metadata keys (0x00...) sort before every app key; callers never start below 0x01.
@@ -54,6 +67,10 @@ class LevelDBStore:
                     batch.put(key, value)
             batch.put(META_HEIGHT, height.to_bytes(8, "big"))
             batch.put(META_APP_HASH, app_hash)
+        cache = self._cache
+        for key, value in writes:  # only keys already cached: the cache stays bounded by reads
+            if key in cache:
+                cache[key] = value
         self._height = height
         self._app_hash = app_hash
 
