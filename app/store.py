@@ -82,11 +82,12 @@ class BranchStore:
     Deletions are recorded as ``None`` so they shadow the parent's value.
     """
 
-    __slots__ = ("_parent", "_writes")
+    __slots__ = ("_parent", "_writes", "_sorted")
 
     def __init__(self, parent: CommittedReader) -> None:
         self._parent = parent
         self._writes: dict[bytes, bytes | None] = {}
+        self._sorted: list[tuple[bytes, bytes | None]] | None = None  # write_set() until the next write
 
     def get(self, key: bytes) -> bytes | None:
         if key in self._writes:
@@ -97,9 +98,11 @@ class BranchStore:
         if not key or key[:1] == PREFIX_META:
             raise ValueError("state keys must carry a module prefix")
         self._writes[key] = value
+        self._sorted = None
 
     def delete(self, key: bytes) -> None:
         self._writes[key] = None
+        self._sorted = None
 
     def iterate(self, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """Merge of this branch's writes and the parent's keys, ascending, deletions hidden."""
@@ -129,11 +132,16 @@ class BranchStore:
         if not isinstance(parent, BranchStore):
             raise TypeError("only a branch over a branch can be written through")
         parent._writes.update(self._writes)
+        parent._sorted = None
         self._writes = {}
+        self._sorted = None
 
     def write_set(self) -> list[tuple[bytes, bytes | None]]:
-        """This branch's writes sorted by key (None = delete)."""
-        return sorted(self._writes.items())
+        """This branch's writes sorted by key (None = delete); sorted once however often a block asks (invariant
+        checks, app hash, commit). The list is shared: do not change it."""
+        if self._sorted is None:
+            self._sorted = sorted(self._writes.items())
+        return self._sorted
 
     def parent_value(self, key: bytes) -> bytes | None:
         return self._parent.get(key)

@@ -139,3 +139,22 @@ def test_a_failed_commit_leaves_the_read_cache_at_the_last_block(tmp_path):
     store.commit([(b"\x01a", None), (b"\x01b", b"3")], 2, b"h2")
     assert (store.get(b"\x01a"), store.get(b"\x01b")) == (None, b"3")
     store.close()
+
+
+def test_write_set_follows_every_write_after_being_asked(tmp_path):
+    """write_set() is sorted once and kept: a set, a delete or a child branch written into it must show."""
+    db = LevelDBStore(tmp_path / "db")
+    block = BranchStore(db)
+    block.set(b"\x01b", b"2")
+    assert block.write_set() == [(b"\x01b", b"2")]
+    block.set(b"\x01a", b"1")
+    assert block.write_set() == [(b"\x01a", b"1"), (b"\x01b", b"2")]
+    block.delete(b"\x01b")
+    assert block.write_set() == [(b"\x01a", b"1"), (b"\x01b", None)]
+    child = BranchStore(block)
+    child.set(b"\x01c", b"3")
+    assert child.write_set() == [(b"\x01c", b"3")]
+    child.write()
+    assert child.write_set() == []
+    assert block.write_set() == [(b"\x01a", b"1"), (b"\x01b", None), (b"\x01c", b"3")]
+    db.close()
