@@ -73,15 +73,14 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     view = MarginView(store)
     volume = keeper.FillLedger()
     # Phase 1 also runs the cancel half of each cancel-replace.
-    for phase in (1, 2, 3):
-        for q in queued:
-            kind = q.action.WhichOneof("action")
-            if kind == "cancel_replace" and phase == 1:
-                _run(store, books, block, q, out, replaced, view, volume, cancel_half=True)
-                continue
-            if _phase(q) != phase:
-                continue
-            _run(store, books, block, q, out, replaced, view, volume, cancel_half=False)
+    phases: tuple[list, list, list] = ([], [], [])
+    for q in queued:
+        if q.action.WhichOneof("action") == "cancel_replace":
+            phases[0].append((q, True))
+        phases[_phase(q) - 1].append((q, False))
+    for batch in phases:
+        for q, cancel_half in batch:
+            _run(store, books, block, q, out, replaced, view, volume, cancel_half=cancel_half)
     volume.write(store, block.block_time_ns)  # fee tiers of later blocks see this block's volume
     return out
 

@@ -128,10 +128,11 @@ def order_flags_of(p: tx_pb2.PlaceOrder) -> int:
 
 
 def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx_pb2.PlaceOrder,
-                   view: MarginView | None = None) -> Placement:
-    """Everything a placement needs except the book: pair and status, oracle, tick/step, good-til window,
+                   view: MarginView | None = None, books: Books | None = None) -> Placement:
+    """Everything a placement needs except matching: pair and status, oracle, tick/step, good-til window,
     duplicate id, reduce-only direction, and the collateral check of a hypothetical full fill at the order's price
-    (dYdX AddOrderToOrderbookSubaccountUpdatesCheck). Raises AppError; changes nothing."""
+    (dYdX AddOrderToOrderbookSubaccountUpdatesCheck). Raises AppError; changes nothing. With ``books`` (FinalizeBlock)
+    the duplicate-id check asks the book's key index, which holds exactly the stored orders (app/clob/book.py)."""
     pair = keeper.get_pair(store, p.clob_pair_id)
     params = keeper.get_params(store)
     post_only = p.time_in_force == POST_ONLY
@@ -175,7 +176,7 @@ def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx
             raise AppError(ERR_INVALID_GOOD_TIL, f"good_til_block_time_ns {p.good_til_block_time_ns} must be after the "
                                                  f"block time {block.block_time_ns} and at most {window_ns} ns later")
     okey = keys.order_key(owner, p.subaccount_number, p.clob_pair_id, p.client_id, flags)
-    if keeper.get_order_or_none(store, okey) is not None:
+    if (okey in books.index) if books is not None else keeper.get_order_or_none(store, okey) is not None:
         raise AppError(ERR_ORDER_EXISTS, f"order {keeper.describe_key(okey)} is already on the book (cancel it or use "
                                          "another client id)")
     sid = SubaccountId(owner, p.subaccount_number)
@@ -249,7 +250,7 @@ class ActionEnv:
 
 def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
     """Validate, then match and/or rest. Returns the status attributes of the action event."""
-    placement = validate_place(env.store, env.block, owner, p, env.view)
+    placement = validate_place(env.store, env.block, owner, p, env.view, env.books)
     pair, order, limit = placement.pair, placement.order, placement.limit_subticks
     book = env.books.pair(pair.id)
     opposite = SELL if order.side == BUY else BUY

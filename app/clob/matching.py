@@ -208,8 +208,11 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     if result.taker_error or result.maker_error:
         return result
     # Openers before closers: an opening side's collateral reaches the isolated pool before a closing side's
-    # collateral leaves it (a stable sort keeps taker-then-maker otherwise).
-    for prep in sorted(preps.values(), key=lambda p: subaccounts_keeper.is_closing(store, p, view)):
+    # collateral leaves it (a stable sort keeps taker-then-maker otherwise; only an isolated market has pools).
+    sides = preps.values()
+    if view.is_isolated(perp.id):
+        sides = sorted(sides, key=lambda p: subaccounts_keeper.is_closing(store, p, view))
+    for prep in sides:
         events.extend(subaccounts_keeper.persist(store, prep, view))
     perpetuals_keeper.apply_open_interest_delta(store, perp.id, oi_change)
     _pay_fee(store, preps["taker"], taker_fee, view, volume)
