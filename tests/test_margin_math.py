@@ -27,6 +27,7 @@ from app.perpetuals.logic import (
     maintenance_margin_ppm,
     margin_requirements,
     net_collateral,
+    position_risk,
     quote_to_base_quantums,
     settle_funding,
     settlement_ppm,
@@ -697,3 +698,47 @@ def test_check_update_verdicts(old, new):
     if verdict is SUCCESS and not new.is_initial_collateralized():
         # An allowed undercollateralized transition never raises the MMR.
         assert new.maintenance_margin_quote_quantums <= old.maintenance_margin_quote_quantums
+
+
+# position_risk: a short of 0.1234567891 BTC (atomic resolution -10) at $64,000 (6_400_000_000 at exponent -5), IM 5 %,
+# MF 60 %. Worked by hand: k = -5 - 10 + 6 = -9; value = -1_234_567_891 × 6_400_000_000 / 1e9 = -7_901_234_502.4,
+# truncated toward zero -> -7_901_234_502; base IMR = ceil(7_901_234_502 × 0.05) = ceil(395_061_725.1) = 395_061_726;
+# MMR = ceil(395_061_726 × 0.6) = ceil(237_037_035.6) = 237_037_036. With OI caps $1M..$5M and 50 BTC open interest
+# (OI notional 5e11 × 6.4e9 / 1e9 = 3.2e12 = $3.2M): OIMF = 50_000 + floor(950_000 × 2.2e12 / 4e12) = 572_500 ppm,
+# IMR = ceil(7_901_234_502 × 0.5725) = ceil(4_523_456_752.395) = 4_523_456_753; the MMR is never OI-scaled.
+@pytest.mark.parametrize(
+    ("size", "lower", "upper", "oi", "expected"),
+    [
+        (-1_234_567_891, 0, 0, 0, (-7_901_234_502, 395_061_726, 237_037_036)),
+        (1_234_567_891, 0, 0, 0, (7_901_234_502, 395_061_726, 237_037_036)),
+        (-1_234_567_891, 10**12, 5 * 10**12, 5 * 10**11, (-7_901_234_502, 4_523_456_753, 237_037_036)),
+        (-1_234_567_891, 10**12, 5 * 10**12, 3 * 10**10, (-7_901_234_502, 395_061_726, 237_037_036)),  # below lower
+        (-1_234_567_891, 10**12, 5 * 10**12, 10**12, (-7_901_234_502, 7_901_234_502, 237_037_036)),  # above upper
+    ],
+)
+def test_position_risk_by_hand(size, lower, upper, oi, expected):
+    assert position_risk(size, -10, 6_400_000_000, -5, 50_000, 600_000, lower, upper, oi) == expected
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    size=st.integers(-(2**63), 2**63 - 1),
+    atomic_resolution=st.integers(-15, 2),
+    price=st.integers(1, 2**64 - 1),
+    price_exponent=st.integers(-15, 4),
+    im=st.integers(0, 1_000_000),
+    mf=st.integers(0, 1_000_000),
+    lower=st.integers(0, 2**64 - 1),
+    width=st.integers(0, 2**64 - 1),
+    scaled=st.booleans(),
+    oi=st.integers(0, 2**64 - 1),
+)
+def test_position_risk_equals_net_collateral_and_margin_requirements(size, atomic_resolution, price, price_exponent,
+                                                                     im, mf, lower, width, scaled, oi):
+    """The fused hot-path function gives exactly what the two reference functions give."""
+    upper = lower + width if scaled else 0
+    lower = lower if scaled else 0
+    args = (atomic_resolution, price, price_exponent)
+    expected = (net_collateral(size, *args),
+                *margin_requirements(size, *args, im, mf, lower, upper, oi))
+    assert position_risk(size, *args, im, mf, lower, upper, oi) == expected

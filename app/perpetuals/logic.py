@@ -158,6 +158,41 @@ def margin_requirements(
     return initial_margin_quote_quantums, maintenance_margin_quote_quantums
 
 
+def position_risk(
+    position_base_quantums: int,
+    atomic_resolution: int,
+    price: int,
+    price_exponent: int,
+    initial_margin_ppm: int,
+    maintenance_fraction_ppm: int,
+    oi_lower_cap_quote_quantums: int,
+    oi_upper_cap_quote_quantums: int,
+    open_interest_base_quantums: int,
+) -> tuple[int, int, int]:
+    """(net collateral, IMR, MMR) of one position in quote quantums: exactly
+    ``(net_collateral(q, ...), *margin_requirements(q, ...))``, computed in one pass for the collateral check's hot
+    path (tests/test_margin_math.py checks the equality on random inputs).
+
+    One conversion instead of two: the notional is |net collateral|, since the truncating conversion is odd
+    (``base_to_quote_quantums(-x) == -base_to_quote_quantums(x)``); the OI notional is converted only for a tier
+    with OI scaling (upper cap != 0), the only case :func:`adjusted_initial_margin_ppm` reads it. Roundings as in
+    :func:`margin_requirements`: base IMR and MMR up, the OIMF down, the scaled IMR up.
+    """
+    net = base_to_quote_quantums(position_base_quantums, atomic_resolution, price, price_exponent)
+    notional = -net if net < 0 else net
+    base_imr = div_round(notional * initial_margin_ppm, ONE_MILLION, Rounding.CEIL)
+    mmr = div_round(base_imr * maintenance_fraction_ppm, ONE_MILLION, Rounding.CEIL)
+    if oi_upper_cap_quote_quantums == 0:
+        return net, base_imr, mmr
+    imf_ppm = adjusted_initial_margin_ppm(
+        initial_margin_ppm,
+        base_to_quote_quantums(open_interest_base_quantums, atomic_resolution, price, price_exponent),
+        oi_lower_cap_quote_quantums,
+        oi_upper_cap_quote_quantums,
+    )
+    return net, div_round(notional * imf_ppm, ONE_MILLION, Rounding.CEIL), mmr
+
+
 def settlement_ppm(perpetual_funding_index: int, position_funding_index: int, position_base_quantums: int) -> int:
     """Funding owed to (+) or by (-) one position since its last settlement, in 1e-6 quote quantums.
 

@@ -212,11 +212,9 @@ def _position_risk(view: MarginView, pid: int, size: int, oi: int) -> tuple[int,
         info = view.info(pid)
         if info.price == 0:
             raise AppError(ERR_PRICE_UNAVAILABLE, f"perpetual {pid} (market {info.market_id}) has no oracle price yet")
-        n = perp_logic.net_collateral(size, info.atomic_resolution, info.price, info.price_exponent)
-        i, m = perp_logic.margin_requirements(
+        contribution = view.position_risk[key] = perp_logic.position_risk(
             size, info.atomic_resolution, info.price, info.price_exponent, info.initial_margin_ppm,
             info.maintenance_fraction_ppm, info.oi_lower_cap_quote_quantums, info.oi_upper_cap_quote_quantums, oi)
-        contribution = view.position_risk[key] = (n, i, m)
     return contribution
 
 
