@@ -5,7 +5,6 @@ collateral pool), and a random order flow. Nothing here changes app/ behaviour; 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import random
 
@@ -147,7 +146,7 @@ def risks(r: Replica) -> dict:
     for sid, sub in subaccounts_keeper.iter_subaccounts(store):
         subaccounts_keeper.settle_funding(store, sid, sub)
         out[(sid.owner, sid.number)] = subaccounts_keeper.compute_risk(store, sub) if sub.positions else \
-            dataclasses.replace(ZERO_RISK, net_collateral_quote_quantums=sub.quote_balance_quote_quantums)
+            ZERO_RISK._replace(net_collateral_quote_quantums=sub.quote_balance_quote_quantums)
     return out
 
 

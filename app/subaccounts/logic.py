@@ -16,13 +16,13 @@ caller in ``protocol/x/subaccounts/keeper/subaccount.go`` (internalCanUpdateSuba
 
 from __future__ import annotations
 
-import dataclasses
 import enum
+from typing import NamedTuple
 
 
-@dataclasses.dataclass(frozen=True)
-class Risk:
-    """Net collateral and margin requirements of a position or a whole subaccount (quote quantums)."""
+class Risk(NamedTuple):
+    """Net collateral and margin requirements of a position or a whole subaccount (quote quantums). A NamedTuple
+    (immutable, compared by value) rather than a frozen dataclass: every collateral check builds two or three."""
 
     net_collateral_quote_quantums: int
     initial_margin_quote_quantums: int
