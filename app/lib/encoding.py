@@ -5,10 +5,15 @@ from __future__ import annotations
 from google.protobuf.message import DecodeError, Message
 
 
+_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))  # the varints of 0..127: one byte each
+
+
 def uvarint(n: int) -> bytes:
     """Protobuf base-128 unsigned varint of a non-negative int."""
     if n < 0:
         raise ValueError("uvarint of a negative number")
+    if n < 0x80:  # most state keys and many values: the common case, without a loop
+        return _ONE_BYTE[n]
     out = bytearray()
     while True:
         b = n & 0x7F
