@@ -670,13 +670,11 @@ def test_a_genesis_next_sequence_not_above_the_stored_orders_is_refused():
 # Mark price when two perpetuals share one oracle market
 # =====================================================================================================================
 
-@pytest.mark.xfail(strict=True, reason="UNSURE (design gap): app/clob/basis.py BookBasis maps each oracle market to "
-                   "ONE clob pair (self._pairs[perp.market_id] = ..., the last pair wins), so a newer perpetual on the "
-                   "same oracle market (allowed by MsgCreatePerpetual) drives the mark of BTC-USD with its own book")
 def test_the_btc_mark_follows_the_btc_book_not_a_newer_perpetual_on_the_same_oracle():
     """The authority creates perpetual 20 'BTC2-USD' (pair 20) on oracle market 0. BTC-USD's book: bid $63,999 /
     ask $64,001 (mid $64,000 = oracle: basis 0). BTC2's book: bid $64,900 / ask $65,100 (mid $65,000). After a few
-    blocks BTC-USD's mark (market 0) should still be the oracle, $64,000 (its own book has basis 0)."""
+    blocks BTC-USD's mark (market 0) should still be the oracle, $64,000 (its own book has basis 0): the book of the
+    market's lowest clob pair id drives its mark (app/clob/basis.py); before, the last pair listed did."""
     r = mem_exchange(app_state())
     create = tx_pb2.Msg(create_perpetual=tx_pb2.MsgCreatePerpetual(
         authority=ADDRS[0],

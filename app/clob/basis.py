@@ -18,13 +18,19 @@ from app.store import CommittedReader
 
 
 class BookBasis:
-    """BasisSource for one block: maps each oracle market to its clob pair once, then answers per market."""
+    """BasisSource for one block: maps each oracle market to its clob pair once, then answers per market.
+
+    An oracle market has one mark price. When several perpetuals use the same oracle market, the book of the lowest
+    clob pair id (the first listed) drives it: a perpetual listed later on that market cannot steer an existing
+    market's mark with its own book (the later ones share the mark; their books do not move it)."""
 
     def __init__(self, books: Books, store: CommittedReader) -> None:
         self._books = books
         self._pairs: dict[int, tuple[int, int]] = {}  # market id -> (clob pair id, price->subticks exponent)
-        for pair in keeper.iter_pairs(store):
+        for pair in keeper.iter_pairs(store):  # ascending clob pair id
             perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
+            if perp.market_id in self._pairs:
+                continue
             param = prices_keeper.get_market_param_or_none(store, perp.market_id)
             if param is not None:
                 self._pairs[perp.market_id] = (pair.id, param.exponent - pair.quantum_conversion_exponent
