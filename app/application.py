@@ -32,6 +32,7 @@ from app.events import Event
 from app.lib.address import address_from_pubkey, encode_address
 from app.lib.crypto import SignatureMemo
 from app.lib.encoding import uvarint
+from app.lib.math import INT64_MAX
 from app.prices import abci as prices_abci
 from app.prices import genesis as prices_genesis
 from app.prices import keeper as prices_keeper
@@ -153,6 +154,18 @@ class Application:
             raise AppError(errors.ERR_INVALID_GENESIS, f"app_state is not JSON: {e}") from None
         if not isinstance(app_state, dict):
             raise AppError(errors.ERR_INVALID_GENESIS, "app_state must be a JSON object")
+        exported = app_state.get("exported_height")
+        if exported is not None:
+            # An export's heights (last price update, short-term good-til blocks, admission budgets' last use) are
+            # the old chain's: its next block must be the exported height + 1, or short-term orders would outlive
+            # their window and spent budgets refill late until the new chain caught up.
+            if not (isinstance(exported, str) and exported.isascii() and exported.isdigit() and len(exported) <= 19
+                    and 0 < int(exported) < INT64_MAX):
+                raise AppError(errors.ERR_INVALID_GENESIS, "exported_height must be a decimal string in 1..2^63-2")
+            if initial_height != int(exported) + 1:
+                raise AppError(errors.ERR_INVALID_GENESIS, f"this state was exported at height {exported}: start "
+                                                           f"the chain with initial_height {int(exported) + 1} (got "
+                                                           f"{initial_height}); perpd init --app-state writes it")
         store = BranchStore(self._store)
         consensus_keeper.set_chain_info(store, chain_id, initial_height, genesis_time_ns,
                                         vote_extensions_enable_height)
@@ -508,9 +521,11 @@ class Application:
         return sum(v.power for v in consensus_keeper.validators_at(store, self._store.last_height()))
 
     def export_genesis(self) -> dict:
-        """app_state of the last committed height (InitChain of it reproduces the state)."""
+        """app_state of the last committed height (InitChain of it, at initial_height = that height + 1, reproduces
+        the state)."""
         store = BranchStore(self._store)
         return {
+            "exported_height": str(self._store.last_height()),
             "prices": prices_genesis.export_genesis(store),
             "bank": bank_genesis.export_genesis(store),
             "auth": auth_genesis.export_genesis(store),

@@ -30,6 +30,15 @@ def load_app_state_file(path: pathlib.Path) -> dict:
     return state
 
 
+def initial_height_of(app_state: dict) -> int:
+    """1 for a new chain; the exported height + 1 for a state from ``perpd export`` (its heights are the old
+    chain's; InitChain refuses any other initial height). A malformed value is InitChain's to refuse."""
+    exported = app_state.get("exported_height")
+    if isinstance(exported, str) and exported.isascii() and exported.isdigit() and len(exported) <= 19:
+        return int(exported) + 1
+    return 1
+
+
 def validate_app_state(chain_id: str, app_state: dict) -> None:
     """Run the app's own InitChain on a throwaway store: the exact checks the chain will apply at genesis."""
     with tempfile.TemporaryDirectory(prefix="perpd-genesis-check-") as tmp:
@@ -37,7 +46,8 @@ def validate_app_state(chain_id: str, app_state: dict) -> None:
         try:
             Application(store).init_chain(chain_id=chain_id, genesis_time_ns=0,
                                           app_state_bytes=json.dumps(app_state).encode(), validators=[],
-                                          initial_height=1, vote_extensions_enable_height=1)
+                                          initial_height=initial_height_of(app_state),
+                                          vote_extensions_enable_height=1)
         except AppError as e:
             raise GenesisError(f"invalid app state: {e.message}") from None
         finally:
@@ -64,7 +74,9 @@ def patch_genesis(path: pathlib.Path, chain_id: str, app_state: dict) -> dict:
     doc = json.loads(path.read_text())
     doc["chain_id"] = chain_id
     params = doc.setdefault("consensus_params", {})
-    params.setdefault("abci", {})["vote_extensions_enable_height"] = "1"
+    height = initial_height_of(app_state)
+    doc["initial_height"] = str(height)
+    params.setdefault("abci", {})["vote_extensions_enable_height"] = str(height)
     doc["app_state"] = app_state
     path.write_text(json.dumps(doc, indent=2))
     return doc

@@ -62,8 +62,13 @@ class Replica:
 
     def init_chain(self, app_state: dict | None = None, vote_extensions_enable_height: int = 0) -> bytes:
         validators = [(bytes(k.verify_key), 10) for k in VALIDATOR_KEYS]
-        state = json.dumps(app_state if app_state is not None else genesis_app_state()).encode()
-        return self.app.init_chain(CHAIN_ID, GENESIS_TIME_NS, state, validators, 1, vote_extensions_enable_height)
+        app_state = app_state if app_state is not None else genesis_app_state()
+        exported = app_state.get("exported_height") if isinstance(app_state, dict) else None  # an export starts at its height + 1 (as perpd init writes it)
+        initial = int(exported) + 1 if isinstance(exported, str) and exported.isdigit() else 1
+        if exported is not None and vote_extensions_enable_height:
+            vote_extensions_enable_height = max(vote_extensions_enable_height, initial)
+        return self.app.init_chain(CHAIN_ID, GENESIS_TIME_NS, json.dumps(app_state).encode(), validators, initial,
+                                   vote_extensions_enable_height)
 
     def restart(self) -> None:
         self.store.close()
@@ -71,7 +76,7 @@ class Replica:
         self.app = Application(self.store)
 
     def block(self, txs: list[bytes], commit: bool = True, last_commit=None, time_ns: int | None = None) -> BlockResult:
-        height = self.app.info()[0] + 1
+        height = self.app._last_height() + 1  # initial_height while genesis is pending (an import: exported + 1)
         t = time_ns if time_ns is not None else GENESIS_TIME_NS + height * BLOCK_INTERVAL_NS
         res = self.app.finalize_block(height, t, txs, last_commit)
         if commit:

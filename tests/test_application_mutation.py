@@ -494,12 +494,13 @@ def test_export_genesis_has_one_section_per_module_and_reimports(tmp_path):
     a.init_chain(state, vote_extensions_enable_height=1)
     a.block([send_tx(1, 2, 7, 1)])
     exported = a.app.export_genesis()
-    assert sorted(exported) == ["auth", "bank", "clob", "perpetuals", "prices", "subaccounts"]
+    assert sorted(exported) == ["auth", "bank", "clob", "exported_height", "perpetuals", "prices", "subaccounts"]
+    assert exported["exported_height"] == "1"
     assert [m["pair"] for m in exported["prices"]["markets"]] == ["BTC-USD", "ETH-USD", "SOL-USD"]
     b = Replica(tmp_path / "b")
     b.init_chain(json.loads(json.dumps(exported)), vote_extensions_enable_height=1)
     b.block([])
-    assert b.app.export_genesis() == exported
+    assert b.app.export_genesis() == {**exported, "exported_height": "2"}
     a.close()
     b.close()
 

@@ -16,6 +16,8 @@ import json
 import pytest
 from perpchain.v1 import exchange_pb2, tx_pb2
 
+from app import errors
+
 from tests.attack_helpers import app_state, cancel_replace, check_global_money, statuses
 from tests.exchange_helpers import (
     BTC,
@@ -784,17 +786,13 @@ def test_a_flip_gives_the_new_side_the_entry_of_the_flipping_fill():
     exact_pools(r)
 
 
-@pytest.mark.xfail(strict=True, reason="UNSURE (export/import at CometBFT's default initial height 1): auth "
-                   "last_use_height (app/auth/admission.compute_level: max(0, height - stored_height)) and short-term "
-                   "good_til_block are absolute heights of the OLD chain; InitChain accepts them at a lower initial "
-                   "height, so budgets do not refill and short-term orders outlive the 40-block window until the new "
-                   "chain reaches the old height")
-def test_an_export_imported_at_height_one_keeps_budgets_refilling_and_short_term_windows():
+def test_an_export_starts_its_chain_at_the_exported_height_plus_one():
     """Account 5 (capacity 60, refill 6) uses all 60 requests at height 12 of chain A and rests a short-term ask
-    (good_til_block 12 + 40 = 52) through account 2. A's export is imported as chain B with initial height 1 (the
-    default of CometBFT and node/genesis.py). In B's block 2, account 5 should have at least one block of refill
-    (6 requests) as it would in A's next block; and the ask must leave B's book within 40 blocks of B's height
-    (short_block_window), not at B's height 53."""
+    (good_til_block 12 + 40 = 52) through account 2. Heights in the export are A's, so InitChain refuses the export
+    at CometBFT's default initial height 1 (found by this attack: it was accepted, and then budgets did not refill
+    and the ask outlived its window until B reached A's height). At initial height 13 (= exported 12 + 1, what
+    perpd init writes): account 5 has one block of refill (6 requests) in B's first block, as in A's next block,
+    and the ask leaves B's book after height 52, its window."""
     r = mem_exchange(_small_account_state())
     while nxt(r) < 12:
         r.block([])
@@ -804,11 +802,23 @@ def test_an_export_imported_at_height_one_keeps_budgets_refilling_and_short_term
                    orders_tx(2, 1, [place(1, SELL, TENTH, P64K + D, gtb=h + 40, height_hint=h)])])
     assert res.tx_results[0].code == 0 and res.tx_results[1].code == 0
     assert _budget(r, 5)["requests_available"] == "6"
+    exported = json.loads(json.dumps(r.app.export_genesis()))
+    assert exported["exported_height"] == "12"
+    at_one = MemReplica()
+    with pytest.raises(errors.AppError) as refused:
+        at_one.app.init_chain(CHAIN_ID, GENESIS_TIME_NS, json.dumps(exported).encode(), [], 1)
+    assert refused.value.error is errors.ERR_INVALID_GENESIS
+    assert refused.value.message == ("this state was exported at height 12: start the chain with initial_height 13 "
+                                     "(got 1); perpd init --app-state writes it")
     fresh = MemReplica()
-    fresh.init_chain(json.loads(json.dumps(r.app.export_genesis())))
-    fresh.block([])  # height 1
-    res = fresh.block([orders_tx(5, 2, _places(1, 2))])  # height 2
-    assert res.tx_results[0].code == 0, res.tx_results[0].log
-    while nxt(fresh) <= 2 + 40:
+    fresh.init_chain(exported)  # tests/helpers.Replica: initial height = exported + 1 = 13
+    assert nxt(fresh) == 1 and fresh.app._last_height() == 12
+    # Height 13: exactly one block of refill, 6 requests: 7 placements are rate-limited (nonce 2 stays unused), 6 pass.
+    res = fresh.block([orders_tx(5, 2, _places(7, 13, first=100)), orders_tx(5, 2, _places(6, 13, first=200))])
+    assert res.tx_results[0].code == errors.ERR_RATE_LIMITED.code, res.tx_results[0].log
+    assert res.tx_results[1].code == 0, res.tx_results[1].log
+    while nxt(fresh) <= 52:
         fresh.block([])
+    assert len(asks(fresh)) == 1  # height 52: still inside good_til_block 52
+    fresh.block([])  # height 53
     assert asks(fresh) == []
