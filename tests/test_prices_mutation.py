@@ -668,3 +668,16 @@ def test_an_exported_market_s_optional_fields_default_name_themselves_and_take_t
     assert (mp.mark_price, mp.basis_ema) == (INT64_MAX, INT64_MAX)
     assert keeper.get_market_price(genesis_store({"markets": [{**edge, "basis_ema": str(-INT64_MAX)}]}),
                                    0).basis_ema == -INT64_MAX
+
+
+def test_an_exported_market_s_reporters_take_the_uint32_range():
+    """reporters is a uint32 count: 2^32 - 1 is accepted, 2^32 refused with the range in the message."""
+    from app.errors import AppError
+
+    base = {"id": 0, "pair": "BTC-USD", "exponent": -5, "min_price_change_ppm": 1000, "price": "6400000000",
+            "mark_price": "6400000000"}
+    assert keeper.get_market_price(genesis_store({"markets": [{**base, "reporters": 4_294_967_295}]}),
+                                   0).reporters == 4_294_967_295
+    with pytest.raises(AppError) as err:
+        genesis_store({"markets": [{**base, "reporters": 4_294_967_296}]})
+    assert err.value.log.endswith("prices.markets[0].reporters must be an integer in [0, 4294967295], got 4294967296")
