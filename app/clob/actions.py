@@ -219,7 +219,7 @@ def _collateral_precheck(store: CommittedReader, block: BlockInfo, prep, pair: e
     quote = fill_amount_to_quote_quantums(subticks, quantums, pair.quantum_conversion_exponent)
     maker_ppm, _ = keeper.fee_ppm(store, prep.sid.owner, block.block_time_ns, maker=True, memo=view.fees)
     fee = fee_quote_quantums(quote, maker_ppm)
-    after = prep.after.copy()
+    after = prep.after  # the placement's own prepared copy: nothing else reads it after this check
     size_delta = quantums if side == BUY else -quantums
     quote_delta = -quote if side == BUY else quote
     funding_index = view.info(pair.perpetual_id).funding_index
