@@ -242,12 +242,14 @@ class Application:
         self._check_view = None
 
     # --- mempool ---------------------------------------------------------------
-    def check_tx(self, tx_bytes: bytes) -> TxResult:
+    def check_tx(self, tx_bytes: bytes, recheck: bool = False) -> TxResult:
         """Validate a tx against the last committed state plus this node's mempool view (app/tx/mempool.py).
 
         The same tx checked again answers the same (idempotent by sha256), so CometBFT's ``/check_tx`` RPC can
-        never make the node refuse or delay a tx it would otherwise accept. New and recheck requests follow one
-        rule: the view is cleared at Commit and CometBFT's rechecks rebuild it from the txs still pending.
+        never make the node refuse or delay a tx it would otherwise accept. The view is cleared at Commit and
+        CometBFT's rechecks (``recheck``) rebuild it from the txs still pending: a recheck runs the same ante (nonce,
+        budget, fee), but for order actions that are all short-term it checks only their window, not the book or the
+        collateral again (dYdX's rule for short-term orders on ReCheckTx; app/clob/handlers.recheck_orders).
         """
         if oracle_votes.is_oracle_tx(tx_bytes):
             return TxResult.from_error(AppError(errors.ERR_APP_ONLY_TX, "oracle txs are only valid as tx 0"))
@@ -272,7 +274,9 @@ class Application:
         try:
             fee = apply_ante(ctx.store, block.height, decoded.signer, decoded.nonce, cost, pending)
             if is_deferred(decoded.msgs):
-                ROUTES[decoded.msgs[0][0]].check(ctx, [msg for _, msg in decoded.msgs])
+                route, msgs = ROUTES[decoded.msgs[0][0]], [msg for _, msg in decoded.msgs]
+                if not (recheck and route.recheck is not None and route.recheck(ctx, msgs)):
+                    route.check(ctx, msgs)
             else:
                 for name, msg in decoded.msgs:
                     ROUTES[name].handle(ctx, msg)

@@ -13,12 +13,13 @@ from perpchain.v1 import exchange_pb2, tx_pb2
 from app.auth.admission import Cost
 from app.bank import keeper as bank_keeper
 from app.bank.handlers import parse_address
-from app.clob import keeper
+from app.clob import keeper, keys
 from app.clob.actions import validate_action_stateless, validate_cancel, validate_place
 from app.context import Ctx
 from app.errors import (
     ERR_CLOB_PAIR_STATUS,
     ERR_INVALID_CLOB_PAIR,
+    ERR_INVALID_GOOD_TIL,
     ERR_INVALID_ORDER,
     ERR_ORDER_NOT_FOUND,
     ERR_PERPETUAL_EXISTS,
@@ -95,6 +96,37 @@ def check_orders(ctx: Ctx, msgs: list[tx_pb2.MsgOrders]) -> None:
                 first = first or err
     if first is not None:
         raise first
+
+
+def _short_term(action: tx_pb2.OrderAction) -> bool:
+    kind = action.WhichOneof("action")
+    if kind == "place":
+        return action.place.good_til_block_time_ns == 0
+    if kind == "cancel":
+        return action.cancel.order_id.order_flags == keys.SHORT_TERM
+    if kind == "batch_cancel":
+        return action.batch_cancel.order_flags == keys.SHORT_TERM
+    # a cancel-replace (an empty action never passed a first CheckTx, so it is never rechecked)
+    return (action.cancel_replace.order_id.order_flags == keys.SHORT_TERM
+            and action.cancel_replace.place.good_til_block_time_ns == 0)
+
+
+def recheck_orders(ctx: Ctx, msgs: list[tx_pb2.MsgOrders]) -> bool:
+    """A recheck (CometBFT re-runs CheckTx on the txs still in its mempool after each block) of a tx whose actions are
+    all short-term: only their window is checked, not the book or the collateral again (dYdX ClobDecorator: "No need
+    to process short term orders on ReCheckTx"; stateful orders are re-checked). The tx stays unless every action is
+    a placement whose good_til_block has passed (the ante, run before, still rebuilds the pending view). Returns
+    False, having checked nothing, when an action is long-term: the caller runs :func:`check_orders`."""
+    actions = [action for msg in msgs for action in msg.actions]
+    if not all(_short_term(a) for a in actions):  # (never empty: signers_orders refuses an empty MsgOrders)
+        return False
+    for a in actions:
+        kind = a.WhichOneof("action")
+        place = a.place if kind == "place" else a.cancel_replace.place if kind == "cancel_replace" else None
+        if place is None or place.good_til_block >= ctx.block.height:
+            return True
+    raise AppError(ERR_INVALID_GOOD_TIL, f"every placement of this tx expired (good_til_block below height "
+                                         f"{ctx.block.height})")
 
 
 # --- authority ---------------------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ class Route:
     # deferred messages or none.
     deferred: bool = False
     check: Callable[[Ctx, list], None] | None = None
+    # A lighter check for CometBFT's rechecks of deferred messages: True when it decided (raising AppError to drop
+    # the tx), False to run ``check``.
+    recheck: Callable[[Ctx, list], bool] | None = None
 
 
 # Keyed by the field name in the ``Msg.sum`` oneof (proto/perpchain/v1/tx.proto).
@@ -41,7 +44,7 @@ ROUTES: dict[str, Route] = {
     "withdraw": Route(subaccounts_handlers.signers_withdraw, subaccounts_handlers.handle_withdraw),
     "transfer": Route(subaccounts_handlers.signers_transfer, subaccounts_handlers.handle_transfer),
     "orders": Route(clob_handlers.signers_orders, None, cost=clob_handlers.cost_orders, deferred=True,
-                    check=clob_handlers.check_orders),
+                    check=clob_handlers.check_orders, recheck=clob_handlers.recheck_orders),
     "set_clob_pair_status": Route(clob_handlers.signers_authority, clob_handlers.handle_set_clob_pair_status),
     "upsert_liquidity_tier": Route(clob_handlers.signers_authority,
                                    perpetuals_handlers.handle_upsert_liquidity_tier),

@@ -143,7 +143,8 @@ class AbciHandler:
         )
 
     def check_tx(self, req: abci.RequestCheckTx) -> abci.Response:
-        res = self.app.check_tx(req.tx)  # new and recheck requests follow one rule
+        # A recheck of short-term order actions checks their window only (app/clob/handlers.recheck_orders).
+        res = self.app.check_tx(req.tx, recheck=req.type == abci.RECHECK)
         # No events: CometBFT indexes FinalizeBlock's, never CheckTx's, and converting them cost ~8 % of CheckTx.
         return abci.Response(
             check_tx=abci.ResponseCheckTx(code=res.code, codespace=res.codespace, log=res.log, gas_wanted=1)
