@@ -252,8 +252,10 @@ def perpd_txs(d: pathlib.Path, chain_id: str, n: int, senders: int) -> list[byte
     return out
 
 
-def perpd_order_txs(d: pathlib.Path, chain_id: str, n_ops: int, senders: int, batch: int) -> tuple[list[bytes], int]:
-    """Order-placement txs (``batch`` placements each): long-term post-only orders of 0.0001 BTC / 0.001 ETH / ...
+def perpd_order_txs(d: pathlib.Path, chain_id: str, n_ops: int, senders: int, batch: int,
+                    good_til_block: int = 0) -> tuple[list[bytes], int]:
+    """Order-placement txs (``batch`` placements each): post-only orders of 0.0001 BTC / 0.001 ETH / ... (long-term;
+    short-term until ``good_til_block`` when it is set)
     far from the oracle (bids at half, asks at twice the localnet start price), spread over the four markets and
     subaccounts 0..3 so no (subaccount, market) reaches the 200 open-order limit; nothing crosses, so every action
     rests and is one committed order operation. Returns (txs, order operations)."""
@@ -277,7 +279,8 @@ def perpd_order_txs(d: pathlib.Path, chain_id: str, n_ops: int, senders: int, ba
                 actions.append(tx_pb2.OrderAction(place=tx_pb2.PlaceOrder(
                     subaccount_number=(i // (2 * len(markets))) % 4, client_id=i + 1, clob_pair_id=pair,
                     side=1 if buy else 2, quantums=1_000_000, subticks=bid if buy else ask,
-                    good_til_block_time_ns=good_til_ns, time_in_force=2)))
+                    good_til_block=good_til_block, good_til_block_time_ns=0 if good_til_block else good_til_ns,
+                    time_in_force=2)))
             nonce[s_i] += 1
             msg = tx_pb2.Msg(orders=tx_pb2.MsgOrders(owner=k.address, actions=actions))
             txs.append(sign_tx(k.signing_key, chain_id, nonce[s_i], [msg]))
@@ -304,7 +307,9 @@ def main() -> None:
     ap.add_argument("--method", choices=("broadcast_tx_sync", "broadcast_tx_async"), default="broadcast_tx_sync")
     ap.add_argument("--apps", default="perpd,kvstore,kvstore-socket",
                     help="rows to run, in order; also kvstore-grpc (Go kvstore behind CometBFT's gRPC ABCI), "
-                         "perpd-orders (one order action per tx), perpd-orders-batched (--batch actions per tx) and "
+                         "perpd-orders (one long-term order action per tx), perpd-orders-short (one short-term "
+                         "action per tx: rechecks check its window only), perpd-orders-batched (--batch actions per "
+                         "tx) and "
                          "perpd-oracle (transfers on the order rows' genesis: what the oracle plane costs)")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="txs per second to send at (paced; latency at that load); 0 = as fast as possible")
@@ -347,7 +352,11 @@ def main() -> None:
                     size = sum(map(len, txs)) // len(txs)
                 elif app.startswith("perpd-orders"):
                     batch = ns.batch if app.endswith("batched") else 1
-                    txs, ops = perpd_order_txs(d, manifest["chain_id"], ns.txs * batch, ns.senders, batch)
+                    gtb = 0
+                    if app == "perpd-orders-short":  # good for the genesis' whole short-term window from now
+                        with RpcClient(ln.rpc_url(manifest["nodes"][0])) as rpc:
+                            gtb = rpc.height() + market_template["app_state"]["clob"]["params"]["short_block_window"]
+                    txs, ops = perpd_order_txs(d, manifest["chain_id"], ns.txs * batch, ns.senders, batch, gtb)
                 else:
                     txs = kvstore_txs(ns.txs, size)
                 results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout, ns.method, ns.rate)
@@ -385,7 +394,7 @@ def main() -> None:
         if base is not None and app != "kvstore":
             print(f"ratio {app}/kvstore: {r['tps'] / base['tps']:.2f}  ({notes.get(app, '')})")
     sock = results.get("kvstore-socket")
-    for app in ("perpd-orders", "perpd-orders-batched"):
+    for app in ("perpd-orders", "perpd-orders-short", "perpd-orders-batched"):
         if app in results and sock is not None:
             r = results[app]
             print(f"ratio {app} order ops/s / kvstore-socket tx/s: {r['tps'] * r['ops_per_tx'] / sock['tps']:.2f}"
