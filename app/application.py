@@ -526,7 +526,10 @@ class Application:
 
     def export_genesis(self) -> dict:
         """app_state of the last committed height (InitChain of it, at initial_height = that height + 1, reproduces
-        the state)."""
+        the state). Refused while nothing is committed (a pending genesis is its own file)."""
+        if self._store.last_height() == 0:
+            raise AppError(errors.ERR_INVALID_GENESIS, "nothing is committed yet: there is no state to export (before "
+                                                       "the first block, the genesis file is the state)")
         store = BranchStore(self._store)
         return {
             "exported_height": str(self._store.last_height()),

@@ -130,13 +130,8 @@ def test_a_tiny_cache_that_starts_over_stays_exact(tmp_path):
     store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (latent): LevelDBStore.get caches the reserved metadata keys (0x00height, "
-                                       "0x00app_hash) but commit() writes them in the batch without updating the cache, "
-                                       "so get(META_HEIGHT) keeps answering the value read before the commit while "
-                                       "LevelDB (and iterate) hold the new one; node/storage/leveldb.py:commit. No app "
-                                       "code reads them through get today (the docstring promises a cached value is "
-                                       "always the committed one)")
 def test_get_of_the_metadata_keys_follows_commits(tmp_path):
+    """Found by this attack (fixed): commit() wrote the metadata keys without updating their cached values."""
     store = LevelDBStore(tmp_path / "db")
     store.commit([(b"\x01a", b"1")], 1, b"hash-1")
     assert store.get(META_HEIGHT) == (1).to_bytes(8, "big")
@@ -347,30 +342,28 @@ def test_a_recheck_that_drops_an_expired_tx_leaves_its_nonce_free():
     assert r.app.check_tx(fresh).code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (minor): app/clob/handlers._short_term classifies an empty OrderAction as "
-                                       "short-term and recheck_orders keeps any tx with a non-placement action, on the "
-                                       "premise 'an empty action never passed a first CheckTx'. It does: check_orders "
-                                       "admits a tx when ANY action passes, so [empty, bid good til h] is admitted; at "
-                                       "h + 1 its only placement expired yet the recheck keeps it (the docstring's 'a tx "
-                                       "whose placements all expired is dropped'); a full check refuses it")
 def test_an_empty_action_does_not_keep_an_expired_tx_in_the_mempool():
+    """Found by this attack (fixed): an empty action counted as short-term, so [empty, bid good til h] was kept at
+    h + 1. An empty action now makes the recheck a full check, which refuses the tx (no action passes: the first
+    error, the empty action's, 711)."""
     r = mem_exchange()
     h = nxt(r)
     tx = orders_tx(2, 5, [tx_pb2.OrderAction(), place(1, BUY, TENTH, P64K - D, gtb=h)])
     assert r.app.check_tx(tx).code == 0  # the bid passes: the tx is admitted
     r.block([])
-    assert r.app.check_tx(tx, recheck=True).code == errors.ERR_INVALID_GOOD_TIL.code
+    refused = r.app.check_tx(tx, recheck=True)
+    assert (refused.code, refused.log) == (errors.ERR_INVALID_ORDER.code, "invalid_order: empty order action")
 
 
 def test_odd_actions_on_recheck_do_not_crash():
     """Rechecks of txs a first CheckTx would refuse, never crashing: a cancel-replace without a placement (its default
-    placement has good_til_block 0: expired, 704); a lone empty action (short-term by the defaults, no placement:
-    kept, 0); a placement with a negative good-til-time (long-term: the full check refuses it, 704 from the stateless
+    placement has good_til_block 0: expired, 704); a lone empty action (not short-term: the full check refuses it,
+    711); a placement with a negative good-til-time (long-term: the full check refuses it, 704 from the stateless
     check)."""
     r = mem_exchange()
     no_place = tx_pb2.OrderAction(cancel_replace=tx_pb2.CancelReplace(order_id=tx_pb2.OrderId(client_id=1)))
     assert r.app.check_tx(orders_tx(2, 1, [no_place]), recheck=True).code == errors.ERR_INVALID_GOOD_TIL.code
-    assert r.app.check_tx(orders_tx(2, 2, [tx_pb2.OrderAction()]), recheck=True).code == 0
+    assert r.app.check_tx(orders_tx(2, 2, [tx_pb2.OrderAction()]), recheck=True).code == errors.ERR_INVALID_ORDER.code
     negative = place(1, BUY, TENTH, P64K - D, gtbt_ns=-5)
     assert r.app.check_tx(orders_tx(2, 3, [negative]), recheck=True).code == errors.ERR_INVALID_GOOD_TIL.code
 
@@ -447,12 +440,10 @@ def test_patch_genesis_writes_the_exported_initial_height(tmp_path):
     assert json.loads(path.read_text())["initial_height"] == "42"
 
 
-@pytest.mark.xfail(strict=True, reason="UNSURE: export_genesis of an imported chain before its first block (InitChain "
-                                       "at exported + 1 pending, nothing committed; also `perpd export` on such a home) silently "
-                                       "returns exported_height '0' and an empty state that InitChain can never import "
-                                       "(202), instead of refusing or exporting the pending genesis; "
-                                       "app/application.py:export_genesis reads only the committed store")
-def test_an_imported_chain_reexported_before_its_first_block_keeps_its_state():
+def test_an_imported_chain_is_not_exported_before_its_first_block():
+    """Found by this attack (fixed): before its first Commit an imported chain exported an empty state with
+    exported_height '0' (only the committed store is read). Exporting with nothing committed is now refused; after the
+    first block the export carries the imported state."""
     a = mem_exchange()
     for _ in range(3):
         a.block([])
@@ -460,9 +451,13 @@ def test_an_imported_chain_reexported_before_its_first_block_keeps_its_state():
     assert exported["exported_height"] == "4"
     b = MemReplica()
     b.init_chain(exported)  # initial height 5, pending
-    again = json.loads(json.dumps(b.app.export_genesis()))
-    assert again["exported_height"] == "4"
-    assert again == exported
+    with pytest.raises(errors.AppError) as refused:
+        b.app.export_genesis()
+    assert refused.value.error is errors.ERR_INVALID_GENESIS
+    assert refused.value.message == ("nothing is committed yet: there is no state to export (before the first block, "
+                                     "the genesis file is the state)")
+    b.block([])
+    assert b.app.export_genesis() == {**exported, "exported_height": "5"}
 
 
 # =====================================================================================================================
@@ -502,15 +497,21 @@ def test_a_later_perpetual_with_a_higher_pair_id_does_not_steer_the_mark():
     assert _mark_after_two_books(10, 20) == ("6400000000", "0")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: app/clob/basis.py BookBasis picks the LOWEST clob pair id per oracle "
-                                       "market, documented as 'the first listed', but MsgCreatePerpetual lets the "
-                                       "authority choose any free pair id: BTC2-USD listed later as pair 3 below "
-                                       "BTC-USD's pair 10 takes over market 0's mark with its own book (mid $65,000), "
-                                       "exactly what commit f7a8c8c meant to prevent")
 def test_a_later_perpetual_with_a_lower_pair_id_does_not_steer_the_mark():
-    """As above with BTC2-USD created later as pair 3 (below BTC-USD's 10): the first listed market's book (basis 0)
-    should still drive the mark: $64,000."""
-    assert _mark_after_two_books(10, 3) == ("6400000000", "0")
+    """Found by this attack (fixed): BTC2-USD created later on oracle market 0 as pair 3, below BTC-USD's pair 10,
+    took over the market's mark with its own book. Such a listing is now refused (the lowest pair id of an oracle
+    market drives its mark, so a later pair must come above it); BTC-USD's mark stays the oracle."""
+    state = app_state()
+    state["clob"]["clob_pairs"][0]["id"] = 10
+    r = mem_exchange(state)
+    res = r.block([_create_btc2(3)])
+    assert res.tx_results[0].code == errors.ERR_INVALID_CLOB_PAIR.code
+    assert res.tx_results[0].log == ("invalid_clob_pair: oracle market 0 is already traded on clob pair 10: a later "
+                                     "pair on it needs a higher id than 10 (the lowest drives the market's mark price)")
+    for _ in range(3):
+        r.block([])
+    market = json.loads(r.app.query("/prices/market/BTC-USD", b"").value)
+    assert (market["mark_price"], market["basis_ema"]) == ("6400000000", "0")
 
 
 # =====================================================================================================================
@@ -591,3 +592,75 @@ def test_two_placements_of_one_id_in_one_block_rest_once():
         str(errors.ERR_ORDER_EXISTS.code)
     assert _statuses(res.tx_results[2]) == ["rejected", "skipped"]
     assert _index_matches_store(r) == [(5, SELL, P64K + D)]
+
+
+# =====================================================================================================================
+# 6. position_risk = (net_collateral, *margin_requirements)
+# =====================================================================================================================
+
+def test_position_risk_equals_the_two_functions_on_an_edge_grid():
+    """Sizes 0, ±1, ±999,999, ±1e18, ±(2^63 - 1); k = e + r + 6 in {-12, -9, -1, 0, 1, 5}; prices 1, 6.4e9, 2^64 - 1;
+    IM 0 / 1 / 5 % / 100 %; MF 0 / 60 % / 100 %; OI caps off (0, 0), (0, 1), (5e11, 1e12), (1e12, 1e12); OI 0, 1,
+    1e15: the fused function returns exactly net_collateral and margin_requirements."""
+    from app.perpetuals.logic import margin_requirements, net_collateral, position_risk
+
+    sizes = [0, 1, -1, 999_999, -999_999, 10**18, -10**18, 2**63 - 1, -(2**63 - 1)]
+    exps = [(-10, -8), (-10, -5), (-3, -4), (-1, -5), (0, -5), (5, -6)]  # (atomic_resolution, price_exponent)
+    n = 0
+    for q in sizes:
+        for r_, e in exps:
+            for price in (1, 6_400_000_000, 2**64 - 1):
+                for im in (0, 1, 50_000, 1_000_000):
+                    for mf in (0, 600_000, 1_000_000):
+                        for lo, hi in ((0, 0), (0, 1), (5 * 10**11, 10**12), (10**12, 10**12)):
+                            for oi in (0, 1, 10**15):
+                                want = (net_collateral(q, r_, price, e),
+                                        *margin_requirements(q, r_, price, e, im, mf, lo, hi, oi))
+                                assert position_risk(q, r_, price, e, im, mf, lo, hi, oi) == want
+                                n += 1
+    assert n == 9 * 6 * 3 * 4 * 3 * 4 * 3
+
+
+def test_position_risk_by_hand():
+    """BTC (r = -10, e = -5, k = -9) at 6.4e9: a 0.1 BTC short is -6,400 USDC of net collateral, IMR 5 % = 320 USDC,
+    MMR ceil(320 × 60 %) = 192 USDC. One base quantum short: 6.4e9 ÷ 1e9 = 6.4 -> -6 (toward zero), IMR ceil(0.3) = 1,
+    MMR ceil(0.6) = 1. With OI scaling (caps 0 / 1e12) and OI 78,125,000,000 base quantums (5e11 quote quantums): OIMF
+    = 50,000 + floor(950,000 × 0.5) = 525,000 ppm: the 0.1 BTC IMR is 3,360 USDC, MMR still 192 USDC."""
+    from app.perpetuals.logic import position_risk
+
+    assert position_risk(-TENTH, -10, 6_400_000_000, -5, 50_000, 600_000, 0, 0, 0) == \
+        (-6_400_000_000, 320_000_000, 192_000_000)
+    assert position_risk(-1, -10, 6_400_000_000, -5, 50_000, 600_000, 0, 0, 0) == (-6, 1, 1)
+    assert position_risk(TENTH, -10, 6_400_000_000, -5, 50_000, 600_000, 0, 10**12, 78_125_000_000) == \
+        (6_400_000_000, 3_360_000_000, 192_000_000)
+
+
+# =====================================================================================================================
+# 8. NamedTuple value types
+# =====================================================================================================================
+
+def test_cost_budget_event_subaccount_id_keep_their_value_semantics():
+    """Cost + Cost adds field-wise (not tuple concatenation); tx_cost of an order tx with 2 placements, 1 cancel and
+    1 cancel-replace is 3 requests + 2 cancels; of a deposit + a send 2 requests and 2 fee messages. SubaccountIds
+    sort by owner then number. Events are hashable and compare by value; an Event's attributes keep keyword order."""
+    from app.auth.admission import Cost
+    from app.events import Event
+    from app.subaccounts.state import SubaccountId
+    from app.tx.router import tx_cost
+    from node.client.txbuilder import msg_send
+    from tests.attack_helpers import deposit_msg
+
+    assert Cost(1, 2, 3) + Cost(4, 5, 6) == Cost(5, 7, 9)
+    assert len(Cost(1, 2, 3) + Cost(4, 5, 6)) == 3
+    orders = tx_pb2.MsgOrders(owner=ADDRS[1], actions=[
+        place(1, BUY, TENTH, P64K), place(2, BUY, TENTH, P64K), cancel(3), cancel_replace(4, place(5, BUY, TENTH, P64K))])
+    assert tx_cost([("orders", orders)]) == Cost(requests=3, cancels=2, fee_messages=0)
+    send = msg_send(ADDRS[1], ADDRS[2], 1)
+    assert tx_cost([("deposit", deposit_msg(1, 5).deposit), ("send", send.send)]) == Cost(2, 0, 2)
+    a, b = b"\x01" * 20, b"\x02" * 20
+    assert sorted([SubaccountId(b, 0), SubaccountId(a, 5), SubaccountId(a, 1)]) == \
+        [SubaccountId(a, 1), SubaccountId(a, 5), SubaccountId(b, 0)]
+    e1, e2 = Event.of("fill", b=1, a=2), Event.of("fill", b=1, a=2)
+    assert e1 == e2 and hash(e1) == hash(e2) and len({e1, e2}) == 1
+    assert e1.attributes == (("b", "1"), ("a", "2"))
+    assert Event.of("fill", a=2, b=1) != e1

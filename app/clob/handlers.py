@@ -106,9 +106,10 @@ def _short_term(action: tx_pb2.OrderAction) -> bool:
         return action.cancel.order_id.order_flags == keys.SHORT_TERM
     if kind == "batch_cancel":
         return action.batch_cancel.order_flags == keys.SHORT_TERM
-    # a cancel-replace (an empty action never passed a first CheckTx, so it is never rechecked)
-    return (action.cancel_replace.order_id.order_flags == keys.SHORT_TERM
-            and action.cancel_replace.place.good_til_block_time_ns == 0)
+    if kind == "cancel_replace":
+        return (action.cancel_replace.order_id.order_flags == keys.SHORT_TERM
+                and action.cancel_replace.place.good_til_block_time_ns == 0)
+    return False  # an empty action (a tx with another, valid action passes CheckTx): the full check refuses it
 
 
 def recheck_orders(ctx: Ctx, msgs: list[tx_pb2.MsgOrders]) -> bool:
@@ -198,6 +199,14 @@ def create_perpetual(store, perp: exchange_pb2.Perpetual, pair: exchange_pb2.Clo
         raise AppError(ERR_INVALID_CLOB_PAIR, f"clob pair {pair.id} exists")
     if prices_keeper.get_market_param_or_none(store, perp.market_id) is None:
         raise AppError(ERR_INVALID_PERPETUAL, f"oracle market {perp.market_id} does not exist")
+    for existing in keeper.iter_pairs(store):
+        # The book of an oracle market's lowest clob pair id drives the market's mark (app/clob/basis.py): a pair
+        # listed later on the same oracle market must come after it, so a new listing cannot steer an existing mark.
+        if existing.id > pair.id and perpetuals_keeper.get_perpetual(
+                store, existing.perpetual_id).market_id == perp.market_id:
+            raise AppError(ERR_INVALID_CLOB_PAIR, f"oracle market {perp.market_id} is already traded on clob pair "
+                                                  f"{existing.id}: a later pair on it needs a higher id than "
+                                                  f"{existing.id} (the lowest drives the market's mark price)")
     perpetuals_keeper.get_tier(store, perp.liquidity_tier)
     if perp.market_type not in (exchange_pb2.MARKET_TYPE_CROSS, exchange_pb2.MARKET_TYPE_ISOLATED):
         raise AppError(ERR_INVALID_PERPETUAL, "market_type must be cross or isolated")

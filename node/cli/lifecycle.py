@@ -79,6 +79,7 @@ def export(home: str) -> None:
     import plyvel
 
     from app.application import Application
+    from app.errors import AppError
     from node.config import db_path, load_app_config
     from node.storage.leveldb import LevelDBStore
 
@@ -94,6 +95,8 @@ def export(home: str) -> None:
         app = Application(store)
         doc = {"height": str(store.last_height()), "app_hash": store.last_app_hash().hex(),
                "app_state": app.export_genesis()}
+    except AppError as e:
+        raise CliError(e.message) from None
     finally:
         store.close()
     click.echo(json.dumps(doc, indent=2, sort_keys=True))

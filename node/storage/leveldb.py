@@ -68,8 +68,8 @@ class LevelDBStore:
             batch.put(META_HEIGHT, height.to_bytes(8, "big"))
             batch.put(META_APP_HASH, app_hash)
         cache = self._cache
-        for key, value in writes:  # only keys already cached: the cache stays bounded by reads
-            if key in cache:
+        for key, value in (*writes, (META_HEIGHT, height.to_bytes(8, "big")), (META_APP_HASH, app_hash)):
+            if key in cache:  # only keys already cached: the cache stays bounded by reads
                 cache[key] = value
         self._height = height
         self._app_hash = app_hash
