@@ -664,3 +664,23 @@ def test_cost_budget_event_subaccount_id_keep_their_value_semantics():
     assert e1 == e2 and hash(e1) == hash(e2) and len({e1, e2}) == 1
     assert e1.attributes == (("b", "1"), ("a", "2"))
     assert Event.of("fill", a=2, b=1) != e1
+
+
+def test_a_market_after_a_shared_one_still_drives_its_own_mark():
+    """Pairs in id order: BTC-USD 0 (market 0), SOL-USD 2, BTC2-USD 20 (market 0 again: skipped, BTC-USD drives it),
+    ETH-USD 30 (market 1). ETH's book bid $3,000.50 / ask $3,001.50 (ETH: exponent -6, resolution -9, QCE -9, so a
+    subtick is one price unit): mid 3,001,000,000 = oracle + 1,000,000. Three blocks see it; the EMA (10 % smoothing,
+    clamp 0.5 % = 15,000,000) goes 100,000, 190,000, 271,000: ETH's mark 3,000,271,000. The shared market's skip must
+    not end the mapping of the pairs after it."""
+    state = app_state()
+    state["clob"]["clob_pairs"][1]["id"] = 30
+    r = mem_exchange(state)
+    assert r.block([_create_btc2(20)]).tx_results[0].code == 0
+    h = nxt(r)
+    res = r.block([orders_tx(2, 1, [place(1, SELL, 1_000_000, 3_001_500_000, pair=30, gtb=h + 40)]),
+                   orders_tx(3, 1, [place(1, BUY, 1_000_000, 3_000_500_000, pair=30, gtb=h + 40)])])
+    assert _statuses(res.tx_results[0]) == _statuses(res.tx_results[1]) == ["resting"]
+    for _ in range(3):
+        r.block([])
+    market = json.loads(r.app.query("/prices/market/ETH-USD", b"").value)
+    assert (market["mark_price"], market["basis_ema"]) == ("3000271000", "271000")
