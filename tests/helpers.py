@@ -62,10 +62,12 @@ class Replica:
 
     def init_chain(self, app_state: dict | None = None, vote_extensions_enable_height: int = 0) -> bytes:
         validators = [(bytes(k.verify_key), 10) for k in VALIDATOR_KEYS]
+        from node.genesis import initial_height_of
+
         app_state = app_state if app_state is not None else genesis_app_state()
-        exported = app_state.get("exported_height") if isinstance(app_state, dict) else None  # an export starts at its height + 1 (as perpd init writes it)
-        initial = int(exported) + 1 if isinstance(exported, str) and exported.isdigit() else 1
-        if exported is not None and vote_extensions_enable_height:
+        # an export starts at its height + 1, as perpd init writes it
+        initial = initial_height_of(app_state) if isinstance(app_state, dict) else 1
+        if vote_extensions_enable_height:
             vote_extensions_enable_height = max(vote_extensions_enable_height, initial)
         return self.app.init_chain(CHAIN_ID, GENESIS_TIME_NS, json.dumps(app_state).encode(), validators, initial,
                                    vote_extensions_enable_height)

@@ -733,12 +733,29 @@ def test_position_risk_by_hand(size, lower, upper, oi, expected):
     scaled=st.booleans(),
     oi=st.integers(0, 2**64 - 1),
 )
-def test_position_risk_equals_net_collateral_and_margin_requirements(size, atomic_resolution, price, price_exponent,
-                                                                     im, mf, lower, width, scaled, oi):
-    """The fused hot-path function gives exactly what the two reference functions give."""
+def test_position_risk_matches_exact_rationals(size, atomic_resolution, price, price_exponent, im, mf, lower, width,
+                                               scaled, oi):
+    """position_risk (and margin_requirements, its last two values) against the formulas computed here with exact
+    rationals: value = size × price × 10^(e + r + 6) truncated toward zero; base IMR = ceil(|value| × IM / 1e6);
+    MMR = ceil(base IMR × MF / 1e6); OIMF = IM, or 1e6 at/above the upper cap, else IM + floor((1e6 − IM) ×
+    (OI value − lower) / (upper − lower)); IMR = ceil(|value| × OIMF / 1e6)."""
+    import math
+
     upper = lower + width if scaled else 0
     lower = lower if scaled else 0
+    scale = Fraction(10) ** (price_exponent + atomic_resolution + 6)
+    value = math.trunc(size * price * scale)
+    oi_value = math.trunc(oi * price * scale)
+    base_imr = math.ceil(Fraction(abs(value) * im, 10**6))
+    mmr = math.ceil(Fraction(base_imr * mf, 10**6))
+    if upper == 0 or oi_value <= lower:
+        oimf = im
+    elif oi_value >= upper:
+        oimf = 10**6
+    else:
+        oimf = im + math.floor(Fraction((10**6 - im) * (oi_value - lower), upper - lower))
+    imr = math.ceil(Fraction(abs(value) * oimf, 10**6))
     args = (atomic_resolution, price, price_exponent)
-    expected = (net_collateral(size, *args),
-                *margin_requirements(size, *args, im, mf, lower, upper, oi))
-    assert position_risk(size, *args, im, mf, lower, upper, oi) == expected
+    assert position_risk(size, *args, im, mf, lower, upper, oi) == (value, imr, mmr)
+    assert margin_requirements(size, *args, im, mf, lower, upper, oi) == (imr, mmr)
+    assert net_collateral(size, *args) == value

@@ -136,26 +136,12 @@ def margin_requirements(
     Mirrors dYdX x/perpetuals/lib/lib.go GetMarginRequirementsInQuoteQuantums. Deviation: dYdX also takes a
     per-subaccount custom IMF (MsgUpdateLeverage, IMR uses max(OIMF, custom)); this chain has no custom IMF.
     """
-    notional_quote_quantums = base_to_quote_quantums(
-        abs(position_base_quantums), atomic_resolution, price, price_exponent
+    _, initial, maintenance = position_risk(
+        position_base_quantums, atomic_resolution, price, price_exponent, initial_margin_ppm,
+        maintenance_fraction_ppm, oi_lower_cap_quote_quantums, oi_upper_cap_quote_quantums,
+        open_interest_base_quantums,
     )
-    open_interest_notional_quote_quantums = base_to_quote_quantums(
-        open_interest_base_quantums, atomic_resolution, price, price_exponent
-    )
-    base_initial_margin_quote_quantums = div_round(
-        notional_quote_quantums * initial_margin_ppm, ONE_MILLION, Rounding.CEIL
-    )
-    maintenance_margin_quote_quantums = div_round(
-        base_initial_margin_quote_quantums * maintenance_fraction_ppm, ONE_MILLION, Rounding.CEIL
-    )
-    imf_ppm = adjusted_initial_margin_ppm(
-        initial_margin_ppm,
-        open_interest_notional_quote_quantums,
-        oi_lower_cap_quote_quantums,
-        oi_upper_cap_quote_quantums,
-    )
-    initial_margin_quote_quantums = div_round(notional_quote_quantums * imf_ppm, ONE_MILLION, Rounding.CEIL)
-    return initial_margin_quote_quantums, maintenance_margin_quote_quantums
+    return initial, maintenance
 
 
 def position_risk(
@@ -169,9 +155,9 @@ def position_risk(
     oi_upper_cap_quote_quantums: int,
     open_interest_base_quantums: int,
 ) -> tuple[int, int, int]:
-    """(net collateral, IMR, MMR) of one position in quote quantums: exactly
-    ``(net_collateral(q, ...), *margin_requirements(q, ...))``, computed in one pass for the collateral check's hot
-    path (tests/test_margin_math.py checks the equality on random inputs).
+    """(net collateral, IMR, MMR) of one position in quote quantums, in one pass (the collateral check's hot path;
+    :func:`margin_requirements` is its last two values). Formulas and roundings as :func:`margin_requirements` states
+    them; tests/test_margin_math.py checks them against exact rationals on random inputs.
 
     One conversion instead of two: the notional is |net collateral|, since the truncating conversion is odd
     (``base_to_quote_quantums(-x) == -base_to_quote_quantums(x)``); the OI notional is converted only for a tier
