@@ -13,7 +13,7 @@ from perpchain.v1 import exchange_pb2, tx_pb2
 
 from app.clob import keeper, keys
 from app.clob.book import BUY, SELL, Books
-from app.clob.logic import fill_amount_to_quote_quantums, price_to_subticks, round_to_multiple
+from app.clob.logic import fee_quote_quantums, fill_amount_to_quote_quantums, price_to_subticks, round_to_multiple
 from app.clob.matching import match_taker, order_removed_event
 from app.context import BlockInfo
 from app.errors import (
@@ -214,8 +214,6 @@ def _collateral_precheck(store: CommittedReader, block: BlockInfo, prep, pair: e
                          quantums: int, subticks: int, view: MarginView) -> None:
     """The order's full size as if filled at its own price, paying the maker fee (ceil); must pass the collateral
     check. Mirrors dYdX AddOrderToOrderbookSubaccountUpdatesCheck (x/clob/keeper/orders.go)."""
-    from app.clob.logic import fee_quote_quantums
-
     quote = fill_amount_to_quote_quantums(subticks, quantums, pair.quantum_conversion_exponent)
     maker_ppm, _ = keeper.fee_ppm(store, prep.sid.owner, block.block_time_ns, maker=True, memo=view.fees)
     fee = fee_quote_quantums(quote, maker_ppm)
