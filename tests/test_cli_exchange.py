@@ -432,6 +432,51 @@ def test_an_order_that_does_not_rest_prints_no_cancel_hint(chain, capsys):
     assert "cancel with" not in text
 
 
+def _chain_with_params(tmp_path, monkeypatch, **params):
+    """Like the ``chain`` fixture, with clob params changed at genesis."""
+    from app.clob.genesis import DEFAULT_PARAMS
+
+    state = exchange_app_state()
+    state["clob"]["params"] = {**DEFAULT_PARAMS, **params}
+    replica = Replica(tmp_path / "db")
+    replica.init_chain(state)
+    node = FakeNode(replica)
+    node.commit_block()
+    monkeypatch.setattr(cli_common, "RpcClient", lambda url, *a, **k: node)
+    home = tmp_path / "home"
+    Keyring(home / "keys").import_hex("bob", bytes(KEYS[2]).hex())
+    return replica, node, home
+
+
+def test_a_chain_without_a_slippage_bound_takes_any_slippage_from_the_cli(tmp_path, monkeypatch, capsys):
+    """max_market_slippage_ppm 0 means no bound on chain (validate_place); the CLI refused every slippage then."""
+    replica, node, home = _chain_with_params(tmp_path, monkeypatch, max_market_slippage_ppm=0)
+    try:
+        sent = ok_json(capsys, home, "tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy", "--size",
+                       "0.1", "--slippage", "0.9", "--from", "bob")
+        assert sent["order"]["market_slippage_ppm"] == 900_000 and len(node.broadcasts) == 1
+    finally:
+        replica.close()
+
+
+def test_a_default_slippage_above_the_bound_is_named_by_its_value(tmp_path, monkeypatch, capsys):
+    """The chain refuses such params at genesis; a node that answers them anyway gets a readable CLI error (it
+    printed "slippage None")."""
+    replica, node, home = _chain_with_params(tmp_path, monkeypatch)
+    try:
+        import node.cli.clob as cli_clob
+
+        real = cli_clob._chain_view
+        monkeypatch.setattr(cli_clob, "_chain_view", lambda client: (lambda h, t, p: (h, t, {
+            **p, "default_market_slippage_ppm": 600_000}))(*real(client)))
+        line = one_error_line(capsys, home, "tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy",
+                              "--size", "0.1", "--from", "bob")
+        assert line == "Error: slippage 0.6 is above the chain's maximum 0.5 (500000 ppm)"
+        assert node.broadcasts == []
+    finally:
+        replica.close()
+
+
 def test_market_order_fills_against_the_book_and_the_fill_is_queryable_by_height(chain, capsys):
     _, home = chain
     ok(capsys, home, "tx", "subaccounts", "deposit", "bob", "2500", "--number", "1")

@@ -76,3 +76,55 @@ def test_next_sequence_is_stored_as_8_big_endian_bytes_and_stats_buckets_may_be_
     store = BranchStore(r.store)
     assert store.get(keys.SEQUENCE_KEY) == bytes(7) + b"\x09"
     assert store.get(keys.GLOBAL_STATS_KEY) == b""
+
+
+def _params(**fields):
+    def mutate(state):
+        from app.clob.genesis import DEFAULT_PARAMS
+        state["clob"]["params"] = {**DEFAULT_PARAMS, **fields}
+    return mutate
+
+
+def _params_without(field):
+    def mutate(state):
+        from app.clob.genesis import DEFAULT_PARAMS
+        state["clob"]["params"] = {k: v for k, v in DEFAULT_PARAMS.items() if k != field}
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, log", [
+    pytest.param(_params_without("short_block_window"),
+                 "short_block_window must be at least 1 block (short-term orders need a window)",
+                 id="no short-term window"),
+    pytest.param(_params(max_stateful_window_ns="0"),
+                 "max_stateful_window_ns must be at least 1 ns (long-term orders need a window)",
+                 id="long-term window 0"),
+    pytest.param(_params(max_stateful_window_ns="-1"),
+                 "max_stateful_window_ns must be at least 1 ns (long-term orders need a window)",
+                 id="long-term window -1"),
+    pytest.param(_params(max_market_slippage_ppm=1_000_000),
+                 "max_market_slippage_ppm must be below 1000000 (0 = no bound)", id="max slippage 100 %"),
+    pytest.param(_params_without("default_market_slippage_ppm"), "default_market_slippage_ppm must be in 1..999999",
+                 id="no default slippage"),
+    pytest.param(_params(default_market_slippage_ppm=1_000_000, max_market_slippage_ppm=0),
+                 "default_market_slippage_ppm must be in 1..999999", id="default slippage 100 %"),
+    pytest.param(_params(default_market_slippage_ppm=900_000, max_market_slippage_ppm=100_000),
+                 "default_market_slippage_ppm 900000 is above max_market_slippage_ppm 100000",
+                 id="default above the bound"),
+])
+def test_clob_params_a_chain_cannot_run_with_are_refused(mutate, log):
+    """A params object that leaves a window or the default slippage out (0) would refuse every order of that kind
+    (helper review, session 7): refused at genesis with the field named."""
+    assert refused(mutate) == f"invalid_genesis: clob.params: {log}"
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param({"short_block_window": 1, "max_stateful_window_ns": "1"}, id="windows of 1"),
+    pytest.param({"default_market_slippage_ppm": 999_999, "max_market_slippage_ppm": 0}, id="no bound"),
+    pytest.param({"default_market_slippage_ppm": 1, "max_market_slippage_ppm": 999_999}, id="widest bound"),
+    pytest.param({"default_market_slippage_ppm": 500_000, "max_market_slippage_ppm": 500_000}, id="default = bound"),
+])
+def test_clob_params_on_the_edges_are_accepted(fields):
+    state = app_state()
+    _params(**fields)(state)
+    MemReplica().init_chain(state)

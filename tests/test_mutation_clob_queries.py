@@ -89,7 +89,7 @@ def test_a_bad_owner_is_refused_naming_the_field(r):
 @pytest.mark.parametrize("depth", ["0", "1001", "x"])
 def test_an_order_book_depth_outside_1_to_1000_is_refused_exactly(r, depth):
     res = r.app.query(f"/clob/orderbook/BTC-USD/{depth}", b"")
-    assert res.log == "unknown_clob_pair: depth must be 1..1000"
+    assert res.log == "bad_query_path: depth must be 1..1000"
 
 
 @pytest.fixture

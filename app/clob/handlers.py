@@ -25,7 +25,6 @@ from app.errors import (
     ERR_PERPETUAL_EXISTS,
     ERR_TOO_MANY_ACTIONS,
     ERR_UNAUTHORIZED,
-    ERR_UNKNOWN_CLOB_PAIR,
     AppError,
 )
 from app.events import Event
@@ -215,7 +214,7 @@ def create_perpetual(store, perp: exchange_pb2.Perpetual, pair: exchange_pb2.Clo
     if perp.open_interest_base_quantums or perp.funding_index:
         raise AppError(ERR_INVALID_PERPETUAL, "a new perpetual starts with open interest 0 and funding index 0")
     if pair.perpetual_id != perp.id:
-        raise AppError(ERR_UNKNOWN_CLOB_PAIR, f"clob pair {pair.id} must name perpetual {perp.id}")
+        raise AppError(ERR_INVALID_CLOB_PAIR, f"clob pair {pair.id} must name perpetual {perp.id}")
     perpetuals_keeper.set_perpetual(store, perp)
     validate_pair(store, pair)
     keeper.set_pair(store, pair)

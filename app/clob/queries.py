@@ -10,7 +10,7 @@ from __future__ import annotations
 from app.bank.handlers import parse_address
 from app.clob import keeper
 from app.clob.book import BUY, SELL, Books
-from app.errors import ERR_INVALID_SUBACCOUNT, ERR_UNKNOWN_CLOB_PAIR, AppError
+from app.errors import ERR_BAD_QUERY_PATH, ERR_INVALID_SUBACCOUNT, ERR_UNKNOWN_CLOB_PAIR, AppError
 from app.lib.address import encode_address
 from app.lib.math import Rounding, div_round
 from app.lib.units import format_scaled
@@ -216,6 +216,6 @@ def query_subaccounts_of(store: BranchStore, owner_text: str) -> dict:
 
 def check_depth(text: str) -> int:
     if not is_ascii_number(text) or not 1 <= int(text) <= 1000:
-        raise AppError(ERR_UNKNOWN_CLOB_PAIR, "depth must be 1..1000")
+        raise AppError(ERR_BAD_QUERY_PATH, "depth must be 1..1000")
     return int(text)
 

@@ -273,9 +273,9 @@ def tx_market_order(market_name, subaccount_number, from_key, side, size, slippa
         height, _, params = _chain_view(client)
         ppm = int(params["default_market_slippage_ppm"]) if ppm is None else ppm
         max_ppm = int(params["max_market_slippage_ppm"])
-        if ppm > max_ppm:
-            raise CliError(f"slippage {slippage} is above the chain's maximum {format_scaled(max_ppm, -6)} "
-                           f"({max_ppm} ppm)")
+        if max_ppm and ppm > max_ppm:  # 0: the chain sets no bound (app/clob/actions.validate_place)
+            raise CliError(f"slippage {slippage if slippage is not None else format_scaled(ppm, -6)} is above the "
+                           f"chain's maximum {format_scaled(max_ppm, -6)} ({max_ppm} ppm)")
         gtb = _good_til_block(height, int(params["short_block_window"]), None)
         action = place_order_action(market, side=side, base_quantums=quantums, subticks=0, client_id=client_id,
                                     subaccount_number=subaccount_number, good_til_block=gtb, time_in_force="ioc",

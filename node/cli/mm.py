@@ -17,9 +17,9 @@ def mm() -> None:
 
 @mm.command("run")
 @click.option("--key", "key_name", required=True, help="key that signs the quotes")
-@click.option("--markets", help="comma-separated tickers [default: every active market]")
+@click.option("--markets", help="comma-separated tickers [default: every market whose pair is active or post-only]")
 @click.option("--levels", type=click.IntRange(1, 100), default=3, show_default=True, help="quotes per side")
-@click.option("--spread-bps", type=click.IntRange(0, 10_000), default=10, show_default=True,
+@click.option("--spread-bps", type=click.IntRange(1, 9_999), default=10, show_default=True,
               help="distance of the first level from the oracle price, basis points")
 @click.option("--step-bps", type=click.IntRange(0, 10_000), default=5, show_default=True,
               help="distance between levels, basis points")
