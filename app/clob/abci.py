@@ -32,6 +32,7 @@ from app.events import Event
 from app.lib.address import encode_address
 from app.perpetuals.keeper import MarginView
 from app.store import BranchStore
+from app.subaccounts import keeper as subaccounts_keeper
 
 
 @dataclasses.dataclass
@@ -71,6 +72,7 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
     # Prices, tiers and perpetual parameters are fixed from here to the end of the order phase.
     view = MarginView(store)
+    subaccounts_keeper.start_working_set(view)  # subaccounts are written once, at the end of the phase
     volume = keeper.FillLedger()
     # Phase 1 also runs the cancel half of each cancel-replace.
     phases: tuple[list, list, list] = ([], [], [])
@@ -81,6 +83,7 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     for batch in phases:
         for q, cancel_half in batch:
             _run(store, books, block, q, out, replaced, view, volume, cancel_half=cancel_half)
+    subaccounts_keeper.flush_working_set(store, view)
     volume.write(store, block.block_time_ns)  # fee tiers of later blocks see this block's volume
     return out
 
@@ -91,6 +94,7 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
     kind = q.action.WhichOneof("action")
     branch = BranchStore(store)
     mark = books.mark()
+    subaccounts_keeper.start_action(view)
     events: list[Event] = []
     env = ActionEnv(branch, books, block, events, view, keeper.FillLedger())
     attrs = {"action_index": q.action_index, "kind": kind}
@@ -119,6 +123,7 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
             attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place))
     except AppError as err:
         books.rollback(mark)
+        subaccounts_keeper.rollback_action(view)
         attrs.update(status="rejected", code=err.code, reason=err.log)
         out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
         return

@@ -79,14 +79,14 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
             fill = min(taker.remaining_quantums, maker.remaining_quantums)
             maker_room = None
             if maker.reduce_only:
-                room = maker_room = reducible(_position(store, maker), maker.side)
+                room = maker_room = reducible(_position(store, maker, view), maker.side)
                 if room < pair.step_base_quantums:
                     _remove(store, books, mkey, maker, "reduce_only_nothing_to_reduce", events)
                     continue
                 fill = min(fill, room - room % pair.step_base_quantums)
             taker_room = None
             if taker.reduce_only:
-                room = reducible(_position(store, taker), taker.side)
+                room = reducible(_position(store, taker, view), taker.side)
                 room -= room % pair.step_base_quantums
                 if room == 0:
                     out.taker_failed = "reduce_only_nothing_to_reduce"
@@ -121,9 +121,9 @@ def match_taker(store: BranchStore, books: Books, block: BlockInfo, pair: exchan
     return out
 
 
-def _position(store: BranchStore, order: exchange_pb2.Order) -> int:
+def _position(store: BranchStore, order: exchange_pb2.Order, view: MarginView) -> int:
     pair = keeper.get_pair(store, order.clob_pair_id)
-    sub = subaccounts_keeper.get_subaccount(store, SubaccountId(order.owner, order.subaccount_number))
+    sub = subaccounts_keeper.current_subaccount(store, SubaccountId(order.owner, order.subaccount_number), view)
     return sub.size_of(pair.perpetual_id)
 
 

@@ -117,7 +117,8 @@ class MarginView:
     index) are read once per perpetual; open interest is not part of the view (callers read it from their own
     branch, since fills move it)."""
 
-    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk", "decoded_subaccounts", "fees")
+    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk", "decoded_subaccounts", "fees", "live",
+                 "live_undo")
 
     def __init__(self, store: CommittedReader) -> None:
         self.store = store
@@ -134,6 +135,10 @@ class MarginView:
         # owner -> (maker fee ppm, taker fee ppm, fee tier index) (app/clob/keeper.fee_ppm): fee tiers and 30-day
         # volume are fixed for the view's life too (volume is written once, after the order phase)
         self.fees: dict[bytes, tuple[int, int, int]] = {}
+        # The order phase's working set of subaccounts (app/subaccounts/keeper.start_working_set): SubaccountId ->
+        # its current state, written to the store once, at the end of the phase. None outside the order phase.
+        self.live: dict | None = None
+        self.live_undo: list = []  # (SubaccountId, state before or None) of the current action, for its rollback
 
     def info(self, perpetual_id: int) -> MarginInfo:
         info = self._infos.get(perpetual_id)

@@ -29,24 +29,28 @@ class Position:
 class SubaccountState:
     quote_balance_quote_quantums: int = 0
     positions: dict[int, Position] = dataclasses.field(default_factory=dict)  # perpetual id -> position
-    # Provenance, for incremental risk (app/subaccounts/keeper.compute_risk); not part of the value:
-    # the stored bytes this state was decoded from, or for a copy the parent's bytes, positions and the perpetuals
-    # whose position changed since.
+    # Provenance, not part of the value.
+    # For the encoding (app/subaccounts/state.encode_subaccount splices changes into stored bytes): the stored bytes
+    # this state was decoded from (``raw``), or for a copy the bytes its first ancestor was decoded from
+    # (``base_raw``) and the perpetuals whose position changed since (``changed``).
     raw: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
     base_raw: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
-    base_positions: dict | None = dataclasses.field(default=None, compare=False, repr=False)
     changed: list = dataclasses.field(default_factory=list, compare=False, repr=False)
+    # For incremental risk (app/subaccounts/keeper._uncapped_sums): this state's sums once computed, and for a copy
+    # the state it was copied from (dropped once the sums are known) and the perpetuals changed since the copy.
     risk_sums: tuple | None = dataclasses.field(default=None, compare=False, repr=False)
+    parent: SubaccountState | None = dataclasses.field(default=None, compare=False, repr=False)
+    since_parent: list = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     def copy(self) -> SubaccountState:
         """A copy that shares the Position objects: positions are never changed in place after loading
         (apply_position_delta replaces the one it changes; funding settlement changes a freshly decoded state and
-        lists what it changed), so sharing them is safe and O(1) per position."""
-        if self.raw is not None:
-            return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions), base_raw=self.raw,
-                                   base_positions=self.positions, changed=list(self.changed))
-        return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions), base_raw=self.base_raw,
-                               base_positions=self.base_positions, changed=list(self.changed))
+        lists what it changed), so sharing them is safe and O(1) per position. ``self`` must not change afterwards
+        (the copy's incremental risk starts from it)."""
+        changed = self.changed if len(self.changed) <= _SPLICE_MAX else list(dict.fromkeys(self.changed))
+        return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions),
+                               base_raw=self.raw if self.raw is not None else self.base_raw, changed=list(changed),
+                               parent=self)
 
     def is_empty(self) -> bool:
         return self.quote_balance_quote_quantums == 0 and not self.positions

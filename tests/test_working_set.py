@@ -1,0 +1,119 @@
+"""The order phase's working set of subaccounts (app/subaccounts/keeper.start_working_set, issue #9 performance):
+subaccounts changed by fills live in memory during the phase and are written once at its end. A refused action must
+leave them exactly as it found them, whether the action was the first to touch a subaccount in the block or a later
+one, and what is written must be what a fill-by-fill write would have written. Numbers are worked by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import errors
+from app.subaccounts.state import decode_subaccount, encode_subaccount
+from app.subaccounts import keys as sub_keys
+from tests.exchange_helpers import (
+    BTC_STEP,
+    BUY,
+    FOK,
+    IOC,
+    ONE_DOLLAR_BTC,
+    POST_ONLY,
+    SELL,
+    actions_of,
+    book,
+    exchange_app_state,
+    fills_of,
+    orders_tx,
+    place,
+    subaccount,
+)
+from tests.helpers import ADDRS, ONE_USDC, Replica
+
+P64K = 64_000 * ONE_DOLLAR_BTC
+
+
+@pytest.fixture
+def ex(tmp_path):
+    r = Replica(tmp_path / "db")
+    r.init_chain(exchange_app_state())
+    r.block([])
+    yield r
+    r.close()
+
+
+def _nxt(r: Replica) -> int:
+    return r.app.info()[0] + 1
+
+
+def _state(r: Replica, account: int) -> tuple[int, int]:
+    """(quote balance, BTC position) in quote / base quantums."""
+    sub = subaccount(r, account)
+    size = sum(int(p["size_base_quantums"]) for p in sub["positions"] if p["market"] == "BTC-USD")
+    return int(sub["quote_balance_quote_quantums"]), size
+
+
+def _rest(r: Replica, account: int, nonce: int, client_id: int, steps: int) -> None:
+    res = r.block([orders_tx(account, nonce, [place(client_id, SELL, steps * BTC_STEP, P64K, tif=POST_ONLY,
+                                                    height_hint=_nxt(r))])])
+    assert actions_of(res.tx_results[0])[0]["status"] == "resting"
+
+
+def test_a_refused_fill_or_kill_undoes_its_fills_in_the_working_set(ex):
+    """Account 2 asks 1000 steps at $64,000, then account 3 asks 200 steps at the same price (later in time).
+    One block: account 1 buys 500 steps IOC (fills account 2), then a FOK for 1000 steps finds only 500 + 200 = 700
+    and is refused after filling both makers in memory. The block must leave: account 1 long 500 steps having paid
+    0.05 BTC × 64,000 = 3,200 USDC + 5 bps taker fee 1.6; account 2 short 500 steps, +3,200 − 1 bp maker fee 0.32;
+    account 3 untouched (first touched by the refused action); both asks on the book with 500 and 200 steps."""
+    _rest(ex, 2, 1, 1, 1000)
+    _rest(ex, 3, 1, 1, 200)
+    h = _nxt(ex)
+    res = ex.block([orders_tx(1, 1, [place(1, BUY, 500 * BTC_STEP, P64K, tif=IOC, height_hint=h)]),
+                    orders_tx(1, 2, [place(2, BUY, 1000 * BTC_STEP, P64K, tif=FOK, height_hint=h)])])
+    assert actions_of(res.tx_results[0])[0]["status"] == "filled"
+    refused = actions_of(res.tx_results[1])[0]
+    assert refused["code"] == str(errors.ERR_FILL_OR_KILL_NOT_FILLED.code) and fills_of(res.tx_results[1]) == []
+    deposit = 100_000 * ONE_USDC
+    assert _state(ex, 1) == (deposit - 3_200 * ONE_USDC - 1_600_000, 500 * BTC_STEP)
+    assert _state(ex, 2) == (deposit + 3_200 * ONE_USDC - 320_000, -500 * BTC_STEP)
+    assert _state(ex, 3) == (deposit, 0)
+    assert [(a["price"], a["quantums"], a["orders"]) for a in book(ex)["asks"]] == [
+        ("64000", str(700 * BTC_STEP), 2)]
+
+
+def test_a_subaccount_filled_many_times_in_one_block_is_written_once_with_the_sum(ex):
+    """Account 2 asks 1000 steps; account 1 takes it in five IOC buys of 200 steps, in one block (five actions of
+    one tx). Each fill: 0.02 BTC × 64,000 = 1,280 USDC, taker fee 0.64, maker fee 0.128. Written once at the end of
+    the phase: account 1 long 1000 steps at −5 × 1,280.64; account 2 short 1000 steps at +5 × 1,279.872; and the
+    stored bytes are the plain encoding of that state (what a fill-by-fill write would have left)."""
+    _rest(ex, 2, 1, 1, 1000)
+    h = _nxt(ex)
+    res = ex.block([orders_tx(1, 1, [place(10 + i, BUY, 200 * BTC_STEP, P64K, tif=IOC, height_hint=h)
+                                     for i in range(5)])])
+    assert [a["status"] for a in actions_of(res.tx_results[0])] == ["filled"] * 5
+    assert len(fills_of(res.tx_results[0])) == 5
+    deposit = 100_000 * ONE_USDC
+    assert _state(ex, 1) == (deposit - 5 * 1_280_640_000, 1000 * BTC_STEP)
+    assert _state(ex, 2) == (deposit + 5 * 1_279_872_000, -1000 * BTC_STEP)
+    assert book(ex)["asks"] == []
+    from app.lib.address import decode_address_or_none
+
+    for account in (1, 2):
+        raw = ex.app._base()[0].get(sub_keys.subaccount_key(decode_address_or_none(ADDRS[account]), 0))
+        assert raw is not None and encode_subaccount(decode_subaccount(raw)) == raw
+
+
+def test_a_refused_action_after_a_successful_one_on_the_same_maker_keeps_the_first(ex):
+    """Account 2's ask of 300 steps. Account 1: IOC 100 steps (fills), then FOK 300 steps (only 200 left: refused
+    after filling 200 in memory), then IOC 100 steps (fills). 100 steps = 0.01 BTC × 64,000 = 640 USDC, taker fee
+    0.32, maker fee 0.064: account 1 ends long 200 steps at −2 × 640.32, account 2 short 200 steps at
+    +2 × 639.936; 100 steps stay on the book."""
+    _rest(ex, 2, 1, 1, 300)
+    h = _nxt(ex)
+    res = ex.block([orders_tx(1, 1, [place(1, BUY, 100 * BTC_STEP, P64K, tif=IOC, height_hint=h),
+                                     place(2, BUY, 300 * BTC_STEP, P64K, tif=FOK, height_hint=h),
+                                     place(3, BUY, 100 * BTC_STEP, P64K, tif=IOC, height_hint=h)])])
+    statuses = [a.get("status") for a in actions_of(res.tx_results[0])]
+    assert statuses == ["filled", "rejected", "filled"]
+    deposit = 100_000 * ONE_USDC
+    assert _state(ex, 1) == (deposit - 2 * 640_320_000, 200 * BTC_STEP)
+    assert _state(ex, 2) == (deposit + 2 * 639_936_000, -200 * BTC_STEP)
+    assert [(a["price"], a["quantums"]) for a in book(ex)["asks"]] == [("64000", str(100 * BTC_STEP))]
