@@ -228,27 +228,23 @@ def _uncapped_sums(view: MarginView, sub: SubaccountState) -> tuple:
     cached = view.subaccount_risk.get(sub.raw) if sub.raw is not None else None
     parent = sub.parent
     if cached is None and parent is not None:
-        base = parent.risk_sums
-        if base is None and parent.raw is not None:
-            base = view.subaccount_risk.get(parent.raw)
-        if base is not None:
-            nc, imr, mmr, capped = base
-            capped = list(capped)
-            for pid in dict.fromkeys(sub.since_parent):
-                capped_tier = view.info(pid).oi_upper_cap_quote_quantums != 0
-                old = parent.positions.get(pid)
-                new = sub.positions.get(pid)
-                if capped_tier:
-                    if new is not None and pid not in capped:
-                        capped.append(pid)
-                    continue
-                if old is not None:
-                    n, i, m = _position_risk(view, pid, old.size_base_quantums, 0)
-                    nc, imr, mmr = nc - n, imr - i, mmr - m
-                if new is not None:
-                    n, i, m = _position_risk(view, pid, new.size_base_quantums, 0)
-                    nc, imr, mmr = nc + n, imr + i, mmr + m
-            cached = (nc, imr, mmr, tuple(capped))
+        # From the parent's sums (computed once and kept on it: later copies of the same state start from them too).
+        nc, imr, mmr, capped = _uncapped_sums(view, parent)
+        capped = list(capped)
+        for pid in dict.fromkeys(sub.since_parent):
+            old = parent.positions.get(pid)
+            new = sub.positions.get(pid)
+            if view.info(pid).oi_upper_cap_quote_quantums:
+                if new is not None and pid not in capped:
+                    capped.append(pid)
+                continue
+            if old is not None:
+                n, i, m = _position_risk(view, pid, old.size_base_quantums, 0)
+                nc, imr, mmr = nc - n, imr - i, mmr - m
+            if new is not None:
+                n, i, m = _position_risk(view, pid, new.size_base_quantums, 0)
+                nc, imr, mmr = nc + n, imr + i, mmr + m
+        cached = (nc, imr, mmr, tuple(capped))
     if cached is None:
         nc = imr = mmr = 0
         capped = []
