@@ -355,6 +355,10 @@ def test_action_event_attributes(ex):
                     "maker_order_flags": "0", "taker_side": "buy", "subticks": str(P64K), "quantums": "2000000",
                     "quote_quantums": "12800000", "taker_fee_quote_quantums": "6400",
                     "maker_fee_quote_quantums": "1280", "taker_fee_tier": "0", "maker_fee_tier": "0"}
+    assert list(fill) == ["clob_pair_id", "perpetual_id", "taker", "taker_number", "taker_client_id", "maker",
+                          "maker_number", "maker_client_id", "maker_order_flags", "taker_side", "subticks", "quantums",
+                          "quote_quantums", "taker_fee_quote_quantums", "maker_fee_quote_quantums", "taker_fee_tier",
+                          "maker_fee_tier"]  # the documented order (docs/exchange.md)
 
 
 def test_a_canceled_order_event_and_status(ex):

@@ -117,3 +117,40 @@ def test_a_refused_action_after_a_successful_one_on_the_same_maker_keeps_the_fir
     assert _state(ex, 1) == (deposit - 2 * 640_320_000, 200 * BTC_STEP)
     assert _state(ex, 2) == (deposit + 2 * 639_936_000, -200 * BTC_STEP)
     assert [(a["price"], a["quantums"]) for a in book(ex)["asks"]] == [("64000", str(100 * BTC_STEP))]
+
+
+def test_the_fill_event_names_each_side_from_its_own_order(tmp_path):
+    """Every attribute of the fill event comes from the right side (app/clob/matching.fill_event): BTC-USD listed as
+    clob pair 9 (perpetual 0), the maker is account 2's subaccount 5 with a long-term order (flags 64) and 2 M USDC
+    of 30-day volume (fee tier index 1: >= 1 M USDC), the taker account 1's subaccount 3 with a short-term IOC buy
+    and no volume (tier 0). 0.0002 BTC at 64,000 = 12.8 USDC: taker fee 500 ppm = 6,400, maker fee (tier 1: 100 ppm)
+    1,280 quote quantums."""
+    import struct
+
+    from app.clob.keeper import NS_PER_DAY
+    from tests.helpers import GENESIS_TIME_NS
+
+    state = exchange_app_state()
+    state["clob"]["clob_pairs"][0]["id"] = 9
+    state["subaccounts"]["deposits"] += [
+        {"owner": ADDRS[1], "number": 3, "amount_quote_quantums": str(1_000 * ONE_USDC)},
+        {"owner": ADDRS[2], "number": 5, "amount_quote_quantums": str(1_000 * ONE_USDC)}]
+    day = GENESIS_TIME_NS // NS_PER_DAY
+    state["clob"]["stats"] = [{"owner": ADDRS[2], "buckets": struct.pack(">QQQ", day, 2_000_000 * ONE_USDC, 0).hex()}]
+    r = Replica(tmp_path / "db")
+    r.init_chain(state)
+    r.block([])
+    try:
+        res = r.block([orders_tx(2, 1, [place(7, SELL, 2 * BTC_STEP, P64K, pair=9, number=5, tif=POST_ONLY,
+                                              gtbt_ns=GENESIS_TIME_NS + 10**12)])])
+        assert actions_of(res.tx_results[0])[0]["status"] == "resting"
+        res = r.block([orders_tx(1, 1, [place(8, BUY, 2 * BTC_STEP, P64K, pair=9, number=3, tif=IOC,
+                                              height_hint=_nxt(r))])])
+        (fill,) = fills_of(res.tx_results[0])
+        assert fill == {"clob_pair_id": "9", "perpetual_id": "0", "taker": ADDRS[1], "taker_number": "3",
+                        "taker_client_id": "8", "maker": ADDRS[2], "maker_number": "5", "maker_client_id": "7",
+                        "maker_order_flags": "64", "taker_side": "buy", "subticks": str(P64K), "quantums": "2000000",
+                        "quote_quantums": "12800000", "taker_fee_quote_quantums": "6400",
+                        "maker_fee_quote_quantums": "1280", "taker_fee_tier": "0", "maker_fee_tier": "1"}
+    finally:
+        r.close()

@@ -220,14 +220,26 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     if view.is_isolated(perp.id) and perp.open_interest_base_quantums + oi_change == 0:
         subaccounts_keeper.sweep_isolated_pool(store, perp.id)
     volume.add_fill(taker.owner, maker.owner, quote)
-    events.append(Event.of(
-        "fill", clob_pair_id=pair.id, perpetual_id=perp.id,
-        taker=encode_address(taker.owner), taker_number=taker.subaccount_number, taker_client_id=taker.client_id,
-        maker=encode_address(maker.owner), maker_number=maker.subaccount_number, maker_client_id=maker.client_id,
-        maker_order_flags=maker.order_flags, taker_side="buy" if taker.side == BUY else "sell",
-        subticks=price, quantums=fill, quote_quantums=quote, taker_fee_quote_quantums=taker_fee,
-        maker_fee_quote_quantums=maker_fee, taker_fee_tier=taker_tier, maker_fee_tier=maker_tier))
+    events.append(fill_event(pair.id, perp.id, taker, maker, price, fill, quote, taker_fee, maker_fee, taker_tier,
+                             maker_tier))
     return result
+
+
+def fill_event(clob_pair_id: int, perpetual_id: int, taker: exchange_pb2.Order, maker: exchange_pb2.Order,
+               subticks: int, quantums: int, quote: int, taker_fee: int, maker_fee: int, taker_tier: int,
+               maker_tier: int) -> Event:
+    """The ``fill`` event (docs/exchange.md). Spelled out attribute by attribute rather than through Event.of: one
+    is built per fill, and keyword packing plus a generic loop cost ~2x."""
+    return Event("fill", (
+        ("clob_pair_id", str(clob_pair_id)), ("perpetual_id", str(perpetual_id)),
+        ("taker", encode_address(taker.owner)), ("taker_number", str(taker.subaccount_number)),
+        ("taker_client_id", str(taker.client_id)),
+        ("maker", encode_address(maker.owner)), ("maker_number", str(maker.subaccount_number)),
+        ("maker_client_id", str(maker.client_id)), ("maker_order_flags", str(maker.order_flags)),
+        ("taker_side", "buy" if taker.side == BUY else "sell"),
+        ("subticks", str(subticks)), ("quantums", str(quantums)), ("quote_quantums", str(quote)),
+        ("taker_fee_quote_quantums", str(taker_fee)), ("maker_fee_quote_quantums", str(maker_fee)),
+        ("taker_fee_tier", str(taker_tier)), ("maker_fee_tier", str(maker_tier))))
 
 
 def _pay_fee(store: BranchStore, prep, fee: int, view: MarginView, ledger: keeper.FillLedger) -> None:
