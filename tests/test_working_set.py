@@ -5,6 +5,8 @@ one, and what is written must be what a fill-by-fill write would have written. N
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from app import errors
@@ -130,7 +132,7 @@ def test_the_fill_event_names_each_side_from_its_own_order(tmp_path):
     from app.clob.keeper import NS_PER_DAY
     from tests.helpers import GENESIS_TIME_NS
 
-    state = exchange_app_state()
+    state = copy.deepcopy(exchange_app_state())  # the helpers' pair dicts are shared module constants
     state["clob"]["clob_pairs"][0]["id"] = 9
     state["subaccounts"]["deposits"] += [
         {"owner": ADDRS[1], "number": 3, "amount_quote_quantums": str(1_000 * ONE_USDC)},

@@ -30,6 +30,7 @@ from app.context import BlockInfo
 from app.errors import AppError
 from app.events import Event
 from app.lib.address import encode_address
+from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals.keeper import MarginView
 from app.store import BranchStore
 from app.subaccounts import keeper as subaccounts_keeper
@@ -72,7 +73,9 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
     # Prices, tiers and perpetual parameters are fixed from here to the end of the order phase.
     view = MarginView(store)
-    subaccounts_keeper.start_working_set(view)  # subaccounts are written once, at the end of the phase
+    # subaccounts and open interest are written once, at the end of the phase
+    perpetuals_keeper.start_order_phase(view)
+    subaccounts_keeper.start_working_set(view)
     volume = keeper.FillLedger()
     # Phase 1 also runs the cancel half of each cancel-replace.
     phases: tuple[list, list, list] = ([], [], [])
@@ -84,6 +87,7 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
         for q, cancel_half in batch:
             _run(store, books, block, q, out, replaced, view, volume, cancel_half=cancel_half)
     subaccounts_keeper.flush_working_set(store, view)
+    perpetuals_keeper.flush_open_interest(store, view)
     volume.write(store, block.block_time_ns)  # fee tiers of later blocks see this block's volume
     return out
 
@@ -94,7 +98,7 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
     kind = q.action.WhichOneof("action")
     branch = BranchStore(store)
     mark = books.mark()
-    subaccounts_keeper.start_action(view)
+    perpetuals_keeper.start_action(view)
     events: list[Event] = []
     env = ActionEnv(branch, books, block, events, view, keeper.FillLedger())
     attrs = {"action_index": q.action_index, "kind": kind}
@@ -123,7 +127,7 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
             attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place))
     except AppError as err:
         books.rollback(mark)
-        subaccounts_keeper.rollback_action(view)
+        perpetuals_keeper.rollback_action(view)
         attrs.update(status="rejected", code=err.code, reason=err.log)
         out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
         return

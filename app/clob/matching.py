@@ -180,7 +180,8 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
                  taker_sid: SubaccountId, taker_fee_ppm: int, taker_tier: int, maker: exchange_pb2.Order, fill: int,
                  events: list[Event], view: MarginView, volume: keeper.FillLedger) -> FillResult:
     """One fill of ``fill`` base quantums at the maker's price; writes only if both sides pass their checks."""
-    perp = perpetuals_keeper.get_perpetual(store, pair.perpetual_id)
+    pid = pair.perpetual_id
+    oi = perpetuals_keeper.open_interest(store, pid, view)  # as this phase's fills so far left it
     price = maker.subticks
     quote = fill_amount_to_quote_quantums(price, fill, pair.quantum_conversion_exponent)
     maker_fee_ppm, maker_tier = keeper.fee_ppm(store, maker.owner, block.block_time_ns, maker=True, memo=view.fees)
@@ -192,35 +193,35 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
     for who, sid, is_buy, fee in (("taker", taker_sid, taker.side == BUY, taker_fee),
                                   ("maker", maker_sid, maker.side == BUY, maker_fee)):
         try:
-            preps[who] = _side_update(store, sid, perp.id, perp.funding_index, is_buy, fill, quote, fee, view)
+            preps[who] = _side_update(store, sid, pid, view.info(pid).funding_index, is_buy, fill, quote, fee, view)
         except AppError as err:
             setattr(result, f"{who}_error", err.log)
     if result.taker_error or result.maker_error:
         return result
     oi_change = 0
     for prep in preps.values():
-        oi_change += max(0, prep.after.size_of(perp.id)) - max(0, prep.before.size_of(perp.id))
-    if perp.open_interest_base_quantums + oi_change > UINT64_MAX:  # the taker grows it: the taker stops
+        oi_change += max(0, prep.after.size_of(pid)) - max(0, prep.before.size_of(pid))
+    if oi + oi_change > UINT64_MAX:  # the taker grows it: the taker stops
         result.taker_error = f"{ERR_POSITION_OVERFLOW.name}: open interest would exceed uint64"
         return result
-    result.taker_error = _check_side(store, preps["taker"], (perp.id, oi_change), view)
-    result.maker_error = _check_side(store, preps["maker"], (perp.id, oi_change), view)
+    result.taker_error = _check_side(store, preps["taker"], (pid, oi_change), view)
+    result.maker_error = _check_side(store, preps["maker"], (pid, oi_change), view)
     if result.taker_error or result.maker_error:
         return result
     # Openers before closers: an opening side's collateral reaches the isolated pool before a closing side's
     # collateral leaves it (a stable sort keeps taker-then-maker otherwise; only an isolated market has pools).
     sides = preps.values()
-    if view.is_isolated(perp.id):
+    if view.is_isolated(pid):
         sides = sorted(sides, key=lambda p: subaccounts_keeper.is_closing(store, p, view))
     for prep in sides:
         events.extend(subaccounts_keeper.persist(store, prep, view))
-    perpetuals_keeper.apply_open_interest_delta(store, perp.id, oi_change)
+    perpetuals_keeper.apply_open_interest_delta(store, pid, oi_change, view)
     _pay_fee(store, preps["taker"], taker_fee, view, volume)
     _pay_fee(store, preps["maker"], maker_fee, view, volume)
-    if view.is_isolated(perp.id) and perp.open_interest_base_quantums + oi_change == 0:
-        subaccounts_keeper.sweep_isolated_pool(store, perp.id)
+    if view.is_isolated(pid) and oi + oi_change == 0:
+        subaccounts_keeper.sweep_isolated_pool(store, pid)
     volume.add_fill(taker.owner, maker.owner, quote)
-    events.append(fill_event(pair.id, perp.id, taker, maker, price, fill, quote, taker_fee, maker_fee, taker_tier,
+    events.append(fill_event(pair.id, pid, taker, maker, price, fill, quote, taker_fee, maker_fee, taker_tier,
                              maker_tier))
     return result
 

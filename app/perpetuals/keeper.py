@@ -94,13 +94,68 @@ def iter_perpetuals(store: CommittedReader):
         yield _decode_perpetual(raw)
 
 
-def apply_open_interest_delta(store: BranchStore, perpetual_id: int, delta_base_quantums: int) -> None:
+def open_interest(store: CommittedReader, perpetual_id: int, view: MarginView | None = None) -> int:
+    """Open interest in base quantums: the order phase's working value (:func:`start_order_phase`), else stored."""
+    if view is not None and view.oi is not None:
+        oi = view.oi.get(perpetual_id)
+        if oi is None:
+            oi = view.oi_base.get(perpetual_id)
+            if oi is None:
+                oi = view.oi_base[perpetual_id] = get_perpetual(store, perpetual_id).open_interest_base_quantums
+        return oi
+    return get_perpetual(store, perpetual_id).open_interest_base_quantums
+
+
+def apply_open_interest_delta(store: BranchStore, perpetual_id: int, delta_base_quantums: int,
+                              view: MarginView | None = None) -> None:
     if delta_base_quantums == 0:
+        return
+    if view is not None and view.oi is not None:  # the order phase: written once, at its end
+        current = open_interest(store, perpetual_id, view)
+        view.undo.append((view.oi, perpetual_id, view.oi.get(perpetual_id)))
+        view.oi[perpetual_id] = current + delta_base_quantums
         return
     perp = exchange_pb2.Perpetual()
     perp.CopyFrom(get_perpetual(store, perpetual_id))
     perp.open_interest_base_quantums = perp.open_interest_base_quantums + delta_base_quantums
     set_perpetual(store, perp)
+
+
+# --- the order phase's working set -------------------------------------------------------------------------------
+# Fills change two subaccounts and a perpetual's open interest each. During the order phase these live in the view and
+# are written to the store once per phase, not once per fill (an encoding and a store write saved per change). Each
+# action records what it replaced, so a refused action leaves the working set as it found it, exactly as its
+# discarded store branch leaves the store.
+
+def start_order_phase(view: MarginView) -> None:
+    view.oi = {}
+    view.oi_base = {}
+    view.undo = []
+
+
+def start_action(view: MarginView) -> None:
+    view.undo.clear()
+
+
+def rollback_action(view: MarginView) -> None:
+    """Undo the current action's changes to the working set, newest first."""
+    for table, key, before in reversed(view.undo):
+        if before is None:
+            del table[key]
+        else:
+            table[key] = before
+    view.undo.clear()
+
+
+def flush_open_interest(store: BranchStore, view: MarginView) -> None:
+    """Write the open interest of every perpetual the phase's fills changed (in id order) and close the phase."""
+    oi = view.oi
+    view.oi = None
+    for pid in sorted(oi):
+        perp = exchange_pb2.Perpetual()
+        perp.CopyFrom(get_perpetual(store, pid))
+        perp.open_interest_base_quantums = oi[pid]
+        set_perpetual(store, perp)
 
 
 def set_funding_index(store: BranchStore, perpetual_id: int, funding_index: int) -> None:
@@ -117,8 +172,8 @@ class MarginView:
     index) are read once per perpetual; open interest is not part of the view (callers read it from their own
     branch, since fills move it)."""
 
-    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk", "decoded_subaccounts", "fees", "live",
-                 "live_undo")
+    __slots__ = ("store", "_infos", "position_risk", "subaccount_risk", "decoded_subaccounts", "fees", "live", "oi",
+                 "oi_base", "undo")
 
     def __init__(self, store: CommittedReader) -> None:
         self.store = store
@@ -135,10 +190,15 @@ class MarginView:
         # owner -> (maker fee ppm, taker fee ppm, fee tier index) (app/clob/keeper.fee_ppm): fee tiers and 30-day
         # volume are fixed for the view's life too (volume is written once, after the order phase)
         self.fees: dict[bytes, tuple[int, int, int]] = {}
-        # The order phase's working set of subaccounts (app/subaccounts/keeper.start_working_set): SubaccountId ->
-        # its current state, written to the store once, at the end of the phase. None outside the order phase.
+        # The order phase's working set (:func:`start_order_phase`), written to the store once, at the end of the
+        # phase; None outside it. Subaccounts (app/subaccounts/keeper.start_working_set): SubaccountId -> current
+        # state. Open interest: perpetual id -> current OI, for the perpetuals a fill changed (``oi``), and the
+        # stored OI of those only read (``oi_base``).
         self.live: dict | None = None
-        self.live_undo: list = []  # (SubaccountId, state before or None) of the current action, for its rollback
+        self.oi: dict[int, int] | None = None
+        self.oi_base: dict[int, int] = {}
+        # (table, key, value before or None) of every change the current action made to the working set
+        self.undo: list = []
 
     def info(self, perpetual_id: int) -> MarginInfo:
         info = self._infos.get(perpetual_id)

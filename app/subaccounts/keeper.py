@@ -194,7 +194,7 @@ def compute_risk(store: CommittedReader, sub: SubaccountState, oi_delta: tuple[i
         p = sub.positions.get(pid)
         if p is None:
             continue
-        oi = perpetuals_keeper.get_perpetual(store, pid).open_interest_base_quantums  # from this branch
+        oi = perpetuals_keeper.open_interest(store, pid, view)  # as the fills so far left it
         if oi_delta is not None and oi_delta[0] == pid:
             oi += oi_delta[1]
         n, i, m = _position_risk(view, pid, p.size_base_quantums, oi)
@@ -344,37 +344,19 @@ def current_subaccount(store: CommittedReader, sid: SubaccountId, view: MarginVi
     return live if live is not None else get_subaccount(store, sid)
 
 
-# --- the order phase's working set -------------------------------------------------------------------------------
-# During the order phase every fill updates two subaccounts. They are kept in ``view.live`` (decoded, settled, with
-# their risk sums) and written to the store once per phase instead of once per fill: this saves an encoding, a store
-# write and a decoding-memo entry per side of a fill. Each action records what it replaced (``view.live_undo``), so
-# a refused action leaves the working set as it found it, exactly as its discarded store branch leaves the store.
+# --- the order phase's working set (app/perpetuals/keeper.start_order_phase) --------------------------------------
+# Every fill updates two subaccounts. They are kept in ``view.live`` (decoded, settled, with their risk sums) and
+# written once per phase instead of once per fill: an encoding, a store write and a decoding-memo entry saved per
+# side of a fill. persist records what it replaced in ``view.undo`` (rolled back with a refused action).
 
 def start_working_set(view: MarginView) -> None:
     view.live = {}
-    view.live_undo = []
-
-
-def start_action(view: MarginView) -> None:
-    view.live_undo.clear()
-
-
-def rollback_action(view: MarginView) -> None:
-    """Undo the current action's updates of the working set (newest first)."""
-    live = view.live
-    for sid, before in reversed(view.live_undo):
-        if before is None:
-            del live[sid]
-        else:
-            live[sid] = before
-    view.live_undo.clear()
 
 
 def flush_working_set(store: BranchStore, view: MarginView) -> None:
     """Write every subaccount the phase changed (in key order; an empty one is deleted) and close the working set."""
     live = view.live
     view.live = None
-    view.live_undo = []
     for sid in sorted(live):
         set_subaccount(store, sid, live[sid])
 
@@ -436,7 +418,7 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
         else:  # closed: the quote balance after the update moves back
             pay_from_pool(store, before_pool, after_pool, prep.after.quote_balance_quote_quantums)
     if view.live is not None:  # the order phase: written once, at its end (flush_working_set)
-        view.live_undo.append((prep.sid, view.live.get(prep.sid)))
+        view.undo.append((view.live, prep.sid, view.live.get(prep.sid)))
         view.live[prep.sid] = prep.after
         return prep.funding_events
     raw = set_subaccount(store, prep.sid, prep.after)
