@@ -17,7 +17,7 @@ class SubaccountId(NamedTuple):
     number: int  # 0..127
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)  # slots: built 50 at a time when a subaccount is decoded
 class Position:
     perpetual_id: int
     size_base_quantums: int  # != 0
@@ -25,7 +25,7 @@ class Position:
     entry_notional_quote_quantums: int  # >= 0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)  # slots: copied twice per fill (1.5 vs 2.5 us with copy's positional call)
 class SubaccountState:
     quote_balance_quote_quantums: int = 0
     positions: dict[int, Position] = dataclasses.field(default_factory=dict)  # perpetual id -> position
@@ -48,9 +48,9 @@ class SubaccountState:
         lists what it changed), so sharing them is safe and O(1) per position. ``self`` must not change afterwards
         (the copy's incremental risk starts from it)."""
         changed = self.changed if len(self.changed) <= _SPLICE_MAX else list(dict.fromkeys(self.changed))
-        return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions),
-                               base_raw=self.raw if self.raw is not None else self.base_raw, changed=list(changed),
-                               parent=self)
+        # positional, in field order: quote, positions, raw, base_raw, changed, risk_sums, parent, since_parent
+        return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions), None,
+                               self.raw if self.raw is not None else self.base_raw, list(changed), None, self, [])
 
     def is_empty(self) -> bool:
         return self.quote_balance_quote_quantums == 0 and not self.positions
