@@ -122,20 +122,26 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
             attrs.update(_order_attrs(q.action.cancel_replace.place), step="place")
             if not replaced.get((q.tx_index, q.action_index)):
                 attrs.update(status="skipped", reason="the cancel half did not succeed: nothing was placed")
-                out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
+                out.setdefault(q.tx_index, []).append(_action_event(q.owner, attrs))
                 return
             attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place))
     except AppError as err:
         books.rollback(mark)
         perpetuals_keeper.rollback_action(view)
         attrs.update(status="rejected", code=err.code, reason=err.log)
-        out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
+        out.setdefault(q.tx_index, []).append(_action_event(q.owner, attrs))
         return
     settle_cross_pool_fees(branch, env.ledger)
     branch.write()
     volume.merge(env.ledger)
-    out.setdefault(q.tx_index, []).append(Event.of("order_action", owner=encode_address(q.owner), **attrs))
+    out.setdefault(q.tx_index, []).append(_action_event(q.owner, attrs))
     out[q.tx_index].extend(events)
+
+
+def _action_event(owner: bytes, attrs: dict) -> Event:
+    """``order_action{owner, <attrs in order>}``: as Event.of would build it, without re-packing ``attrs`` as keywords
+    (one per action)."""
+    return Event("order_action", (("owner", encode_address(owner)), *[(k, str(v)) for k, v in attrs.items()]))
 
 
 def _order_attrs(p: tx_pb2.PlaceOrder) -> dict:
