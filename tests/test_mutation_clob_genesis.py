@@ -5,6 +5,7 @@ left), the stored form of the next placement sequence, and stats entries without
 from __future__ import annotations
 
 import base64
+import copy
 
 import pytest
 
@@ -128,3 +129,60 @@ def test_clob_params_on_the_edges_are_accepted(fields):
     state = app_state()
     _params(**fields)(state)
     MemReplica().init_chain(state)
+
+
+def _order(client_id: int, side: str, dollars: int, sequence: int, pair: int = BTC) -> dict:
+    """A resting short-term order of 0.0001 coin at ``dollars`` (BTC-USD and ETH-USD: 100 000 subticks = $1)."""
+    return {"owner": OWNER_B64, "clob_pair_id": pair, "quantums": "1000000", "good_til_block": "30",
+            "client_id": client_id, "side": side, "remaining_quantums": "1000000",
+            "subticks": str(dollars * 100_000), "sequence": str(sequence)}
+
+
+def _with_orders(orders, next_sequence=None):
+    def mutate(state):
+        state["clob"]["orders"] = orders
+        if next_sequence is not None:
+            state["clob"]["next_sequence"] = str(next_sequence)
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, log", [
+    pytest.param(_with_orders([_order(1, "SIDE_SELL", 65_000, 1), _order(2, "SIDE_SELL", 66_000, 1)], 3),
+                 "clob.orders[1] repeats placement sequence 1 (time priority must be total)", id="same sequence"),
+    pytest.param(_with_orders([_order(1, "SIDE_BUY", 65_000, 1), _order(2, "SIDE_SELL", 65_000, 2)], 3),
+                 "clob.orders[1] crosses the book of clob pair 0: best bid 6500000000 >= best ask 6500000000 subticks",
+                 id="bid equals ask"),
+    # best bid = the highest bid (63,000 then 64,000), best ask = the lowest ask (66,000 then 65,000): a bid at
+    # 65,500 crosses 65,000 though not the last ask listed
+    pytest.param(_with_orders([_order(1, "SIDE_BUY", 63_000, 1), _order(2, "SIDE_BUY", 64_000, 2),
+                               _order(3, "SIDE_BUY", 62_000, 3), _order(4, "SIDE_SELL", 65_000, 4),
+                               _order(5, "SIDE_SELL", 66_000, 5), _order(6, "SIDE_BUY", 65_500, 6)], 7),
+                 "clob.orders[5] crosses the book of clob pair 0: best bid 6550000000 >= best ask 6500000000 subticks",
+                 id="a bid above the lowest ask"),
+    pytest.param(_with_orders([_order(1, "SIDE_SELL", 65_000, 1)]),
+                 "clob.next_sequence 1 must be above every stored order's sequence (largest 1)",
+                 id="orders without next_sequence"),
+    pytest.param(_with_orders([_order(1, "SIDE_SELL", 65_000, 1), _order(2, "SIDE_SELL", 65_000, 5)], 5),
+                 "clob.next_sequence 5 must be above every stored order's sequence (largest 5)",
+                 id="next_sequence equal to the largest"),
+    pytest.param(lambda s: s["clob"].update(stats=[{"owner": "", "buckets": "zz"}]), "clob.stats[0].buckets is not hex",
+                 id="buckets not hex"),
+    pytest.param(lambda s: s["clob"].update(stats=[{"owner": "", "buckets": "00" * 25}]),
+                 "clob.stats[0].buckets: not whole 24-byte buckets", id="buckets of 25 bytes"),
+])
+def test_restored_orders_and_stats_that_would_corrupt_the_book_are_refused_exactly(mutate, log):
+    assert refused(mutate) == f"invalid_genesis: {log}"
+
+
+def test_each_pair_has_its_own_best_prices_and_an_ask_at_one_subtick_rests():
+    """A bid at $64,000 on BTC-USD and an ask at $1 on ETH-USD do not cross (different books); on a pair whose tick
+    is 1 subtick, an ask at 1 subtick with no bid is a valid book (the best bid starts at 0, not 1)."""
+    state = copy.deepcopy(app_state())
+    state["clob"]["clob_pairs"][1]["subticks_per_tick"] = "1"
+    state["clob"]["orders"] = [_order(1, "SIDE_BUY", 64_000, 1),
+                               {**_order(2, "SIDE_SELL", 1, 2, pair=1)},
+                               {**_order(3, "SIDE_SELL", 0, 3, pair=1), "client_id": 3, "subticks": "1"}]
+    state["clob"]["next_sequence"] = "4"
+    r = mem_exchange(state)
+    assert [(x["price"]) for x in book(r)["bids"]] == ["64000"]
+    assert len(book(r, "ETH-USD")["asks"]) == 2
