@@ -70,6 +70,31 @@ def test_open_interest_moves_by_the_delta_and_a_zero_delta_writes_nothing():
     assert keeper.get_perpetual(s, 4).open_interest_base_quantums == 10  # the parent is untouched
 
 
+def test_open_interest_in_the_order_phase_is_written_once_and_read_from_the_store_after():
+    """Inside an order phase (start_order_phase) a delta applied before any read loads the stored OI itself, the
+    store is untouched until flush_open_interest, and a refused action's delta is undone; after the flush the phase
+    is closed: reads and deltas go to the store again. Stored OI 10; +5 (kept), +100 (rolled back), -12: 3."""
+    s = BranchStore(Empty())
+    keeper.set_perpetual(s, exchange_pb2.Perpetual(id=4, ticker="X", open_interest_base_quantums=10, funding_index=-3))
+    view = keeper.MarginView(s)
+    keeper.start_order_phase(view)
+    keeper.start_action(view)
+    keeper.apply_open_interest_delta(s, 4, 5, view)  # no read before: loads the stored 10
+    keeper.start_action(view)
+    keeper.apply_open_interest_delta(s, 4, 100, view)
+    assert keeper.open_interest(s, 4, view) == 115
+    keeper.rollback_action(view)
+    keeper.start_action(view)
+    keeper.apply_open_interest_delta(s, 4, -12, view)
+    assert keeper.open_interest(s, 4, view) == 3
+    assert keeper.get_perpetual(s, 4).open_interest_base_quantums == 10  # not written yet
+    keeper.flush_open_interest(s, view)
+    p = keeper.get_perpetual(s, 4)
+    assert (p.open_interest_base_quantums, p.funding_index, p.ticker) == (3, -3, "X")
+    keeper.apply_open_interest_delta(s, 4, 1, view)  # the phase is closed: straight to the store
+    assert keeper.open_interest(s, 4, view) == 4 == keeper.get_perpetual(s, 4).open_interest_base_quantums
+
+
 def test_margin_info_of_a_priced_cross_perpetual(ex):
     s = BranchStore(ex.store)
     info = keeper.get_margin_info(s, BTC)
