@@ -156,3 +156,46 @@ def test_the_fill_event_names_each_side_from_its_own_order(tmp_path):
                         "maker_fee_quote_quantums": "1280", "taker_fee_tier": "0", "maker_fee_tier": "1"}
     finally:
         r.close()
+
+
+def test_a_reduce_only_order_that_outlived_its_subaccount_is_removed_when_reached(ex):
+    """Account 3 buys 0.01 BTC at 64,000 (pays 640 + taker fee 0.32), rests a reduce-only ask of 0.01 BTC at 70,000,
+    sells the 0.01 BTC at 63,000 to account 4's bid (receives 630 − taker fee 0.315), and withdraws its whole quote
+    balance: 100,000 − 640.32 + 629.685 = 99,989.365 USDC. The subaccount is now empty, so it is not stored, while its
+    reduce-only ask still rests. A taker that reaches the ask finds nothing to reduce (the maker is read through
+    current_subaccount: not in the working set, absent from the store, so an empty subaccount): the ask is removed
+    with that reason and nothing fills."""
+    from app.lib.address import decode_address_or_none
+    from tests.helpers import GENESIS_TIME_NS
+    from perpchain.v1 import tx_pb2
+
+    from node.client.txbuilder import sign_tx
+    from tests.helpers import CHAIN_ID, KEYS
+
+    h = _nxt(ex)
+    res = ex.block([orders_tx(2, 1, [place(1, SELL, 100 * BTC_STEP, P64K, tif=POST_ONLY, height_hint=h)]),
+                    orders_tx(4, 1, [place(1, BUY, 100 * BTC_STEP, 63_000 * ONE_DOLLAR_BTC, tif=POST_ONLY,
+                                           height_hint=h)])])
+    res = ex.block([orders_tx(3, 1, [place(1, BUY, 100 * BTC_STEP, P64K, tif=IOC, height_hint=_nxt(ex))])])
+    assert actions_of(res.tx_results[0])[0]["status"] == "filled"
+    res = ex.block([orders_tx(3, 2, [place(2, SELL, 100 * BTC_STEP, 70_000 * ONE_DOLLAR_BTC, tif=POST_ONLY,
+                                           reduce_only=True, gtbt_ns=GENESIS_TIME_NS + 10**12)])])
+    assert actions_of(res.tx_results[0])[0]["status"] == "resting"
+    res = ex.block([orders_tx(3, 3, [place(3, SELL, 100 * BTC_STEP, 63_000 * ONE_DOLLAR_BTC, tif=IOC,
+                                           height_hint=_nxt(ex))])])
+    assert actions_of(res.tx_results[0])[0]["status"] == "filled"
+    left = 100_000 * ONE_USDC - 640_320_000 + 629_685_000  # 99,989.365 USDC
+    assert _state(ex, 3) == (left, 0)
+    withdraw = tx_pb2.Msg(withdraw=tx_pb2.MsgWithdraw(owner=ADDRS[3], subaccount_number=0,
+                                                      amount_quote_quantums=left))
+    res = ex.block([sign_tx(KEYS[3], CHAIN_ID, 4, [withdraw])])
+    assert res.tx_results[0].code == 0, res.tx_results[0].log
+    assert ex.app._base()[0].get(sub_keys.subaccount_key(decode_address_or_none(ADDRS[3]), 0)) is None
+    res = ex.block([orders_tx(1, 1, [place(1, BUY, 100 * BTC_STEP, 70_000 * ONE_DOLLAR_BTC, tif=IOC,
+                                           height_hint=_nxt(ex))])])
+    taker = actions_of(res.tx_results[0])[0]
+    assert (taker["status"], taker["filled_quantums"]) == ("not_filled", "0")
+    removed = [dict(e.attributes) for e in res.tx_results[0].events if e.type == "order_removed"]
+    assert [(r["owner"], r["client_id"], r["reason"]) for r in removed] == [
+        (ADDRS[3], "2", "reduce_only_nothing_to_reduce")]
+    assert book(ex)["asks"] == [] and fills_of(res.tx_results[0]) == []
