@@ -316,7 +316,7 @@ def prepare(store: CommittedReader, sid: SubaccountId, view: MarginView | None =
     """Load and settle a subaccount for an update. With a view, the settled state of given stored bytes is memoized
     (funding indexes cannot change during the view's life): a subaccount updated by many fills of one order phase
     is decoded and settled once, not once per fill. The ``before`` state is shared and must not be changed."""
-    live = view.live.get(sid) if view is not None and view.live is not None else None
+    live = _live(view, sid)
     if live is not None:  # already loaded and settled in this order phase
         return Prepared(sid, live, live.copy(), 0, [])
     raw = store.get(keys.subaccount_key(sid.owner, sid.number))
@@ -340,8 +340,13 @@ def prepare(store: CommittedReader, sid: SubaccountId, view: MarginView | None =
 
 def current_subaccount(store: CommittedReader, sid: SubaccountId, view: MarginView | None) -> SubaccountState:
     """The subaccount as the order phase sees it (its working set first, else the store); not settled."""
-    live = view.live.get(sid) if view is not None and view.live is not None else None
+    live = _live(view, sid)
     return live if live is not None else get_subaccount(store, sid)
+
+
+def _live(view: MarginView | None, sid: SubaccountId) -> SubaccountState | None:
+    """The subaccount's state in the order phase's working set, if the phase has already loaded it."""
+    return view.live.get(sid) if view is not None and view.live is not None else None
 
 
 # --- the order phase's working set (app/perpetuals/keeper.start_order_phase) --------------------------------------

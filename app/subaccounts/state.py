@@ -47,10 +47,10 @@ class SubaccountState:
         (apply_position_delta replaces the one it changes; funding settlement changes a freshly decoded state and
         lists what it changed), so sharing them is safe and O(1) per position. ``self`` must not change afterwards
         (the copy's incremental risk starts from it)."""
-        changed = self.changed if len(self.changed) <= _SPLICE_MAX else list(dict.fromkeys(self.changed))
+        changed = list(self.changed) if len(self.changed) <= _SPLICE_MAX else list(dict.fromkeys(self.changed))
         # positional, in field order: quote, positions, raw, base_raw, changed, risk_sums, parent, since_parent
         return SubaccountState(self.quote_balance_quote_quantums, dict(self.positions), None,
-                               self.raw if self.raw is not None else self.base_raw, list(changed), None, self, [])
+                               self.raw if self.raw is not None else self.base_raw, changed, None, self, [])
 
     def is_empty(self) -> bool:
         return self.quote_balance_quote_quantums == 0 and not self.positions
