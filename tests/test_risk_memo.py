@@ -1,0 +1,97 @@
+"""The risk memos of app/subaccounts/keeper (compute_risk, _uncapped_sums, _position_risk) do the work their docstrings
+promise: a state decoded from bytes already seen in the view costs no position computation, a copy changed in one
+perpetual recomputes that position only (old and new size: O(1) per fill, not O(positions)), and one (perpetual,
+size, open interest) is priced once per view. Counted calls, not timings; the values are worked out by hand.
+
+Markets (tests/exchange_helpers): BTC $64,000 (atomic resolution -10), ETH $3,000 (-9), both Large-Cap: IMF 5 %,
+maintenance 60 % of it, no open-interest scaling.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from app.perpetuals import logic as perp_logic
+from app.perpetuals.keeper import MarginView
+from app.subaccounts import keeper
+from app.subaccounts.state import Position, SubaccountState, decode_subaccount, encode_subaccount
+from tests.exchange_helpers import BTC, ETH, ONE_BTC
+from tests.mutation_helpers import mem_exchange
+
+ONE_ETH = 10**9
+USDC = 10**6
+QUOTE = -5_000 * USDC
+
+
+@pytest.fixture()
+def store():
+    return mem_exchange().store
+
+
+def _raw(quote: int = QUOTE) -> bytes:
+    return encode_subaccount(SubaccountState(quote, {BTC: Position(BTC, ONE_BTC // 10, 0, 6_400 * USDC),
+                                                     ETH: Position(ETH, 2 * ONE_ETH, 0, 6_000 * USDC)}))
+
+
+@pytest.fixture()
+def calls(monkeypatch):
+    """(perpetual, size) of every keeper._position_risk call."""
+    seen = []
+    real = keeper._position_risk
+
+    def spy(view, pid, size, oi):
+        seen.append((pid, size))
+        return real(view, pid, size, oi)
+
+    monkeypatch.setattr(keeper, "_position_risk", spy)
+    return seen
+
+
+def _risk(r) -> tuple[int, int, int]:
+    return r.net_collateral_quote_quantums, r.initial_margin_quote_quantums, r.maintenance_margin_quote_quantums
+
+
+# 0.1 BTC = $6,400: IM $320, MM $192; 2 ETH = $6,000: IM $300, MM $180; quote -$5,000.
+HAND = (-5_000 * USDC + 6_400 * USDC + 6_000 * USDC, 620 * USDC, 372 * USDC)
+
+
+def test_a_state_decoded_from_bytes_already_priced_in_the_view_costs_no_position(store, calls):
+    view = MarginView(store)
+    raw = _raw()
+    assert _risk(keeper.compute_risk(store, decode_subaccount(raw), None, view)) == HAND
+    assert calls == [(BTC, ONE_BTC // 10), (ETH, 2 * ONE_ETH)]
+    calls.clear()
+    assert _risk(keeper.compute_risk(store, decode_subaccount(raw), None, view)) == HAND  # another decoding
+    assert calls == []
+
+
+def test_a_copy_changed_in_one_perpetual_recomputes_that_position_only(store, calls):
+    view = MarginView(store)
+    parent = decode_subaccount(_raw())
+    keeper.compute_risk(store, parent, None, view)
+    calls.clear()
+    child = parent.copy()
+    # buys 0.0001 BTC for $6.40: BTC 0.1001 = $6,406.40, IM $320.32, MM $192.192
+    keeper.apply_position_delta(child, BTC, 0, ONE_BTC // 10_000, -6_400_000)
+    child.quote_balance_quote_quantums -= 6_400_000
+    assert _risk(keeper.compute_risk(store, child, None, view)) == (
+        -5_006_400_000 + 6_406_400_000 + 6_000 * USDC, 620_320_000, 372_192_000)
+    assert calls == [(BTC, ONE_BTC // 10), (BTC, ONE_BTC // 10 + ONE_BTC // 10_000)]  # the old and the new BTC
+
+
+def test_one_position_is_priced_once_per_view(store, monkeypatch):
+    priced = []
+    real = perp_logic.position_risk
+
+    def spy(size, *args):
+        priced.append(size)
+        return real(size, *args)
+
+    monkeypatch.setattr(perp_logic, "position_risk", spy)
+    view = MarginView(store)
+    assert _risk(keeper.compute_risk(store, decode_subaccount(_raw()), None, view)) == HAND
+    assert priced == [ONE_BTC // 10, 2 * ONE_ETH]
+    # Other bytes (another quote balance), the same positions: nothing priced again.
+    assert _risk(keeper.compute_risk(store, decode_subaccount(_raw(QUOTE + USDC)), None, view)) == (
+        HAND[0] + USDC, HAND[1], HAND[2])
+    assert priced == [ONE_BTC // 10, 2 * ONE_ETH]
