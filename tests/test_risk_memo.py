@@ -77,6 +77,15 @@ def test_a_copy_changed_in_one_perpetual_recomputes_that_position_only(store, ca
     assert _risk(keeper.compute_risk(store, child, None, view)) == (
         -5_006_400_000 + 6_406_400_000 + 6_000 * USDC, 620_320_000, 372_192_000)
     assert calls == [(BTC, ONE_BTC // 10), (BTC, ONE_BTC // 10 + ONE_BTC // 10_000)]  # the old and the new BTC
+    calls.clear()
+    # A copy of the copy (the next fill of the same subaccount) starts from the copy's sums: sells 1 ETH for $3,000,
+    # ETH 1 = $3,000, IM $150, MM $90.
+    grandchild = child.copy()
+    keeper.apply_position_delta(grandchild, ETH, 0, -ONE_ETH, 3_000 * USDC)
+    grandchild.quote_balance_quote_quantums += 3_000 * USDC
+    assert _risk(keeper.compute_risk(store, grandchild, None, view)) == (
+        -2_006_400_000 + 6_406_400_000 + 3_000 * USDC, 470_320_000, 282_192_000)
+    assert calls == [(ETH, 2 * ONE_ETH), (ETH, ONE_ETH)]
 
 
 def test_one_position_is_priced_once_per_view(store, monkeypatch):
