@@ -1,5 +1,6 @@
-"""The risk memos of app/subaccounts/keeper (compute_risk, _uncapped_sums, _position_risk) do the work their docstrings
-promise: a state decoded from bytes already seen in the view costs no position computation, a copy changed in one
+"""The memos of app/subaccounts/keeper (prepare, compute_risk, _uncapped_sums, _position_risk) do the work their
+docstrings promise: a subaccount prepared twice in one view is decoded and settled once (its funding events reported
+both times); a state decoded from bytes already seen in the view costs no position computation, a copy changed in one
 perpetual recomputes that position only (old and new size: O(1) per fill, not O(positions)), and one (perpetual,
 size, open interest) is priced once per view. Counted calls, not timings; the values are worked out by hand.
 
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import pytest
 
+from app.lib.address import decode_address_or_none as decode_address
+from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals import logic as perp_logic
 from app.perpetuals.keeper import MarginView
+from app.store import BranchStore
 from app.subaccounts import keeper
-from app.subaccounts.state import Position, SubaccountState, decode_subaccount, encode_subaccount
+from app.subaccounts.state import Position, SubaccountId, SubaccountState, decode_subaccount, encode_subaccount
 from tests.exchange_helpers import BTC, ETH, ONE_BTC
+from tests.helpers import ADDRS
 from tests.mutation_helpers import mem_exchange
 
 ONE_ETH = 10**9
@@ -104,3 +109,28 @@ def test_one_position_is_priced_once_per_view(store, monkeypatch):
     assert _risk(keeper.compute_risk(store, decode_subaccount(_raw(QUOTE + USDC)), None, view)) == (
         HAND[0] + USDC, HAND[1], HAND[2])
     assert priced == [ONE_BTC // 10, 2 * ONE_ETH]
+
+
+def test_a_subaccount_prepared_twice_in_one_view_is_decoded_and_settled_once(store, monkeypatch):
+    """Account 1 holds 0.1 BTC long entered at index 0; BTC's funding index is 5 (quote quantums per base quantum ×
+    1e6 in dYdX's units): funding ⌊-(5 - 0) × 1e9 ÷ 1e6⌋ = -5,000 quote quantums, one event. A second prepare in the
+    same view decodes nothing and reports the same delta and event (each prepared update persists its own)."""
+    branch = BranchStore(store)
+    sid = SubaccountId(decode_address(ADDRS[1]), 0)
+    keeper.set_subaccount(branch, sid, SubaccountState(QUOTE, {BTC: Position(BTC, ONE_BTC // 10, 0, 6_400 * USDC)}))
+    perpetuals_keeper.set_funding_index(branch, BTC, 5)
+    decoded = []
+    real = keeper.decode_subaccount
+    monkeypatch.setattr(keeper, "decode_subaccount", lambda raw: decoded.append(raw) or real(raw))
+    view = MarginView(branch)
+    first = keeper.prepare(branch, sid, view)
+    second = keeper.prepare(branch, sid, view)
+    assert len(decoded) == 1
+    for prep in (first, second):
+        assert prep.funding_delta == -5_000
+        assert [e.type for e in prep.funding_events] == ["funding_settlement"]
+        assert prep.before.quote_balance_quote_quantums == QUOTE - 5_000
+        assert prep.before.positions[BTC].funding_index == 5
+    other = keeper.prepare(branch, SubaccountId(decode_address(ADDRS[2]), 0), view)  # another subaccount: decoded
+    assert other.before.quote_balance_quote_quantums == 100_000 * USDC
+    assert len(decoded) == 2

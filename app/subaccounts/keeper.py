@@ -313,9 +313,10 @@ class Prepared:
 
 
 def prepare(store: CommittedReader, sid: SubaccountId, view: MarginView | None = None) -> Prepared:
-    """Load and settle a subaccount for an update. With a view, the settled state of given stored bytes is memoized
-    (funding indexes cannot change during the view's life): a subaccount updated by many fills of one order phase
-    is decoded and settled once, not once per fill. The ``before`` state is shared and must not be changed."""
+    """Load and settle a subaccount for an update. In the order phase, a subaccount a fill changed comes from the
+    working set. Otherwise, with a view, the settled state of given stored bytes is memoized (funding indexes cannot
+    change during the view's life): a market maker's many placements in one phase decode and settle its subaccount
+    once, not once per collateral pre-check. The ``before`` state is shared and must not be changed."""
     live = _live(view, sid)
     if live is not None:  # already loaded and settled in this order phase
         return Prepared(sid, live, live.copy(), 0, [])
@@ -426,14 +427,7 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
         view.undo.append((view.live, prep.sid, view.live.get(prep.sid)))
         view.live[prep.sid] = prep.after
         return prep.funding_events
-    raw = set_subaccount(store, prep.sid, prep.after)
-    if raw is not None:  # the next update of this subaccount (in this order phase) starts from here
-        if prep.after.risk_sums is not None:
-            view.subaccount_risk[raw] = prep.after.risk_sums
-        stored = SubaccountState(prep.after.quote_balance_quote_quantums, prep.after.positions, raw=raw,
-                                 risk_sums=prep.after.risk_sums)
-        # settled: every position's index is the perpetual's
-        view.decoded_subaccounts[(prep.sid.owner, prep.sid.number, raw)] = (stored, 0, ())
+    set_subaccount(store, prep.sid, prep.after)
     return prep.funding_events
 
 
