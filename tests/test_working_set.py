@@ -199,3 +199,30 @@ def test_a_reduce_only_order_that_outlived_its_subaccount_is_removed_when_reache
     assert [(r["owner"], r["client_id"], r["reason"]) for r in removed] == [
         (ADDRS[3], "2", "reduce_only_nothing_to_reduce")]
     assert book(ex)["asks"] == [] and fills_of(res.tx_results[0]) == []
+
+
+def test_after_the_flush_the_view_reads_the_store_again():
+    """flush_working_set writes each changed subaccount once and closes the working set: the same view then prepares
+    from the store (what was flushed), and a persist writes straight through."""
+    from app.lib.address import decode_address_or_none
+    from app.perpetuals.keeper import MarginView
+    from app.store import BranchStore
+    from app.subaccounts import keeper as sk
+    from app.subaccounts.state import SubaccountId
+    from tests.mutation_helpers import mem_exchange
+
+    branch = BranchStore(mem_exchange().store)
+    sid = SubaccountId(decode_address_or_none(ADDRS[1]), 0)
+    view = MarginView(branch)
+    sk.start_working_set(view)
+    prep = sk.prepare(branch, sid, view)
+    prep.after.quote_balance_quote_quantums -= 7
+    sk.persist(branch, prep, view)
+    assert sk.get_subaccount(branch, sid).quote_balance_quote_quantums == 100_000 * ONE_USDC  # not written yet
+    sk.flush_working_set(branch, view)
+    assert sk.get_subaccount(branch, sid).quote_balance_quote_quantums == 100_000 * ONE_USDC - 7
+    again = sk.prepare(branch, sid, view)
+    assert again.before.quote_balance_quote_quantums == 100_000 * ONE_USDC - 7
+    again.after.quote_balance_quote_quantums -= 3
+    sk.persist(branch, again, view)
+    assert sk.get_subaccount(branch, sid).quote_balance_quote_quantums == 100_000 * ONE_USDC - 10
