@@ -837,9 +837,9 @@ def test_cancel_replace_whose_placement_fails_statefully_leaves_the_old_order_ca
                                     cancel_replace(5, bad_place)])])
     acts = actions_of(res.tx_results[0])
     # phase 1: both cancel halves (the second refused statelessly); phase 2: both placements (the first refused by
-    # the book, the second refused statelessly again)
-    assert [(a["action_index"], a["status"]) for a in acts] == [("0", "canceled"), ("1", "rejected"),
-                                                                ("0", "rejected"), ("1", "rejected")]
+    # the book, the second skipped: its cancel half did not succeed, as for any refused cancel half)
+    assert [(a["action_index"], a["step"], a["status"]) for a in acts] == [
+        ("0", "cancel", "canceled"), ("1", "cancel", "rejected"), ("0", "place", "rejected"), ("1", "place", "skipped")]
     assert acts[2]["code"] == "707"
     assert asks(r) == [(P64K + 20 * D, TENTH)]
     assert bids(r) == [(P64K, TENTH)]

@@ -62,3 +62,23 @@ def test_every_order_action_event_names_its_owner_and_a_failed_cancel_half_skips
                        "step": "place", "status": "skipped",
                        "reason": "the cancel half did not succeed: nothing was placed"}
 
+
+
+def test_a_cancel_replace_that_fails_its_stateless_checks_still_names_each_step():
+    """Found by tests/test_fuzz_exchange.py: a cancel-replace whose order id has flags 1 (neither short-term 0 nor
+    long-term 64) is refused by the stateless checks. Its cancel half must still say step "cancel" (rejected,
+    invalid_order, with the id it named) and its placement half step "place", skipped — as for any refused cancel
+    half — and a placement's side outside buy/sell is named by its number, not as "sell"."""
+    r = mem_exchange()
+    h = height_of(r) + 1
+    bad = tx_pb2.OrderAction(cancel_replace=tx_pb2.CancelReplace(
+        order_id=tx_pb2.OrderId(client_id=5, clob_pair_id=BTC, order_flags=1),
+        place=tx_pb2.PlaceOrder(client_id=6, clob_pair_id=BTC, side=7, quantums=STEP, subticks=P65K,
+                                good_til_block=h + 10)))
+    acts = actions_of(r.block([orders_tx(2, 1, [bad])]).tx_results[0])
+    assert [(a["kind"], a["step"], a["status"]) for a in acts] == [
+        ("cancel_replace", "cancel", "rejected"), ("cancel_replace", "place", "skipped")]
+    assert acts[0]["code"] == str(errors.ERR_INVALID_ORDER.code), acts[0]
+    assert (acts[0]["client_id"], acts[0]["order_flags"]) == ("5", "1")
+    assert (acts[1]["client_id"], acts[1]["side"]) == ("6", "7")
+    assert acts[1]["reason"] == "the cancel half did not succeed: nothing was placed"

@@ -96,12 +96,21 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
          replaced: dict[tuple[int, int], bool], view: MarginView, volume: keeper.FillLedger,
          cancel_half: bool) -> None:
     kind = q.action.WhichOneof("action")
+    attrs = {"action_index": q.action_index, "kind": kind}
+    if kind == "cancel_replace":  # each half's event names its step, whatever refuses it
+        if cancel_half:
+            attrs.update(_id_attrs(q.action.cancel_replace.order_id), step="cancel")
+        else:
+            attrs.update(_order_attrs(q.action.cancel_replace.place), step="place")
+            if not replaced.get((q.tx_index, q.action_index)):  # refused, or the action failed its stateless checks
+                attrs.update(status="skipped", reason="the cancel half did not succeed: nothing was placed")
+                out.setdefault(q.tx_index, []).append(_action_event(q.owner, attrs))
+                return
     branch = BranchStore(store)
     mark = books.mark()
     perpetuals_keeper.start_action(view)
     events: list[Event] = []
     env = ActionEnv(branch, books, block, events, view, keeper.FillLedger())
-    attrs = {"action_index": q.action_index, "kind": kind}
     try:
         validate_action_stateless(q.action)
         if kind == "place":
@@ -115,15 +124,9 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
             attrs.update(subaccount_number=b.subaccount_number, clob_pair_id=b.clob_pair_id)
             attrs.update(execute_batch_cancel(env, q.owner, b))
         elif cancel_half:
-            attrs.update(_id_attrs(q.action.cancel_replace.order_id), step="cancel")
             attrs.update(execute_cancel(env, q.owner, q.action.cancel_replace.order_id))
             replaced[(q.tx_index, q.action_index)] = True
         else:
-            attrs.update(_order_attrs(q.action.cancel_replace.place), step="place")
-            if not replaced.get((q.tx_index, q.action_index)):
-                attrs.update(status="skipped", reason="the cancel half did not succeed: nothing was placed")
-                out.setdefault(q.tx_index, []).append(_action_event(q.owner, attrs))
-                return
             attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place))
     except AppError as err:
         books.rollback(mark)
@@ -146,7 +149,10 @@ def _action_event(owner: bytes, attrs: dict) -> Event:
 
 def _order_attrs(p: tx_pb2.PlaceOrder) -> dict:
     return {"subaccount_number": p.subaccount_number, "clob_pair_id": p.clob_pair_id, "client_id": p.client_id,
-            "side": "buy" if p.side == 1 else "sell", "quantums": p.quantums}  # validated: 1 or 2
+            "side": SIDE_NAMES.get(p.side, str(p.side)), "quantums": p.quantums}  # a skipped half is not validated
+
+
+SIDE_NAMES = {1: "buy", 2: "sell"}
 
 
 def _id_attrs(oid: tx_pb2.OrderId) -> dict:
