@@ -147,12 +147,12 @@ def _action_event(owner: bytes, attrs: dict) -> Event:
     return Event("order_action", (("owner", encode_address(owner)), *[(k, str(v)) for k, v in attrs.items()]))
 
 
+SIDE_NAMES = {1: "buy", 2: "sell"}  # tx_pb2 SIDE_BUY, SIDE_SELL
+
+
 def _order_attrs(p: tx_pb2.PlaceOrder) -> dict:
     return {"subaccount_number": p.subaccount_number, "clob_pair_id": p.clob_pair_id, "client_id": p.client_id,
             "side": SIDE_NAMES.get(p.side, str(p.side)), "quantums": p.quantums}  # a skipped half is not validated
-
-
-SIDE_NAMES = {1: "buy", 2: "sell"}
 
 
 def _id_attrs(oid: tx_pb2.OrderId) -> dict:
