@@ -226,3 +226,52 @@ def test_after_the_flush_the_view_reads_the_store_again():
     again.after.quote_balance_quote_quantums -= 3
     sk.persist(branch, again, view)
     assert sk.get_subaccount(branch, sid).quote_balance_quote_quantums == 100_000 * ONE_USDC - 10
+
+
+def test_a_refused_fills_failure_kind_sees_the_open_interest_of_the_phase(tmp_path):
+    """The *before* risk of a fill's collateral check uses the open interest as this block's earlier fills left it
+    (app/clob/matching._check_side; dYdX writes OI after every fill), not the stored one: kills mutants _14/_18.
+
+    SOL-USD (isolated, $150, IM 5 %, MF 60 %) with OI caps 0 / 1,000 USDC: IMF = 5 % + 95 % x OI notional / $1,000,
+    100 % from $1,000. No fees. Account 3 has 120 USDC.
+    Block A: account 4 rests a sell of 1 SOL at $150, account 3 buys it (IOC): OI 1 SOL ($150).
+    Block B: account 2 rests a sell of 5 SOL at $150; account 3 rests a buy of 1 SOL at $149 (its placement check:
+    2 SOL = $300 at IMF 5 % + 95 % x 0.3 = 33.5 % -> IMR 100.5 <= NC 121); then the takers: account 1 buys 5 SOL
+    (OI 6 SOL = $900), account 4 sells 1 SOL into account 3's bid at $149.
+    Account 3 before that fill: quote 120 - 150 = -30, NC 120; IMR at the phase's OI ($900: IMF 90.5 %) = 135.75 > 120, so it is already
+    under initial margin (at the stored OI, $150: IMF 19.25 %, IMR 28.875, it would look *newly* so). After: 2 SOL
+    long, quote -30 - 149 = -179, NC = -179 + 300 = 121; OI 7 SOL ($1,050: IMF 100 %): IMR 300; MMR 4.5 -> 9 grows:
+    refused as *still* undercollateralized, the maker removed, account 4's taker order not filled."""
+    state = copy.deepcopy(exchange_app_state(fee_tiers=[{"name": "free", "maker_fee_ppm": 0, "taker_fee_ppm": 0}]))
+    tier = state["perpetuals"]["liquidity_tiers"][1]
+    tier["open_interest_lower_cap_quote_quantums"] = "0"
+    tier["open_interest_upper_cap_quote_quantums"] = str(1_000 * ONE_USDC)
+    for d in state["subaccounts"]["deposits"]:
+        if d["owner"] == ADDRS[3]:
+            d["amount_quote_quantums"] = str(120 * ONE_USDC)
+    sol, one_sol, sol_price = 2, 10_000_000, 15_000_000_000
+    r = Replica(tmp_path / "db")
+    r.init_chain(state)
+    r.block([])
+    try:
+        h = _nxt(r)
+        res = r.block([orders_tx(4, 1, [place(1, SELL, one_sol, sol_price, pair=sol, tif=POST_ONLY, height_hint=h)]),
+                       orders_tx(3, 1, [place(1, BUY, one_sol, sol_price, pair=sol, tif=IOC, height_hint=h)])])
+        assert [actions_of(t)[0]["status"] for t in res.tx_results] == ["resting", "filled"]
+        h = _nxt(r)
+        res = r.block([
+            orders_tx(2, 1, [place(1, SELL, 5 * one_sol, sol_price, pair=sol, tif=POST_ONLY, height_hint=h)]),
+            orders_tx(3, 2, [place(2, BUY, one_sol, sol_price - 100_000_000, pair=sol, tif=POST_ONLY,
+                                   height_hint=h)]),
+            orders_tx(1, 1, [place(1, BUY, 5 * one_sol, sol_price, pair=sol, tif=IOC, height_hint=h)]),
+            orders_tx(4, 2, [place(2, SELL, one_sol, sol_price - 100_000_000, pair=sol, tif=IOC, height_hint=h)])])
+        assert [actions_of(t)[0]["status"] for t in res.tx_results] == ["resting", "resting", "filled", "not_filled"]
+        (removed,) = [dict(e.attributes) for e in res.tx_results[3].events if e.type == "order_removed"]
+        assert removed["owner"] == ADDRS[3] and removed["client_id"] == "2"
+        assert removed["reason"] == ("collateral: still_undercollateralized: net collateral 121000000 < initial "
+                                     "margin 300000000")
+        sub = subaccount(r, 3)
+        assert sub["quote_balance_quote_quantums"] == str(-30 * ONE_USDC)
+        assert [p["size_base_quantums"] for p in sub["positions"]] == [str(one_sol)]
+    finally:
+        r.close()
