@@ -81,3 +81,53 @@ def test_splice_equals_full_encoding(positions, quote, deltas, new_quote, copy_t
     after.quote_balance_quote_quantums = new_quote
     assert encode_subaccount(after) == _encode_full(after)
     assert _splice(after) == _encode_full(after)  # whatever the sizes: the splice alone agrees too
+
+
+def _spy(monkeypatch) -> list[str]:
+    """Records which encoder encode_subaccount chose (the bytes are the same either way; the choice is the speed)."""
+    from app.subaccounts import state
+
+    used: list[str] = []
+    splice, full = state._splice, state._encode_full
+    monkeypatch.setattr(state, "_splice", lambda sub: used.append("splice") or splice(sub))
+    monkeypatch.setattr(state, "_encode_full", lambda sub: used.append("full") or full(sub))
+    return used
+
+
+def _decoded(n_positions: int) -> SubaccountState:
+    return decode_subaccount(encode_subaccount(SubaccountState(
+        1, {pid: Position(pid, 10 + pid, 0, 5) for pid in range(n_positions)})))
+
+
+def test_a_long_subaccount_with_few_changes_is_spliced_a_short_one_or_many_changes_in_full(monkeypatch):
+    """encode_subaccount's rule (state.py: splice for >= 8 positions and <= 8 changes): 8 positions with 8 distinct
+    changes are spliced; 7 positions, 9 changes, or a state that was never decoded are encoded in full."""
+    used = _spy(monkeypatch)
+    for n_positions, n_changes, want in ((8, 8, "splice"), (8, 1, "splice"), (7, 1, "full"), (9, 9, "full")):
+        after = _decoded(n_positions).copy()
+        for pid in range(n_changes):
+            keeper.apply_position_delta(after, pid, 0, 1, -1)
+        used.clear()
+        got = encode_subaccount(after)
+        assert used == [want], (n_positions, n_changes)
+        assert got == _encode_full(after)
+    decoded = _decoded(9)
+    used.clear()
+    encode_subaccount(decoded)  # not a copy: its bytes are its own, encoded in full
+    assert used == ["full"]
+
+
+def test_a_copy_forgets_repeated_changes_so_a_busy_subaccount_is_still_spliced(monkeypatch):
+    """SubaccountState.copy keeps the list of changed positions as is up to 8 entries and de-duplicates a longer one:
+    a subaccount changed 12 times in two markets (a market maker filled again and again) has 2 changes after a
+    copy, so the next copy's encoding still splices."""
+    used = _spy(monkeypatch)
+    sub = _decoded(10).copy()
+    for i in range(12):
+        keeper.apply_position_delta(sub, i % 2, 0, 1, -1)
+    again = sub.copy()
+    assert again.changed == [0, 1]
+    keeper.apply_position_delta(again, 5, 0, 1, -1)
+    used.clear()
+    assert encode_subaccount(again) == _encode_full(again)
+    assert used == ["splice"]
