@@ -240,8 +240,9 @@ def test_a_refused_fills_failure_kind_sees_the_open_interest_of_the_phase(tmp_pa
     (OI 6 SOL = $900), account 4 sells 1 SOL into account 3's bid at $149.
     Account 3 before that fill: quote 120 - 150 = -30, NC 120; IMR at the phase's OI ($900: IMF 90.5 %) = 135.75 >
     120, so it is already under initial margin (at the stored OI, $150: IMF 19.25 %, IMR 28.875, it would look
-    *newly* so). After: 2 SOL long, quote -30 - 149 = -179, NC = -179 + 300 = 121; OI 7 SOL ($1,050: IMF 100 %): IMR 300; MMR 4.5 -> 9 grows:
-    refused as *still* undercollateralized, the maker removed, account 4's taker order not filled."""
+    *newly* so). After: 2 SOL long, quote -30 - 149 = -179, NC = -179 + 300 = 121; OI 7 SOL ($1,050: IMF 100 %):
+    IMR 300; MMR 4.5 -> 9 grows: refused as *still* undercollateralized, the maker removed, account 4's taker order
+    not filled."""
     state = copy.deepcopy(exchange_app_state(fee_tiers=[{"name": "free", "maker_fee_ppm": 0, "taker_fee_ppm": 0}]))
     tier = state["perpetuals"]["liquidity_tiers"][1]
     tier["open_interest_lower_cap_quote_quantums"] = "0"
