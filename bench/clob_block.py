@@ -30,7 +30,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import nacl.signing  # noqa: E402
-from perpchain.v1 import tx_pb2  # noqa: E402
+from perpchain.v1 import exchange_pb2, tx_pb2  # noqa: E402
 
 from app.application import Application  # noqa: E402
 from app.clob import abci as clob_abci  # noqa: E402
@@ -111,7 +111,7 @@ class Flow:
         self.live.append((trader, pair, self.cid[trader]))
         return tx_pb2.OrderAction(place=tx_pb2.PlaceOrder(
             client_id=self.cid[trader], clob_pair_id=pair, side=side, quantums=self.rng.randrange(1, 20) * STEP,
-            subticks=subticks, good_til_block=height + 40, time_in_force=2))
+            subticks=subticks, good_til_block=height + 40, time_in_force=exchange_pb2.TIME_IN_FORCE_POST_ONLY))
 
     def cancel(self, trader: int) -> tx_pb2.OrderAction | None:
         mine = [i for i, o in enumerate(self.live[-2000:]) if o[0] == trader]
@@ -127,7 +127,7 @@ class Flow:
         return tx_pb2.OrderAction(place=tx_pb2.PlaceOrder(
             client_id=self.cid[trader], clob_pair_id=self.rng.randrange(self.n_markets), side=side,
             quantums=self.rng.randrange(1, 30) * STEP, subticks=PRICE + 60 * TICK if side == 1 else PRICE - 60 * TICK,
-            good_til_block=height + 5, time_in_force=1))
+            good_til_block=height + 5, time_in_force=exchange_pb2.TIME_IN_FORCE_IOC))
 
     def tx(self, trader: int, actions: list) -> bytes:
         self.nonce[trader] += 1
@@ -183,7 +183,8 @@ def run_mode(work: pathlib.Path, ns, keys: list, batch: int, warm_signatures: bo
             action_times.append(dt)
             kind = q.action.WhichOneof("action")
             if kind == "place":
-                kind = "IOC taker" if q.action.place.time_in_force == 1 else "resting place"
+                ioc = q.action.place.time_in_force == exchange_pb2.TIME_IN_FORCE_IOC
+                kind = "IOC taker" if ioc else "resting place"
             by_kind.setdefault(kind, []).append(dt)
 
     def timed_check(*a, **k):
