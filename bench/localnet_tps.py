@@ -29,6 +29,8 @@ import tempfile
 import threading
 import time
 
+import nacl.signing
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from node import localnet as ln  # noqa: E402
@@ -187,7 +189,8 @@ def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
 
     "socket" is the unix-socket ABCI perpd uses; "grpc" is CometBFT's other
     out-of-process transport. Separates the cost of the transport from the cost
-    of our Python app. The kvstore processes' CPU is counted as the apps' CPU.
+    of our Python app. "floor" is bench/floor_app.py behind the socket instead: perpd's ABCI server verifying one
+    ed25519 signature per CheckTx and nothing else. The app processes' CPU is counted as the apps' CPU.
     """
     manifest = ln.create(d, 4, base_port, "perpd", template, timeout_commit)  # same CometBFT config as perpd rows
     abci_cli = str(pathlib.Path(find_cometbft()).with_name("abci-cli"))
@@ -196,21 +199,23 @@ def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
         for node in manifest["nodes"]:
             home = pathlib.Path(node["home"])
             log = open(home / "cometbft.log", "ab")  # noqa: SIM115 -- closed with the process
-            if transport == "socket":
+            if transport in ("socket", "floor"):
                 sock = home / "perpd.sock"
                 app_addr = proxy_app = f"unix://{sock}"
             else:
                 port = base_port + 90 + node["index"]
                 app_addr, proxy_app = f"tcp://127.0.0.1:{port}", f"127.0.0.1:{port}"  # CometBFT's grpc dialer
-            procs.append(subprocess.Popen([abci_cli, "kvstore", "--abci", transport, "--address", app_addr],
-                                          stdout=log, stderr=subprocess.STDOUT))
+            app_cmd = ([sys.executable, str(pathlib.Path(__file__).with_name("floor_app.py")), "--address", app_addr]
+                       if transport == "floor" else [abci_cli, "kvstore", "--abci", transport, "--address", app_addr])
+            procs.append(subprocess.Popen(app_cmd, stdout=log, stderr=subprocess.STDOUT))
             manifest.setdefault("app_pids", []).append(procs[-1].pid)
             deadline = time.monotonic() + 10
-            while not (sock.exists() if transport == "socket" else port_open(port)):
+            while not (sock.exists() if transport != "grpc" else port_open(port)):
                 if time.monotonic() > deadline or procs[-1].poll() is not None:  # cometbft exits if no app yet
                     raise RuntimeError(f"abci-cli kvstore did not listen on {app_addr}")
                 time.sleep(0.02)
-            procs.append(subprocess.Popen([find_cometbft(), "start", "--home", str(home), "--abci", transport,
+            procs.append(subprocess.Popen([find_cometbft(), "start", "--home", str(home), "--abci",
+                                           "socket" if transport == "floor" else transport,
                                            "--proxy_app", proxy_app], stdout=log, stderr=subprocess.STDOUT))
             write_pid_file(home / "cometbft.pid", procs[-1].pid)
         deadline = time.monotonic() + 120
@@ -296,6 +301,15 @@ def kvstore_txs(n: int, size: int) -> list[bytes]:
     return out
 
 
+def sigcheck_txs(n: int, size: int, senders: int) -> list[bytes]:
+    """Txs of bench/floor_app.py, ``size`` bytes each (key, signature, a kvstore-style payload)."""
+    from floor_app import PUBKEY, SIG, sign
+
+    keys = [nacl.signing.SigningKey(hashlib.sha256(b"sigcheck%d" % i).digest()) for i in range(senders)]
+    payload = size - PUBKEY - SIG
+    return [sign(keys[i % senders], (b"k%08d=" % i).ljust(payload, b"v")) for i in range(n)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--txs", type=int, default=2000)
@@ -310,7 +324,9 @@ def main() -> None:
                          "perpd-orders (one long-term order action per tx), perpd-orders-short (one short-term "
                          "action per tx: rechecks check its window only), perpd-orders-batched (--batch actions per "
                          "tx) and "
-                         "perpd-oracle (transfers on the order rows' genesis: what the oracle plane costs)")
+                         "perpd-oracle (transfers on the order rows' genesis: what the oracle plane costs), "
+                         "python-sigcheck (bench/floor_app.py: perpd's ABCI server verifying one signature per "
+                         "CheckTx, nothing else: the floor of any Python app with signed txs)")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="txs per second to send at (paced; latency at that load); 0 = as fast as possible")
     ap.add_argument("--batch", type=int, default=20, help="order actions per tx in the perpd-orders-batched row")
@@ -338,9 +354,9 @@ def main() -> None:
             d = work / app
             port = ns.base_port + 100 * i
             procs: list[subprocess.Popen] = []
-            if app in ("kvstore-socket", "kvstore-grpc"):
-                manifest, procs = start_go_kvstore(d, port, work / "template.json", app.split("-")[1],
-                                                   ns.timeout_commit)
+            if app in ("kvstore-socket", "kvstore-grpc", "python-sigcheck"):
+                transport = "floor" if app == "python-sigcheck" else app.split("-")[1]
+                manifest, procs = start_go_kvstore(d, port, work / "template.json", transport, ns.timeout_commit)
             else:
                 orders = app.startswith("perpd-orders") or app == "perpd-oracle"
                 manifest = ln.up(d, 4, port, "perpd", wait_height=3, timeout_commit=ns.timeout_commit,
@@ -357,6 +373,8 @@ def main() -> None:
                         with RpcClient(ln.rpc_url(manifest["nodes"][0])) as rpc:
                             gtb = rpc.height() + market_template["app_state"]["clob"]["params"]["short_block_window"]
                     txs, ops = perpd_order_txs(d, manifest["chain_id"], ns.txs * batch, ns.senders, batch, gtb)
+                elif app == "python-sigcheck":
+                    txs = sigcheck_txs(ns.txs, size, ns.senders)
                 else:
                     txs = kvstore_txs(ns.txs, size)
                 results[app] = run_load(manifest, d, txs, ns.threads, ns.timeout, ns.method, ns.rate)
@@ -400,6 +418,14 @@ def main() -> None:
             print(f"ratio {app} order ops/s / kvstore-socket tx/s: {r['tps'] * r['ops_per_tx'] / sock['tps']:.2f}"
                   f"  (goal >= 0.9 unbatched, far above batched); latency p50 {r['p50_ms']:.0f} ms, p99 "
                   f"{r['p99_ms']:.0f} ms (goal <= 500 / 1000 ms)")
+    floor = results.get("python-sigcheck")
+    if floor is not None and sock is not None:
+        print(f"ratio python-sigcheck/kvstore-socket: {floor['tps'] / sock['tps']:.2f}  (the most a Python app that "
+              "verifies one ed25519 signature per CheckTx reaches here, whatever else it does)")
+        for app in ("perpd-orders", "perpd"):
+            if app in results:
+                print(f"ratio {app}/python-sigcheck: {results[app]['tps'] / floor['tps']:.2f}  (what our app's own "
+                      "work leaves of that floor)")
     if "perpd" in results and "kvstore-socket" in results:
         print(f"ratio perpd/kvstore-socket: {results['perpd']['tps'] / results['kvstore-socket']['tps']:.2f}"
               f"  (our app against a Go app behind the same transport)")
