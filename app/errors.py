@@ -128,6 +128,7 @@ ERR_STILL_UNDERCOLLATERALIZED = register("subaccounts", 603, "still_undercollate
 ERR_ISOLATED_MARKET_CONSTRAINT = register("subaccounts", 604, "isolated_market_constraint")
 ERR_PRICE_UNAVAILABLE = register("subaccounts", 605, "price_unavailable")  # a position's market has no oracle price
 ERR_POSITION_OVERFLOW = register("subaccounts", 606, "position_overflow")
+ERR_SENDER_IS_RECIPIENT = register("subaccounts", 607, "sender_is_recipient")  # dYdX ErrSenderSameAsRecipient
 
 # --- clob (codespace "clob") --------------------------------------------------------------------------------------
 ERR_UNKNOWN_CLOB_PAIR = register("clob", 701, "unknown_clob_pair")

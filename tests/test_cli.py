@@ -77,6 +77,10 @@ def test_keys_lifecycle(tmp_path):
                      "--chain-id is empty", id="empty chain id"),
         pytest.param(["query", "bank", "balance", "PERP1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPFML97V", "--node",
                       "http://127.0.0.1:9"], "cannot reach node", id="all-uppercase bech32 is an address"),
+        # Python's int() refuses over 4300 digits with its own ValueError, which the CLI printed raw (session-10 probe)
+        pytest.param(["tx", "bank", "send", "alice", "alice", "1" + "0" * 4400, "--node", "http://127.0.0.1:9"],
+                     "amount '100000000000000000000000…' (4401 characters) overflows uint64 quote quantums",
+                     id="an amount of 4401 digits"),
     ],
 )
 def test_errors_are_one_clear_line(tmp_path, args, fragment):
@@ -100,6 +104,9 @@ def test_errors_are_one_clear_line(tmp_path, args, fragment):
         pytest.param("12.5", 12_500_000, id="decimal"),
         pytest.param("0.000001", 1, id="one quantum"),
         pytest.param("18446744073709.551615", 2**64 - 1, id="uint64 max"),
+        pytest.param(".5", 500_000, id="no whole digits, as sizes and prices accept"),
+        pytest.param("5.", 5_000_000, id="a trailing point"),
+        pytest.param("0" * 5000 + "7", 7_000_000, id="5000 leading zeros are not digits of the value"),
     ],
 )
 def test_usdc_conversion_is_exact(text, quantums):
@@ -108,10 +115,48 @@ def test_usdc_conversion_is_exact(text, quantums):
 
 
 @pytest.mark.parametrize("text", ["-1", "0", "1e6", "abc", "1.0000001", "18446744073709.551616", "",
-                                  "\u0661\u0662", "\uff15"])
+                                  "\u0661\u0662", "\uff15", ".", "1" + "0" * 20, "1" + "0" * 4400,
+                                  "0." + "0" * 4400 + "1"])
 def test_usdc_conversion_rejects(text):
     with pytest.raises(UnitError):
         usdc_to_quote_quantums(text)
+
+
+@pytest.mark.parametrize("text, words", [
+    pytest.param("1" + "0" * 4400, "size '100000000000000000000000…' (4401 characters) is far beyond any valid value",
+                 id="4401 integer digits"),
+    pytest.param("0." + "0" * 4400 + "1", "(4403 characters) has more decimals than any market's step or tick",
+                 id="4401 decimals"),
+    pytest.param("1" * 41, "is far beyond any valid value", id="41 integer digits"),
+    pytest.param("0." + "0" * 40 + "1", "has more decimals than any market's step or tick", id="41 decimals"),
+])
+def test_decimals_beyond_any_value_are_refused_before_int_conversion(text, words):
+    from node.client.market import MarketError, parse_decimal
+
+    with pytest.raises(MarketError) as err:
+        parse_decimal(text, "size")
+    assert words in str(err.value)
+
+
+@pytest.mark.parametrize("text, value", [
+    pytest.param("1" * 40, "1" * 40, id="40 integer digits still parse"),
+    pytest.param("1." + "0" * 5000, "1", id="5000 trailing zeros are not digits of the value"),
+    pytest.param("0" * 5000 + "2.5", "2.5", id="5000 leading zeros either"),
+    pytest.param(".5", "0.5", id="no whole digits"),
+])
+def test_decimals_parse_exactly_whatever_their_zeros(text, value):
+    from decimal import Decimal
+
+    from node.client.market import parse_decimal
+
+    assert parse_decimal(text, "size") == Decimal(value)
+
+
+def test_a_duration_of_5000_digits_is_one_clear_error():
+    from node.client.market import MarketError, parse_duration_ns
+
+    with pytest.raises(MarketError, match=r"\(5001 characters\) is not like 90s"):
+        parse_duration_ns("1" * 5000 + "d")
 
 
 def test_daemon_summary_names_what_is_not_ok():

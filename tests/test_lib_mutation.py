@@ -233,6 +233,10 @@ def test_checked_add_u64(a, b, expected):
         pytest.param(5, 3, "5000", id="a positive exponent appends zeros"),
         pytest.param(-7, 2, "-700", id="negative with a positive exponent"),
         pytest.param(1_050, -3, "1.05", id="an inner zero of the fraction stays"),
+        # PEPE-USD (atomic resolution +1): open interest 0 printed "00" (session-10 probe)
+        pytest.param(0, 1, "0", id="zero with a positive exponent is 0, not 00"),
+        pytest.param(0, 3, "0", id="zero with exponent 3 is 0, not 0000"),
+        pytest.param(0, 0, "0", id="zero with exponent 0"),
     ],
 )
 def test_format_scaled(value, exponent, expected):

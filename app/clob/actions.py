@@ -24,6 +24,7 @@ from app.errors import (
     ERR_INVALID_QUANTUMS,
     ERR_INVALID_SUBTICKS,
     ERR_ORDER_EXISTS,
+    ERR_POSITION_OVERFLOW,
     ERR_POST_ONLY_WOULD_CROSS,
     ERR_PRICE_UNAVAILABLE,
     ERR_REDUCE_ONLY,
@@ -225,6 +226,10 @@ def _collateral_precheck(store: CommittedReader, block: BlockInfo, prep, pair: e
     after.quote_balance_quote_quantums += quote_delta - fee
     if abs(after.size_of(pair.perpetual_id)) > INT64_MAX:
         raise AppError(ERR_INVALID_QUANTUMS, "the order would take the position beyond int64 base quantums")
+    if abs(after.quote_balance_quote_quantums) > INT64_MAX:  # no fill could store it (the stored form is int64)
+        raise AppError(ERR_POSITION_OVERFLOW, f"the order, as if fully filled at its price, would take the quote "
+                                              f"balance to {after.quote_balance_quote_quantums} quote quantums, "
+                                              "beyond int64")
     new = subaccounts_keeper.compute_risk(store, after, None, view)
     if new.is_initial_collateralized():
         return

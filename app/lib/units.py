@@ -8,7 +8,7 @@ def format_scaled(value: int, exponent: int) -> str:
     sign = "-" if value < 0 else ""
     digits = str(abs(value))
     if exponent >= 0:
-        return sign + digits + "0" * exponent
+        return sign + digits + "0" * exponent if value else "0"
     places = -exponent
     digits = digits.rjust(places + 1, "0")
     whole, frac = digits[:-places], digits[-places:].rstrip("0")

@@ -7,7 +7,7 @@ from perpchain.v1 import tx_pb2
 from app.bank import keeper as bank_keeper
 from app.bank.handlers import parse_address
 from app.context import Ctx
-from app.errors import ERR_INVALID_AMOUNT, ERR_INVALID_SUBACCOUNT, AppError
+from app.errors import ERR_INVALID_AMOUNT, ERR_INVALID_SUBACCOUNT, ERR_SENDER_IS_RECIPIENT, AppError
 from app.events import Event
 from app.lib.address import encode_address
 from app.subaccounts import keeper
@@ -66,6 +66,11 @@ def signers_transfer(msg: tx_pb2.MsgTransfer) -> list[bytes]:
     to = parse_address(msg.recipient_owner, "recipient_owner")
     parse_subaccount(to, msg.recipient_subaccount_number, "recipient_subaccount_number")
     _positive(msg.amount_quote_quantums)
+    if (owner, msg.subaccount_number) == (to, msg.recipient_subaccount_number):
+        # dYdX MsgCreateTransfer.ValidateBasic: ErrSenderSameAsRecipient. It would move nothing, yet its event would
+        # report the amount as transferred.
+        raise AppError(ERR_SENDER_IS_RECIPIENT, f"subaccount {msg.subaccount_number} cannot transfer to itself; name "
+                                                "another subaccount as the recipient")
     return [owner]
 
 

@@ -24,11 +24,12 @@ from app.clob.actions import MAX_ORDER_QUANTUMS
 from app.clob.keys import LONG_TERM, SHORT_TERM
 from app.lib.math import UINT64_MAX
 from app.lib.units import format_scaled
-from node.client.units import UnitError
+from node.client.units import UnitError, clip_text
 
 QUOTE_ATOMIC_RESOLUTION = -6  # 1 quote quantum = 10^-6 USDC
 ONE_MILLION = 1_000_000
 _DECIMAL_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$", re.ASCII)  # no sign, exponent, NaN or other digits
+_MAX_DIGITS = 40  # significant digits of a decimal's integer part, and of its fraction (parse_decimal)
 _DURATION_RE = re.compile(r"^(?:[0-9]+[dhms])+$", re.ASCII)
 _DURATION_PART_RE = re.compile(r"([0-9]+)([dhms])", re.ASCII)
 _DURATION_NS = {"d": 86_400 * 10**9, "h": 3_600 * 10**9, "m": 60 * 10**9, "s": 10**9}
@@ -106,8 +107,16 @@ def parse_decimal(text: str, what: str) -> Decimal:
     if t.startswith("-"):
         raise MarketError(f"{what} must be positive, got {text!r}")
     if not _DECIMAL_RE.match(t):
-        raise MarketError(f"{what} {text!r} is not a decimal number")
-    return Decimal(t)  # exact: construction from a string never rounds
+        raise MarketError(f"{what} {clip_text(text)} is not a decimal number")
+    whole, _, frac = t.partition(".")
+    # Bounded before any int() of the digits (Python refuses to parse over 4300): no valid size, price or fraction
+    # comes near either limit (uint64 has 20 digits; no market's step or tick is below 1e-40).
+    if len(whole.lstrip("0")) > _MAX_DIGITS:
+        raise MarketError(f"{what} {clip_text(t)} is far beyond any valid value")
+    if len(frac.rstrip("0")) > _MAX_DIGITS:
+        raise MarketError(f"{what} {clip_text(t)} has more decimals than any market's step or tick")
+    whole, frac = whole.lstrip("0") or "0", frac.rstrip("0")
+    return Decimal(whole + "." + frac if frac else whole)  # exact: construction from a string never rounds
 
 
 def scaled_fraction(value: Decimal, shift: int) -> tuple[int, int]:
@@ -208,8 +217,8 @@ def fraction_to_ppm(text: str, what: str) -> int:
 def parse_duration_ns(text: str) -> int:
     """'90s', '10m', '2h', '1d' or combinations like '1h30m' -> nanoseconds (> 0)."""
     t = text.strip().lower()
-    if not _DURATION_RE.match(t):
-        raise MarketError(f"duration {text!r} is not like 90s, 10m, 2h, 1d or 1h30m")
+    if len(t) > 64 or not _DURATION_RE.match(t):  # bounded before int(): Python refuses to parse over 4300 digits
+        raise MarketError(f"duration {clip_text(text)} is not like 90s, 10m, 2h, 1d or 1h30m")
     ns = sum(int(n) * _DURATION_NS[unit] for n, unit in _DURATION_PART_RE.findall(t))
     if ns == 0:
         raise MarketError(f"duration {text!r} must be positive")

@@ -7,7 +7,9 @@ import re
 from app.lib.math import UINT64_MAX
 
 USDC_DECIMALS = 6
-_DEC_RE = re.compile(r"^([0-9]+)(?:\.([0-9]*))?$", re.ASCII)  # no other scripts' digits: int("١٢") == 12
+# '12', '12.', '12.5', '.5' (as sizes and prices: node/client/market.py); no other scripts' digits: int("١٢") == 12
+_DEC_RE = re.compile(r"^(?:([0-9]+)(?:\.([0-9]*))?|()\.([0-9]+))$", re.ASCII)
+_MAX_WHOLE_DIGITS = len(str(UINT64_MAX))  # more significant digits than this always overflow
 
 
 class UnitError(ValueError):
@@ -18,19 +20,27 @@ def usdc_to_quote_quantums(text: str) -> int:
     """'12.5' -> 12_500_000. Rejects negatives, more than 6 decimals, zero and > uint64."""
     t = text.strip()
     if t.startswith("-"):
-        raise UnitError(f"amount must be positive, got {text!r}")
+        raise UnitError(f"amount must be positive, got {clip_text(text)}")
     m = _DEC_RE.match(t)
     if not m:
-        raise UnitError(f"amount {text!r} is not a decimal number of USDC")
-    whole, frac = m.group(1), m.group(2) or ""
+        raise UnitError(f"amount {clip_text(text)} is not a decimal number of USDC")
+    whole = (m.group(1) or "").lstrip("0")
+    frac = (m.group(2) if m.group(1) is not None else m.group(4)) or ""
+    if len(whole) > _MAX_WHOLE_DIGITS:  # before int(): Python refuses to parse over 4300 digits
+        raise UnitError(f"amount {clip_text(t)} overflows uint64 quote quantums")
     if len(frac) > USDC_DECIMALS:
-        raise UnitError(f"amount {text!r} has more than {USDC_DECIMALS} decimals (1 quote quantum = 0.000001 USDC)")
-    value = int(whole) * 10**USDC_DECIMALS + int(frac.ljust(USDC_DECIMALS, "0") or "0")
+        raise UnitError(f"amount {clip_text(text)} has more than {USDC_DECIMALS} decimals (1 quote quantum = 0.000001 USDC)")
+    value = int(whole or "0") * 10**USDC_DECIMALS + int(frac.ljust(USDC_DECIMALS, "0"))
     if value == 0:
         raise UnitError("amount must be positive")
     if value > UINT64_MAX:
-        raise UnitError(f"amount {text!r} overflows uint64 quote quantums")
+        raise UnitError(f"amount {clip_text(text)} overflows uint64 quote quantums")
     return value
+
+
+def clip_text(text: str, keep: int = 24) -> str:
+    """``text`` quoted, cut to ``keep`` characters (a 5000-digit number is not repeated back in full)."""
+    return repr(text) if len(text) <= keep else f"'{text[:keep]}…' ({len(text)} characters)"
 
 
 def quote_quantums_to_usdc(n: int) -> str:
