@@ -9,7 +9,8 @@ verifying again (perpd memoizes its stateless checks the same way).
 
 bench/localnet_tps.py runs it as the ``python-sigcheck`` row beside the Go kvstore behind the same socket: the
 ratio of the two is the highest share of the kvstore-socket ceiling a Python app with signed txs can reach on the
-machine, whatever its own logic costs.
+machine, whatever its own logic costs. The ``python-noop`` row (``--no-verify``) separates the server's own cost
+from the signature's.
 
     .venv/bin/python bench/floor_app.py --address unix:///path/to/app.sock
 """
@@ -52,7 +53,8 @@ def sign(key: nacl.signing.SigningKey, payload: bytes) -> bytes:
 class FloorHandler:
     """The AbciHandler contract (``handle`` and ``on_consensus_lost``) with the least an app can do."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_signatures: bool = True) -> None:
+        self.check_signatures = check_signatures
         self.height = 0
         self.app_hash = b""
         self.pending: bytes | None = None
@@ -70,7 +72,7 @@ class FloorHandler:
         if kind == "init_chain":
             return abci.Response(init_chain=abci.ResponseInitChain())
         if kind == "check_tx":
-            ok = r.type == abci.RECHECK or verify(r.tx)
+            ok = r.type == abci.RECHECK or not self.check_signatures or verify(r.tx)
             return abci.Response(check_tx=abci.ResponseCheckTx(code=0 if ok else 1, gas_wanted=1))
         if kind == "prepare_proposal":
             txs, size = [], 0
@@ -109,8 +111,8 @@ class FloorHandler:
         self.pending = None
 
 
-async def serve(address: str) -> None:
-    server = AbciServer(FloorHandler(), address)  # type: ignore[arg-type] -- same handle() contract
+async def serve(address: str, check_signatures: bool) -> None:
+    server = AbciServer(FloorHandler(check_signatures), address)  # type: ignore[arg-type] -- same handle() contract
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,7 +123,9 @@ async def serve(address: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--address", required=True, help="unix:///path or tcp://127.0.0.1:PORT")
-    asyncio.run(serve(ap.parse_args().address))
+    ap.add_argument("--no-verify", action="store_true", help="accept every tx unchecked (the server's own cost)")
+    ns = ap.parse_args()
+    asyncio.run(serve(ns.address, not ns.no_verify))
 
 
 if __name__ == "__main__":

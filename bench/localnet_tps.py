@@ -190,7 +190,7 @@ def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
     "socket" is the unix-socket ABCI perpd uses; "grpc" is CometBFT's other
     out-of-process transport. Separates the cost of the transport from the cost
     of our Python app. "floor" is bench/floor_app.py behind the socket instead: perpd's ABCI server verifying one
-    ed25519 signature per CheckTx and nothing else. The app processes' CPU is counted as the apps' CPU.
+    ed25519 signature per CheckTx and nothing else ("floor-noop": not even that). The app processes' CPU is counted as the apps' CPU.
     """
     manifest = ln.create(d, 4, base_port, "perpd", template, timeout_commit)  # same CometBFT config as perpd rows
     abci_cli = str(pathlib.Path(find_cometbft()).with_name("abci-cli"))
@@ -199,14 +199,15 @@ def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
         for node in manifest["nodes"]:
             home = pathlib.Path(node["home"])
             log = open(home / "cometbft.log", "ab")  # noqa: SIM115 -- closed with the process
-            if transport in ("socket", "floor"):
+            if transport != "grpc":
                 sock = home / "perpd.sock"
                 app_addr = proxy_app = f"unix://{sock}"
             else:
                 port = base_port + 90 + node["index"]
                 app_addr, proxy_app = f"tcp://127.0.0.1:{port}", f"127.0.0.1:{port}"  # CometBFT's grpc dialer
-            app_cmd = ([sys.executable, str(pathlib.Path(__file__).with_name("floor_app.py")), "--address", app_addr]
-                       if transport == "floor" else [abci_cli, "kvstore", "--abci", transport, "--address", app_addr])
+            floor = [sys.executable, str(pathlib.Path(__file__).with_name("floor_app.py")), "--address", app_addr]
+            app_cmd = (floor if transport == "floor" else [*floor, "--no-verify"] if transport == "floor-noop"
+                       else [abci_cli, "kvstore", "--abci", transport, "--address", app_addr])
             procs.append(subprocess.Popen(app_cmd, stdout=log, stderr=subprocess.STDOUT))
             manifest.setdefault("app_pids", []).append(procs[-1].pid)
             deadline = time.monotonic() + 10
@@ -215,7 +216,7 @@ def start_go_kvstore(d: pathlib.Path, base_port: int, template: pathlib.Path,
                     raise RuntimeError(f"abci-cli kvstore did not listen on {app_addr}")
                 time.sleep(0.02)
             procs.append(subprocess.Popen([find_cometbft(), "start", "--home", str(home), "--abci",
-                                           "socket" if transport == "floor" else transport,
+                                           "grpc" if transport == "grpc" else "socket",
                                            "--proxy_app", proxy_app], stdout=log, stderr=subprocess.STDOUT))
             write_pid_file(home / "cometbft.pid", procs[-1].pid)
         deadline = time.monotonic() + 120
@@ -326,7 +327,8 @@ def main() -> None:
                          "tx) and "
                          "perpd-oracle (transfers on the order rows' genesis: what the oracle plane costs), "
                          "python-sigcheck (bench/floor_app.py: perpd's ABCI server verifying one signature per "
-                         "CheckTx, nothing else: the floor of any Python app with signed txs)")
+                         "CheckTx, nothing else: the floor of any Python app with signed txs), python-noop (the same server "
+                         "accepting every tx unchecked)")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="txs per second to send at (paced; latency at that load); 0 = as fast as possible")
     ap.add_argument("--batch", type=int, default=20, help="order actions per tx in the perpd-orders-batched row")
@@ -354,8 +356,8 @@ def main() -> None:
             d = work / app
             port = ns.base_port + 100 * i
             procs: list[subprocess.Popen] = []
-            if app in ("kvstore-socket", "kvstore-grpc", "python-sigcheck"):
-                transport = "floor" if app == "python-sigcheck" else app.split("-")[1]
+            if app in ("kvstore-socket", "kvstore-grpc", "python-sigcheck", "python-noop"):
+                transport = {"python-sigcheck": "floor", "python-noop": "floor-noop"}.get(app, app.split("-")[-1])
                 manifest, procs = start_go_kvstore(d, port, work / "template.json", transport, ns.timeout_commit)
             else:
                 orders = app.startswith("perpd-orders") or app == "perpd-oracle"
@@ -373,7 +375,7 @@ def main() -> None:
                         with RpcClient(ln.rpc_url(manifest["nodes"][0])) as rpc:
                             gtb = rpc.height() + market_template["app_state"]["clob"]["params"]["short_block_window"]
                     txs, ops = perpd_order_txs(d, manifest["chain_id"], ns.txs * batch, ns.senders, batch, gtb)
-                elif app == "python-sigcheck":
+                elif app in ("python-sigcheck", "python-noop"):
                     txs = sigcheck_txs(ns.txs, size, ns.senders)
                 else:
                     txs = kvstore_txs(ns.txs, size)
@@ -422,6 +424,9 @@ def main() -> None:
     if floor is not None and sock is not None:
         print(f"ratio python-sigcheck/kvstore-socket: {floor['tps'] / sock['tps']:.2f}  (the most a Python app that "
               "verifies one ed25519 signature per CheckTx reaches here, whatever else it does)")
+        if "python-noop" in results:
+            print(f"ratio python-noop/kvstore-socket: {results['python-noop']['tps'] / sock['tps']:.2f}  (perpd's "
+                  "ABCI server answering without any work)")
         for app in ("perpd-orders", "perpd"):
             if app in results:
                 print(f"ratio {app}/python-sigcheck: {results[app]['tps'] / floor['tps']:.2f}  (what our app's own "
