@@ -49,6 +49,7 @@ from tests.exchange_helpers import (
     POST_ONLY,
     SELL,
     SOL,
+    actions_of,
     fills_of,
     msg_tx,
     orders_tx,
@@ -457,25 +458,52 @@ def test_a_maker_filled_several_times_in_one_action_settles_funding_once():
 
 
 
+def _near_int64_max(start: int):
+    state = app_state(depositors=(1, 3, 4))
+    state["subaccounts"]["subaccounts"] = [{"owner": ADDRS[2], "number": 0, "quote_balance_quote_quantums": str(start)}]
+    state["bank"]["balances"].append({"address": encode_address(sk.CROSS_POOL), "amount_quote_quantums": str(start)})
+    return mem_exchange(state)
+
+
 @pytest.mark.parametrize("extra, filled", [(0, True), (1, False)], ids=["exactly INT64_MAX", "one beyond"])
 def test_a_fill_may_end_a_quote_balance_on_int64_max_but_not_beyond(extra, filled):
     """Account 2 starts (genesis) with quote INT64_MAX - 6,399.36 USDC + ``extra`` and sells 0.1 BTC at $64,000 as a
     maker: +6,400 USDC - ⌈6,400 × 100e-6⌉ = +6,399.36 USDC. Ending exactly on INT64_MAX is a fill; one quantum more
-    is refused at the fill (the maker is removed, nothing moves, the taker is not filled)."""
+    is refused when the order is placed (its full fill at its price, with the maker fee, is the collateral
+    pre-check's update: 2^63 = 9,223,372,036,854,775,808 quote quantums is beyond int64), so the taker finds no
+    maker."""
     start = INT64_MAX - 6_399_360_000 + extra
-    state = app_state(depositors=(1, 3, 4))
-    state["subaccounts"]["subaccounts"] = [{"owner": ADDRS[2], "number": 0, "quote_balance_quote_quantums": str(start)}]
-    state["bank"]["balances"].append({"address": encode_address(sk.CROSS_POOL), "amount_quote_quantums": str(start)})
-    r = mem_exchange(state)
+    r = _near_int64_max(start)
     h = nxt(r)
     res = r.block([orders_tx(2, 1, [place(1, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h)]),
                    orders_tx(1, 1, [place(1, BUY, ONE_BTC // 10, P64K, tif=IOC, height_hint=h)])])
     if filled:
-        assert statuses(res.tx_results[1]) == ["filled"]
+        assert statuses(res.tx_results[0]) == ["resting"] and statuses(res.tx_results[1]) == ["filled"]
         assert int(subaccount(r, 2)["quote_balance_quote_quantums"]) == INT64_MAX
     else:
-        assert statuses(res.tx_results[1]) == ["not_filled"]
-        removed = events_of(res.tx_results[1], "order_removed")
-        assert len(removed) == 1 and removed[0]["owner"] == ADDRS[2] and "beyond int64" in removed[0]["reason"]
+        (maker,) = actions_of(res.tx_results[0])
+        assert (maker["status"], maker["code"]) == ("rejected", str(ERR_POSITION_OVERFLOW.code))
+        assert "would take the quote balance to 9223372036854775808 quote quantums, beyond int64" in maker["reason"]
+        assert statuses(res.tx_results[1]) == ["not_filled"] and not fills_of(res.tx_results[1])
         assert int(subaccount(r, 2)["quote_balance_quote_quantums"]) == start
+    check_global_money(r)
+
+
+def test_a_fill_that_would_take_a_quote_balance_beyond_int64_removes_its_maker():
+    """The fill's own check, for a maker whose pre-check passed: account 2 starts at INT64_MAX - 2 × 6,399.36 USDC + 1
+    quote quantum and rests two asks of 0.1 BTC at $64,000; each alone passes its pre-check (start + 6,399.36 USDC =
+    INT64_MAX - 6,399.36 USDC + 1). A buy of 0.2 BTC fills the first (balance INT64_MAX - 6,399,360,000 + 1); the
+    second would end on INT64_MAX + 1, so that maker is removed ("beyond int64") and the taker stops at 0.1 BTC."""
+    start = INT64_MAX - 2 * 6_399_360_000 + 1
+    r = _near_int64_max(start)
+    h = nxt(r)
+    res = r.block([orders_tx(2, 1, [place(1, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h),
+                                    place(2, SELL, ONE_BTC // 10, P64K, tif=POST_ONLY, height_hint=h)]),
+                   orders_tx(1, 1, [place(1, BUY, 2 * ONE_BTC // 10, P64K, tif=IOC, height_hint=h)])])
+    assert statuses(res.tx_results[0]) == ["resting", "resting"]
+    assert statuses(res.tx_results[1]) == ["partially_filled"] and len(fills_of(res.tx_results[1])) == 1
+    removed = events_of(res.tx_results[1], "order_removed")
+    assert len(removed) == 1 and (removed[0]["owner"], removed[0]["client_id"]) == (ADDRS[2], "2")
+    assert "beyond int64" in removed[0]["reason"]
+    assert int(subaccount(r, 2)["quote_balance_quote_quantums"]) == INT64_MAX - 6_399_360_000 + 1
     check_global_money(r)
