@@ -307,7 +307,8 @@ BAD_MESSAGES = [
     # dYdX MsgCreateTransfer.ValidateBasic refuses it (ErrSenderSameAsRecipient); accepted, it moved nothing but its
     # event reported the amount as transferred (found by the session-10 probe: 18446744073709.551615 USDC "moved").
     pytest.param(transfer(1, 1, 5 * USD), errors.ERR_SENDER_IS_RECIPIENT,
-                 "subaccount 0 cannot transfer to itself", id="transfer to the same subaccount"),
+                 "sender_is_recipient: subaccount 0 cannot transfer to itself; name another subaccount as the "
+                 "recipient", id="transfer to the same subaccount"),
     pytest.param(transfer(1, 1, 2**64 - 1, 3, 3), errors.ERR_SENDER_IS_RECIPIENT,
                  "subaccount 3 cannot transfer to itself", id="transfer of uint64 max to the same subaccount 3"),
 ]
