@@ -105,7 +105,7 @@ def parse_decimal(text: str, what: str) -> Decimal:
     """A plain non-negative decimal ('0.25', '64250', '.5'); refuses signs, exponents, NaN, other scripts' digits."""
     t = text.strip()
     if t.startswith("-"):
-        raise MarketError(f"{what} must be positive, got {text!r}")
+        raise MarketError(f"{what} must be positive, got {clip_text(text)}")
     if not _DECIMAL_RE.match(t):
         raise MarketError(f"{what} {clip_text(text)} is not a decimal number")
     whole, _, frac = t.partition(".")
