@@ -528,6 +528,58 @@ def test_deposit_withdraw_and_transfer_move_exact_usdc(chain, capsys):
     assert out["code"] == 0 and quote(ADDRS[2], 3) == 0
 
 
+def test_replace_order_cancels_and_places_in_one_action(chain, capsys):
+    """replace-order signs one cancel-replace: 0.25 BTC at 64,250 USD (client id 9) becomes 0.1 BTC at 64,300 USD
+    under the same client id: 0.1 BTC = 1e9 base quantums, 64,300 USD = 6,430,000,000 subticks (USD x 1e5)."""
+    node, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "9", "--from", "alice")
+    out = ok_json(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "9", "--side",
+                  "sell", "--size", "0.1", "--price", "64300", "--from", "alice")
+    from perpchain.v1 import tx_pb2
+
+    body = tx_pb2.TxBody.FromString(tx_pb2.Tx.FromString(node.broadcasts[-1]).body)
+    [action] = body.messages[0].orders.actions
+    cr = action.cancel_replace
+    assert (cr.order_id.client_id, cr.order_id.order_flags, cr.order_id.clob_pair_id) == (9, 0, 0)
+    assert (cr.place.client_id, cr.place.quantums, cr.place.subticks, cr.place.side) == (9, 1_000_000_000,
+                                                                                        6_430_000_000, 2)
+    cancel, place = out["order_actions"]
+    assert (cancel["step"], cancel["status"], cancel["remaining"]) == ("cancel", "canceled", "0.25")
+    assert (place["step"], place["status"], place["size"], place["price"]) == ("place", "resting", "0.1", "64300")
+    assert (out["client_id"], out["replaced_client_id"]) == (9, 9)
+    orders = ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"]
+    assert [(o["client_id"], o["size"], o["price"]) for o in orders] == [(9, "0.1", "64300")]
+    text = ok(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "9", "--side",
+              "sell", "--size", "0.2", "--price", "64400", "--new-client-id", "10", "--from", "alice")
+    assert "cancel_replace (cancel) BTC-USD client id 9: canceled" in text
+    assert "cancel_replace (place) BTC-USD sell 0.2 BTC client id 10: resting" in text and "limit 64400 USD" in text
+    assert "cancel-order --market BTC-USD --client-id 10 --from alice" in text
+    orders = ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"]
+    assert [(o["client_id"], o["size"], o["price"]) for o in orders] == [(10, "0.2", "64400")]
+
+
+def test_replace_order_of_no_resting_order_is_refused_and_places_nothing(chain, capsys):
+    _, home = chain
+    line = one_error_line(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "77",
+                          "--side", "buy", "--size", "0.1", "--price", "60000", "--from", "alice")
+    assert "code 706" in line and "is not on the book" in line
+    assert ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"] == []
+
+
+def test_replace_order_checks_the_new_terms_before_signing(chain, capsys):
+    node, home = chain
+    sent = len(node.broadcasts)
+    line = one_error_line(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "1",
+                          "--side", "buy", "--size", "0.00015", "--price", "60000", "--from", "alice")
+    assert line == "Error: size 0.00015 BTC is not a multiple of the step 0.0001 BTC; nearest valid: 0.0001 or 0.0002"
+    line = one_error_line(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "1",
+                          "--side", "buy", "--size", "0.1", "--price", "60000", "--tif", "ioc", "--good-til-time",
+                          "10m", "--from", "alice")
+    assert "a long-term (--good-til-time) order cannot be ioc" in line
+    assert len(node.broadcasts) == sent
+
+
 def test_batch_cancel_removes_the_listed_orders_or_all(chain, capsys):
     _, home = chain
     for cid, price in ((1, "64300"), (2, "64301"), (3, "64302")):

@@ -9,9 +9,11 @@ one per fill of the tx; ``-o json`` prints all of it with the raw events.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 
 import click
+from perpchain.v1 import tx_pb2
 
 from app.lib.math import UINT64_MAX
 from app.lib.units import format_scaled
@@ -191,60 +193,127 @@ def _good_til_block(height: int, window: int, requested: int | None) -> int:
     return requested
 
 
+def limit_order_options(f):
+    """--side, --size, --price, --tif, --reduce-only, --good-til-block, --good-til-time: a limit order's terms, shared
+    by place-order and replace-order."""
+    for option in reversed([
+        click.option("--side", type=click.Choice(["buy", "sell"], case_sensitive=False), required=True),
+        click.option("--size", required=True, help="coins, e.g. 0.25 (a multiple of the market's step)"),
+        click.option("--price", required=True, help="limit price in USD per coin, e.g. 64250 (a multiple of the tick)"),
+        click.option("--tif", type=click.Choice(["gtc", "ioc", "fok", "post-only"], case_sensitive=False),
+                     default="gtc", show_default=True, help="time in force: gtc rests the remainder on the book"),
+        click.option("--reduce-only", is_flag=True, help="may only shrink the position"),
+        click.option("--good-til-block", type=click.IntRange(1, UINT64_MAX),
+                     help="short-term expiry height [default: latest height + 20, at most + short_block_window]"),
+        click.option("--good-til-time", metavar="DURATION",
+                     help="long-term order living this long past the latest block time: 90s, 10m, 2h, 1d, 1h30m"),
+    ]):
+        f = option(f)
+    return f
+
+
+@dataclasses.dataclass
+class LimitOrder:
+    """A limit order's terms as given on the command line (checked offline by :meth:`check`)."""
+
+    side: str
+    size: str
+    price: str
+    tif: str
+    reduce_only: bool
+    good_til_block: int | None
+    good_til_time: str | None
+
+    def check(self) -> int | None:
+        """The offline checks (before any RPC); returns the long-term duration in ns, if any."""
+        self.side, self.tif = self.side.lower(), self.tif.lower()
+        parse_decimal(self.size, "size")
+        parse_decimal(self.price, "price")
+        if self.good_til_block is not None and self.good_til_time is not None:
+            raise CliError("give --good-til-block (short-term) or --good-til-time (long-term), not both")
+        duration_ns = parse_duration_ns(self.good_til_time) if self.good_til_time is not None else None
+        if duration_ns is not None and self.tif in ("ioc", "fok"):
+            raise CliError(f"a long-term (--good-til-time) order cannot be {self.tif}: it would never rest")
+        return duration_ns
+
+    def build(self, client: RpcClient, market: Market, duration_ns: int | None, client_id: int,
+              subaccount_number: int) -> tuple[tx_pb2.OrderAction, dict]:
+        """The PlaceOrder action in chain units (step, tick and expiry window checked against the chain) and the
+        order as printed."""
+        quantums = size_to_base_quantums(market, self.size)
+        subticks = price_to_subticks(market, self.price)
+        height, block_time_ns, params = _chain_view(client)
+        if duration_ns is None:
+            gtb, gtbt = _good_til_block(height, int(params["short_block_window"]), self.good_til_block), 0
+        else:
+            window_ns = int(params["max_stateful_window_ns"])
+            if duration_ns > window_ns:
+                raise CliError(f"--good-til-time {self.good_til_time} is beyond the longest window "
+                               f"{format_duration_ns(window_ns)}")
+            gtb, gtbt = 0, block_time_ns + duration_ns
+        action = place_order_action(market, side=self.side, base_quantums=quantums, subticks=subticks,
+                                    client_id=client_id, subaccount_number=subaccount_number, good_til_block=gtb,
+                                    good_til_block_time_ns=gtbt, time_in_force=self.tif, reduce_only=self.reduce_only)
+        order = {"market": market.ticker, "side": self.side, "size": base_quantums_to_size(market, quantums),
+                 "quantums": str(quantums), "price": subticks_to_price(market, subticks), "subticks": str(subticks),
+                 "time_in_force": self.tif, "reduce_only": self.reduce_only, "subaccount_number": subaccount_number,
+                 "client_id": client_id, "order_flags": LONG_TERM if gtbt else SHORT_TERM, "good_til_block": str(gtb),
+                 "good_til_block_time_ns": str(gtbt)}
+        return action, order
+
+
 @tx_clob.command("place-order")
 @order_options
-@click.option("--side", type=click.Choice(["buy", "sell"], case_sensitive=False), required=True)
-@click.option("--size", required=True, help="coins, e.g. 0.25 (a multiple of the market's step)")
-@click.option("--price", required=True, help="limit price in USD per coin, e.g. 64250 (a multiple of the tick)")
-@click.option("--tif", type=click.Choice(["gtc", "ioc", "fok", "post-only"], case_sensitive=False), default="gtc",
-              show_default=True, help="time in force: gtc rests the remainder on the book")
-@click.option("--reduce-only", is_flag=True, help="may only shrink the position")
-@click.option("--good-til-block", type=click.IntRange(1, UINT64_MAX),
-              help="short-term expiry height [default: latest height + 20, at most + short_block_window]")
-@click.option("--good-til-time", metavar="DURATION",
-              help="long-term order living this long past the latest block time: 90s, 10m, 2h, 1d, 1h30m")
+@limit_order_options
 @click.option("--client-id", type=click.IntRange(0, UINT32_MAX), help="order id of your choice [default: random]")
 @tx_options
 def tx_place_order(market_name, subaccount_number, from_key, side, size, price, tif, reduce_only, good_til_block,
                    good_til_time, client_id, chain_id, nonce, memo, no_wait) -> None:
     """Place a limit order: --size coins at --price USD per coin."""
     obj = click.get_current_context().obj
-    side, tif = side.lower(), tif.lower()
-    parse_decimal(size, "size")
-    parse_decimal(price, "price")
-    if good_til_block is not None and good_til_time is not None:
-        raise CliError("give --good-til-block (short-term) or --good-til-time (long-term), not both")
-    duration_ns = parse_duration_ns(good_til_time) if good_til_time is not None else None
-    if duration_ns is not None and tif in ("ioc", "fok"):
-        raise CliError(f"a long-term (--good-til-time) order cannot be {tif}: it would never rest")
+    terms = LimitOrder(side, size, price, tif, reduce_only, good_til_block, good_til_time)
+    duration_ns = terms.check()
     key = keyring(obj).get(from_key)
     client_id = secrets.randbits(32) if client_id is None else client_id
     with rpc(obj) as client:
         markets = load_markets(client)
         market = find_market(markets, market_name)
-        quantums = size_to_base_quantums(market, size)
-        subticks = price_to_subticks(market, price)
-        height, block_time_ns, params = _chain_view(client)
-        if duration_ns is None:
-            gtb, gtbt = _good_til_block(height, int(params["short_block_window"]), good_til_block), 0
-        else:
-            window_ns = int(params["max_stateful_window_ns"])
-            if duration_ns > window_ns:
-                raise CliError(f"--good-til-time {good_til_time} is beyond the longest window "
-                               f"{format_duration_ns(window_ns)}")
-            gtb, gtbt = 0, block_time_ns + duration_ns
-        action = place_order_action(market, side=side, base_quantums=quantums, subticks=subticks, client_id=client_id,
-                                    subaccount_number=subaccount_number, good_til_block=gtb,
-                                    good_til_block_time_ns=gtbt, time_in_force=tif, reduce_only=reduce_only)
-        order = {"market": market.ticker, "side": side, "size": base_quantums_to_size(market, quantums),
-                 "quantums": str(quantums), "price": subticks_to_price(market, subticks), "subticks": str(subticks),
-                 "time_in_force": tif, "reduce_only": reduce_only, "subaccount_number": subaccount_number,
-                 "client_id": client_id, "order_flags": LONG_TERM if gtbt else SHORT_TERM, "good_til_block": str(gtb),
-                 "good_til_block_time_ns": str(gtbt)}
-        hint = _cancel_hint(market, client_id, bool(gtbt), subaccount_number, from_key)
+        action, order = terms.build(client, market, duration_ns, client_id, subaccount_number)
+        hint = _cancel_hint(market, client_id, duration_ns is not None, subaccount_number, from_key)
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets, hint), extra={"client_id": client_id,
                                                                                     "order": order},
+                                mempool_lines=[hint])
+
+
+@tx_clob.command("replace-order")
+@order_options
+@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), required=True, help="the resting order to replace")
+@click.option("--long-term", is_flag=True, help="the resting order was placed with --good-til-time")
+@limit_order_options
+@click.option("--new-client-id", type=click.IntRange(0, UINT32_MAX),
+              help="client id of the new order [default: --client-id]")
+@tx_options
+def tx_replace_order(market_name, subaccount_number, from_key, client_id, long_term, side, size, price, tif,
+                     reduce_only, good_til_block, good_til_time, new_client_id, chain_id, nonce, memo,
+                     no_wait) -> None:
+    """Cancel a resting order and place a new one in one action (cancel-replace): the new order is placed only if
+    the old one was still resting, so a quote is never doubled, nor replaced after it filled."""
+    obj = click.get_current_context().obj
+    terms = LimitOrder(side, size, price, tif, reduce_only, good_til_block, good_til_time)
+    duration_ns = terms.check()
+    key = keyring(obj).get(from_key)
+    new_client_id = client_id if new_client_id is None else new_client_id
+    with rpc(obj) as client:
+        markets = load_markets(client)
+        market = find_market(markets, market_name)
+        place, order = terms.build(client, market, duration_ns, new_client_id, subaccount_number)
+        old = cancel_order_action(market, client_id, subaccount_number, long_term).cancel.order_id
+        action = tx_pb2.OrderAction(cancel_replace=tx_pb2.CancelReplace(order_id=old, place=place.place))
+        hint = _cancel_hint(market, new_client_id, duration_ns is not None, subaccount_number, from_key)
+        sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
+                                no_wait, report=order_report(markets, hint),
+                                extra={"client_id": new_client_id, "replaced_client_id": client_id, "order": order},
                                 mempool_lines=[hint])
 
 
