@@ -147,6 +147,31 @@ def test_the_stateless_cache_keeps_at_most_max_entries_and_evicts_the_oldest():
     assert len(cache._entries) == 2
 
 
+def test_the_stateless_cache_keeps_at_most_max_bytes_of_txs_and_evicts_the_oldest_until_one_fits():
+    """The memo is bounded in tx bytes too: a decoded tx takes 2-10x its size in memory and signed txs are free to
+    make. Three txs of n bytes with room for 2n + 1: the third evicts the first; a tx of more than n + 1 bytes (and at
+    most 2n + 1) evicts both others."""
+    txs = [sign_tx(KEYS[1], CHAIN_ID, nonce, [send()]) for nonce in (1, 2, 3)]
+    n = len(txs[0])
+    assert {len(t) for t in txs} == {n}
+    cache = codec.StatelessCheckCache(max_bytes=2 * n + 1)
+    for tx in txs:
+        cache.decode_and_verify(tx, CHAIN_ID)
+    assert list(cache._entries) == [(hashlib.sha256(t).digest(), CHAIN_ID) for t in txs[1:]]
+    assert cache._bytes == 2 * n and sorted(cache._sizes.values()) == [n, n]
+    big = sign_tx(KEYS[1], CHAIN_ID, 4, [send()], memo="m" * (n // 2))
+    assert n + 1 < len(big) <= 2 * n + 1  # only an empty cache has room for it
+    assert cache.decode_and_verify(big, CHAIN_ID).nonce == 4
+    assert list(cache._entries) == [(hashlib.sha256(big).digest(), CHAIN_ID)] and cache._bytes == len(big)
+
+
+def test_the_stateless_cache_byte_bound_holds_a_full_mempool_of_ordinary_txs():
+    """16 MiB: 5 000 txs of 3 KiB (CometBFT's default mempool size) fit; the default count bound is 50 000."""
+    assert codec.MAX_CACHED_TX_BYTES == 16 * 1024 * 1024 >= 5_000 * 3 * 1024
+    cache = codec.StatelessCheckCache()
+    assert (cache._max, cache._max_bytes) == (50_000, codec.MAX_CACHED_TX_BYTES)
+
+
 # --- ante: cancel bucket, pending promises, wording -----------------------------------------------------------
 
 # Capacity 2 requests (balance below one 100 USDC step), refill max(1, floor(2 x 10 %)) = 1 per block;
