@@ -43,8 +43,11 @@ MAX_ORDER_ACTIONS = 200  # order actions per tx, over all its MsgOrders
 # any valid signature; the ante refuses them after they are memoized), and a decoded tx takes 2-10x its bytes of
 # memory (measured RSS: 1.8 KB for a 181-byte single order, 29 KB for a 5.2 KB tx of 200 placements, 70 KB for a
 # 32 KiB tx of batch cancels), so the count alone let 50 000 entries of 32 KiB txs hold ~3.5 GB. 16 MiB of txs holds
-# a full CometBFT mempool (5 000 txs) of 3 KiB txs and keeps the memo near 100 MB at worst.
+# a full CometBFT mempool (5 000 txs) of 3 KiB txs and keeps the memo near 100 MB at worst. The count: a tx is needed
+# from its CheckTx to its block (a mempool's life), so 4x CometBFT's default mempool of 5 000 txs; it was 50 000,
+# which a localnet soak showed filling at ~1.5 MiB of RSS per minute for hours (docs/benchmarks.md).
 MAX_CACHED_TX_BYTES = 16 * 1024 * 1024
+MAX_CACHED_TXS = 20_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,7 @@ class StatelessCheckCache:
     send for free) must not be able to fill a node's memory.
     """
 
-    def __init__(self, max_entries: int = 50_000, max_bytes: int = MAX_CACHED_TX_BYTES) -> None:
+    def __init__(self, max_entries: int = MAX_CACHED_TXS, max_bytes: int = MAX_CACHED_TX_BYTES) -> None:
         self._max = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0  # Σ size of the cached txs' bytes
