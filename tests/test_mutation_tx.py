@@ -124,7 +124,9 @@ def test_a_tx_of_exactly_32_kib_is_not_too_large():
     chain_id = tx_pb2.TxBody.FromString(tx_pb2.Tx.FromString(tx).body).chain_id
     assert codec.decode_and_verify(tx, chain_id).nonce == 1
     # ... and through the cache too (a tx of exactly the limit is cached like any other).
-    assert codec.StatelessCheckCache().decode_and_verify(tx, chain_id).nonce == 1
+    cache = codec.StatelessCheckCache()
+    assert cache.decode_and_verify(tx, chain_id).nonce == 1
+    assert list(cache._entries) == [(hashlib.sha256(tx).digest(), chain_id)] and cache._bytes == codec.MAX_TX_BYTES
 
 
 def test_decoded_tx_carries_signer_nonce_digest_memo_and_messages():
@@ -163,6 +165,27 @@ def test_the_stateless_cache_keeps_at_most_max_bytes_of_txs_and_evicts_the_oldes
     assert n + 1 < len(big) <= 2 * n + 1  # only an empty cache has room for it
     assert cache.decode_and_verify(big, CHAIN_ID).nonce == 4
     assert list(cache._entries) == [(hashlib.sha256(big).digest(), CHAIN_ID)] and cache._bytes == len(big)
+
+
+def test_a_memo_hit_returns_the_stored_result_and_counts_its_bytes_once():
+    """A second check of one tx is a hit: the very object stored, nothing re-inserted, its bytes counted once."""
+    tx = sign_tx(KEYS[1], CHAIN_ID, 1, [send()])
+    cache = codec.StatelessCheckCache()
+    first = cache.decode_and_verify(tx, CHAIN_ID)
+    assert cache.decode_and_verify(tx, CHAIN_ID) is first
+    assert (len(cache._entries), cache._bytes, list(cache._sizes.values())) == (1, len(tx), [len(tx)])
+
+
+def test_txs_filling_the_byte_bound_exactly_are_all_kept():
+    """Room for exactly 2n bytes holds two txs of n; the third evicts the oldest."""
+    txs = [sign_tx(KEYS[1], CHAIN_ID, nonce, [send()]) for nonce in (1, 2, 3)]
+    n = len(txs[0])
+    cache = codec.StatelessCheckCache(max_bytes=2 * n)
+    for tx in txs[:2]:
+        cache.decode_and_verify(tx, CHAIN_ID)
+    assert len(cache._entries) == 2 and cache._bytes == 2 * n
+    cache.decode_and_verify(txs[2], CHAIN_ID)
+    assert list(cache._entries) == [(hashlib.sha256(t).digest(), CHAIN_ID) for t in txs[1:]]
 
 
 def test_the_stateless_cache_byte_bound_holds_a_full_mempool_of_ordinary_txs():
