@@ -28,10 +28,17 @@ class AppConfig:
     db_path: str  # LevelDB directory, relative to home unless absolute
     log_level: str = "info"
     oracle: dict = dataclasses.field(default_factory=dict)  # the [oracle] table (node/daemons/pricefeed.py)
+    # [storage] retain_blocks: CometBFT keeps only the last this-many blocks (0 = every block). Node-local: the app
+    # answers Commit with retain_height = committed height - retain_blocks + 1; CometBFT prunes its block store and
+    # state below it (never the blocks evidence may still need). The app's own state is never pruned.
+    retain_blocks: int = 0
 
     @staticmethod
     def default(home: pathlib.Path) -> "AppConfig":
         return AppConfig(abci_address=f"unix://{home.resolve() / 'perpd.sock'}", db_path="data/perpd.db")
+
+
+MIN_RETAIN_BLOCKS = 100  # below it a restarted node could not serve its peers the recent blocks they catch up from
 
 
 def app_toml_path(home: pathlib.Path) -> pathlib.Path:
@@ -43,11 +50,16 @@ def load_app_config(home: pathlib.Path) -> AppConfig:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run `perpd init --home {home}` first")
     doc = tomllib.loads(path.read_text())
+    retain = doc["storage"].get("retain_blocks", 0)
+    if type(retain) is not int or not (retain == 0 or MIN_RETAIN_BLOCKS <= retain <= 2**62):
+        raise ValueError(f"{path}: [storage] retain_blocks = {retain!r} must be 0 (keep every block) or an integer "
+                         f">= {MIN_RETAIN_BLOCKS}")
     return AppConfig(
         abci_address=doc["abci"]["address"],
         db_path=doc["storage"]["db_path"],
         log_level=doc.get("log", {}).get("level", "info"),
         oracle=dict(doc.get("oracle", {})),
+        retain_blocks=retain,
     )
 
 
@@ -60,6 +72,8 @@ def write_app_config(home: pathlib.Path, cfg: AppConfig) -> None:
     doc.add("abci", abci)
     storage = tomlkit.table()
     storage.add("db_path", cfg.db_path)
+    storage.add("retain_blocks", cfg.retain_blocks)
+    storage["retain_blocks"].comment("CometBFT keeps only the last N blocks; 0 = every block (docs/parameters.md)")
     doc.add("storage", storage)
     lg = tomlkit.table()
     lg.add("level", cfg.log_level)

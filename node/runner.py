@@ -61,6 +61,7 @@ async def _run(home: pathlib.Path, with_cometbft: bool, cometbft_args: list[str]
             vote_prices=daemon.vote_prices if daemon is not None else None,
             node_queries={"/node/oracle/health": daemon.health if daemon is not None
                           else (lambda: {"status": "disabled"})},
+            retain_blocks=cfg.retain_blocks,
         )
         server = AbciServer(handler, cfg.abci_address)
         await server.start()

@@ -69,8 +69,11 @@ class AbciHandler:
         app: Application,
         vote_prices: Callable[[], dict[int, int]] | None = None,
         node_queries: dict[str, Callable[[], dict]] | None = None,
+        retain_blocks: int = 0,
     ) -> None:
         self.app = app
+        # Node-local block pruning (app.toml [storage] retain_blocks; 0 = keep every block): not consensus state.
+        self._retain_blocks = retain_blocks
         # ExtendVote may be non-deterministic: it carries this validator's price daemon's view.
         self._vote_prices = vote_prices or dict
         # Node-local (non-consensus) answers, e.g. the price daemon's health: path -> JSON-able dict.
@@ -205,7 +208,10 @@ class AbciHandler:
 
     def commit(self, req: abci.RequestCommit) -> abci.Response:
         retain = self.app.commit()
-        return abci.Response(commit=abci.ResponseCommit(retain_height=retain))
+        if self._retain_blocks:
+            height, _ = self.app.info()
+            retain = max(retain, height - self._retain_blocks + 1)  # CometBFT keeps heights >= retain_height
+        return abci.Response(commit=abci.ResponseCommit(retain_height=max(retain, 0)))
 
     def on_consensus_lost(self) -> None:
         """CometBFT went away: drop uncommitted work; it will re-handshake and replay."""
