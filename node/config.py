@@ -38,6 +38,10 @@ class AppConfig:
         return AppConfig(abci_address=f"unix://{home.resolve() / 'perpd.sock'}", db_path="data/perpd.db")
 
 
+class ConfigError(ValueError):
+    """A setting of app.toml out of its range: one clear line at start-up."""
+
+
 MIN_RETAIN_BLOCKS = 100  # below it a restarted node could not serve its peers the recent blocks they catch up from
 
 
@@ -52,7 +56,7 @@ def load_app_config(home: pathlib.Path) -> AppConfig:
     doc = tomllib.loads(path.read_text())
     retain = doc["storage"].get("retain_blocks", 0)
     if type(retain) is not int or not (retain == 0 or MIN_RETAIN_BLOCKS <= retain <= 2**62):
-        raise ValueError(f"{path}: [storage] retain_blocks = {retain!r} must be 0 (keep every block) or an integer "
+        raise ConfigError(f"{path}: [storage] retain_blocks = {retain!r} must be 0 (keep every block) or an integer "
                          f">= {MIN_RETAIN_BLOCKS}")
     return AppConfig(
         abci_address=doc["abci"]["address"],

@@ -6,13 +6,17 @@ node at height 267 reported earliest_block_height 168 and refused block 5; docs/
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 from tendermint.abci import types_pb2 as abci
 
 from app.application import Application
 from node.abci.handler import AbciHandler
-from node.config import MIN_RETAIN_BLOCKS, AppConfig, load_app_config, write_app_config
+from node.config import MIN_RETAIN_BLOCKS, AppConfig, ConfigError, load_app_config, write_app_config
 from node.storage.leveldb import LevelDBStore
 from tests.exchange_helpers import exchange_app_state
 from tests.helpers import CHAIN_ID, VALIDATOR_KEYS
@@ -63,7 +67,7 @@ def test_app_toml_carries_retain_blocks_and_refuses_values_below_the_minimum(tmp
     assert load_app_config(home).retain_blocks == 100 == MIN_RETAIN_BLOCKS
     for bad in ("99", "1", "-1", "true", '"100"', "1.5"):
         (home / "config" / "app.toml").write_text(text.replace("retain_blocks = 0", f"retain_blocks = {bad}"))
-        with pytest.raises(ValueError, match=r"\[storage\] retain_blocks = .* must be 0 \(keep every block\) or an "
+        with pytest.raises(ConfigError, match=r"\[storage\] retain_blocks = .* must be 0 \(keep every block\) or an "
                                              r"integer >= 100"):
             load_app_config(home)
 
@@ -75,3 +79,20 @@ def test_an_app_toml_without_retain_blocks_keeps_every_block(tmp_path):
     path = home / "config" / "app.toml"
     path.write_text("\n".join(line for line in path.read_text().splitlines() if "retain_blocks" not in line))
     assert load_app_config(home).retain_blocks == 0
+
+
+def test_perpd_start_with_a_bad_retain_blocks_is_one_clear_line(tmp_path):
+    """The real entry point: exit 1, one `Error:` line naming the file and the rule, no exception class, no trace."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    home = tmp_path / "h"
+    env = {**os.environ, "PERPD_DEBUG": ""}
+    subprocess.run([sys.executable, "-m", "node.cli.main", "init", "--home", str(home), "--chain-id", "t"], cwd=root,
+                   check=True, capture_output=True, timeout=60, env=env)
+    path = home / "config" / "app.toml"
+    path.write_text(path.read_text().replace("retain_blocks = 0", "retain_blocks = 5"))
+    res = subprocess.run([sys.executable, "-m", "node.cli.main", "start", "--home", str(home)], cwd=root,
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [f"Error: {path}: [storage] retain_blocks = 5 must be 0 (keep every "
+                                               "block) or an integer >= 100"]
+    assert not (home / "perpd.pid").exists()

@@ -25,6 +25,7 @@ from node.cli.mm import mm
 from node.client.keys import KeyError_
 from node.client.rpc import RpcError
 from node.client.units import UnitError
+from node.config import ConfigError
 from node.genesis import GenesisError
 
 
@@ -55,7 +56,7 @@ for command in (bank.query_bank, auth.query_auth, auth.query_account, consensus.
 
 # --- entry point -------------------------------------------------------------------
 EXPECTED = (RpcError, KeyError_, UnitError, ln.LocalnetError, FileNotFoundError, subprocess.CalledProcessError,
-            json.JSONDecodeError, PermissionError, GenesisError)
+            json.JSONDecodeError, PermissionError, GenesisError, ConfigError)
 
 
 def main() -> None:
