@@ -68,10 +68,10 @@ class Trader(threading.Thread):
     small market order of random side on a random market, every fourth a short-term post-only order away from the
     price (it rests, then expires), every tenth a batch cancel of its resting orders on a market."""
 
-    def __init__(self, name: str, key, url: str, chain_id: str, markets: list[mk.Market], interval: float,
+    def __init__(self, key, url: str, chain_id: str, markets: list[mk.Market], interval: float,
                  deadline: float, seed: int) -> None:
         super().__init__(daemon=True)
-        self.name_, self.key, self.chain_id, self.markets = name, key, chain_id, markets
+        self.key, self.chain_id, self.markets = key, chain_id, markets
         self.rpc = RpcClient(url, timeout_s=10)
         self.interval, self.deadline = interval, deadline
         self.rng = random.Random(seed)
@@ -130,7 +130,7 @@ class Trader(threading.Thread):
         self.rpc.close()
 
 
-def sample(manifest: dict, d: pathlib.Path, rpcs: list[RpcClient]) -> dict:
+def sample(manifest: dict, rpcs: list[RpcClient]) -> dict:
     row: dict = {"t": time.monotonic(), "nodes": []}
     for node, rpc in zip(manifest["nodes"], rpcs):
         pids = ln.node_pids(node)
@@ -219,7 +219,7 @@ def main() -> None:
         keyring = Keyring(d / "keys")
         start = time.monotonic()
         end = start + 60 * ns.minutes
-        traders = [Trader(name, keyring.get(name), ln.rpc_url(manifest["nodes"][i % 3]), manifest["chain_id"],
+        traders = [Trader(keyring.get(name), ln.rpc_url(manifest["nodes"][i % 3]), manifest["chain_id"],
                           markets, ns.interval, end, seed=i) for i, name in enumerate(ns.traders.split(","))]
         for t in traders:
             t.start()
@@ -232,7 +232,7 @@ def main() -> None:
                 restart_s = restart_node(manifest, manifest["nodes"][3], rpcs)
                 print(f"restarted node 3: caught up in {restart_s:.1f} s", flush=True)
             if now >= next_sample:
-                row = sample(manifest, d, rpcs)
+                row = sample(manifest, rpcs)
                 samples.append(row)
                 try:
                     checks.append(agreement(rpcs))
@@ -247,7 +247,7 @@ def main() -> None:
             time.sleep(0.5)
         for t in traders:
             t.join(timeout=30)
-        samples.append(sample(manifest, d, rpcs))
+        samples.append(sample(manifest, rpcs))
         checks.append(agreement(rpcs))
         for r in rpcs:
             r.close()

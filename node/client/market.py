@@ -24,11 +24,10 @@ from app.clob.actions import MAX_ORDER_QUANTUMS
 from app.clob.keys import LONG_TERM, SHORT_TERM
 from app.lib.math import UINT64_MAX
 from app.lib.units import format_scaled
-from node.client.units import UnitError, clip_text
+from node.client.units import DECIMAL_RE, UnitError, clip_text
 
 QUOTE_ATOMIC_RESOLUTION = -6  # 1 quote quantum = 10^-6 USDC
 ONE_MILLION = 1_000_000
-_DECIMAL_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$", re.ASCII)  # no sign, exponent, NaN or other digits
 _MAX_DIGITS = 40  # significant digits of a decimal's integer part, and of its fraction (parse_decimal)
 _DURATION_RE = re.compile(r"^(?:[0-9]+[dhms])+$", re.ASCII)
 _DURATION_PART_RE = re.compile(r"([0-9]+)([dhms])", re.ASCII)
@@ -106,7 +105,7 @@ def parse_decimal(text: str, what: str) -> Decimal:
     t = text.strip()
     if t.startswith("-"):
         raise MarketError(f"{what} must be positive, got {clip_text(text)}")
-    if not _DECIMAL_RE.match(t):
+    if not DECIMAL_RE.match(t):
         raise MarketError(f"{what} {clip_text(text)} is not a decimal number")
     whole, _, frac = t.partition(".")
     # Bounded before any int() of the digits (Python refuses to parse over 4300): no valid size, price or fraction

@@ -7,8 +7,9 @@ import re
 from app.lib.math import UINT64_MAX
 
 USDC_DECIMALS = 6
-# '12', '12.', '12.5', '.5' (as sizes and prices: node/client/market.py); no other scripts' digits: int("١٢") == 12
-_DEC_RE = re.compile(r"^(?:([0-9]+)(?:\.([0-9]*))?|()\.([0-9]+))$", re.ASCII)
+# A plain decimal: '12', '12.', '12.5', '.5'; no sign, exponent, NaN or other scripts' digits (int("١٢") == 12).
+# The one grammar of every number the CLI reads (amounts here, sizes, prices and fractions in node/client/market.py).
+DECIMAL_RE = re.compile(r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)$", re.ASCII)
 _MAX_WHOLE_DIGITS = len(str(UINT64_MAX))  # more significant digits than this always overflow
 
 
@@ -21,15 +22,15 @@ def usdc_to_quote_quantums(text: str) -> int:
     t = text.strip()
     if t.startswith("-"):
         raise UnitError(f"amount must be positive, got {clip_text(text)}")
-    m = _DEC_RE.match(t)
-    if not m:
+    if not DECIMAL_RE.match(t):
         raise UnitError(f"amount {clip_text(text)} is not a decimal number of USDC")
-    whole = (m.group(1) or "").lstrip("0")
-    frac = (m.group(2) if m.group(1) is not None else m.group(4)) or ""
+    whole, _, frac = t.partition(".")
+    whole = whole.lstrip("0")
     if len(whole) > _MAX_WHOLE_DIGITS:  # before int(): Python refuses to parse over 4300 digits
         raise UnitError(f"amount {clip_text(t)} overflows uint64 quote quantums")
     if len(frac) > USDC_DECIMALS:
-        raise UnitError(f"amount {clip_text(text)} has more than {USDC_DECIMALS} decimals (1 quote quantum = 0.000001 USDC)")
+        raise UnitError(f"amount {clip_text(text)} has more than {USDC_DECIMALS} decimals "
+                        "(1 quote quantum = 0.000001 USDC)")
     value = int(whole or "0") * 10**USDC_DECIMALS + int(frac.ljust(USDC_DECIMALS, "0"))
     if value == 0:
         raise UnitError("amount must be positive")
