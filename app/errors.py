@@ -148,3 +148,7 @@ ERR_TOO_MANY_OPEN_ORDERS = register("clob", 715, "too_many_open_orders")
 ERR_STALE_ORACLE = register("clob", 716, "stale_oracle")  # only reduce-only orders while the oracle is stale
 ERR_INVALID_FEE_TIERS = register("clob", 717, "invalid_fee_tiers")
 ERR_INVALID_CLOB_PAIR = register("clob", 718, "invalid_clob_pair")
+# the subaccount's total net collateral allows no more open orders of the kind (dYdX
+# ErrOrderWouldExceedMaxOpenOrdersEquityTierLimit)
+ERR_EQUITY_TIER_LIMIT = register("clob", 719, "equity_tier_limit")
+ERR_INVALID_EQUITY_TIERS = register("clob", 720, "invalid_equity_tiers")

@@ -74,10 +74,10 @@ def _twin_blocks(a, b, txs, restart_b: bool = True):
 
 
 def _book_state(r, pair: int = BTC):
-    """(open counts, index) of the in-memory book, normalised for comparison."""
+    """(open counts per pair and per kind, index) of the in-memory book, normalised for comparison."""
     books = r.app.committed_books()
     side = books.pair(pair)
-    return (dict(books.open_counts), dict(books.index),
+    return (dict(books.open_counts), dict(books.kind_counts), dict(books.index),
             [(p, list(side.bids.levels[p])) for p in side.bids.prices],
             [(p, list(side.asks.levels[p])) for p in side.asks.prices])
 

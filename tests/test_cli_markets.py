@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.helpers import KEYS
-from tests.test_cli_exchange import chain, ok_json, one_error_line  # noqa: F401 -- fixtures and helpers
+from tests.test_cli_exchange import chain, ok, ok_json, one_error_line  # noqa: F401 -- fixtures and helpers
 
 
 def test_authority_pauses_reopens_and_changes_tiers(chain, capsys, tmp_path):  # noqa: F811
@@ -38,3 +38,37 @@ def test_authority_pauses_reopens_and_changes_tiers(chain, capsys, tmp_path):  #
     assert node.query_json("/clob/params")["fee_tiers"][0]["taker_fee_ppm"] == 300
     assert "nothing to change" in one_error_line(capsys, home, "tx", "markets", "update-perpetual", "--market",
                                                  "ETH-USD", "--from", "authority")
+
+
+def test_authority_sets_equity_tiers_and_the_params_show_them(chain, capsys, tmp_path):  # noqa: F811
+    node, home = chain
+    from node.client.keys import Keyring
+
+    Keyring(home / "keys").import_hex("authority", bytes(KEYS[0]).hex())
+    text = ok(capsys, home, "query", "clob", "params")  # the dYdX mainnet defaults, in USDC
+    assert "open short-term orders per subaccount (equity tiers, all markets):" in text
+    assert "100000" in text and "1000" in text and "200" in text
+    tiers = tmp_path / "equity.json"
+    tiers.write_text(json.dumps({"short_term_order_equity_tiers": [
+        {"usd_tnc_required_quote_quantums": "0", "limit": 3},
+        {"usd_tnc_required_quote_quantums": "5000000", "limit": 7}]}))
+    assert ok_json(capsys, home, "tx", "markets", "set-equity-tiers", str(tiers), "--from", "authority")["code"] == 0
+    params = node.query_json("/clob/params")
+    assert params["short_term_order_equity_tiers"] == [{"usd_tnc_required_quote_quantums": "0", "limit": 3},
+                                                      {"usd_tnc_required_quote_quantums": "5000000", "limit": 7}]
+    assert params["stateful_order_equity_tiers"] == []
+    text = ok(capsys, home, "query", "clob", "params")
+    assert "open long-term orders per subaccount: no equity-tier cap" in text
+    rows = [line.split() for line in text.splitlines()]
+    assert ["5", "7"] in rows and ["0", "3"] in rows  # USDC, orders
+    # the chain refuses descending requirements (720) and the CLI says so in one line
+    tiers.write_text(json.dumps({"stateful_order_equity_tiers": [
+        {"usd_tnc_required_quote_quantums": "9", "limit": 1}, {"usd_tnc_required_quote_quantums": "8", "limit": 1}]}))
+    assert "720" in one_error_line(capsys, home, "tx", "markets", "set-equity-tiers", str(tiers), "--from",
+                                   "authority")
+    tiers.write_text(json.dumps({"authority": "x", "short_term_order_equity_tiers": []}))
+    assert "'authority' comes from --from" in one_error_line(capsys, home, "tx", "markets", "set-equity-tiers",
+                                                             str(tiers), "--from", "authority")
+    tiers.write_text(json.dumps([1, 2]))
+    assert "an object with short_term_order_equity_tiers" in one_error_line(
+        capsys, home, "tx", "markets", "set-equity-tiers", str(tiers), "--from", "authority")

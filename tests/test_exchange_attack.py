@@ -16,6 +16,7 @@ from perpchain.v1 import exchange_pb2, tx_pb2
 
 from app import errors
 from app.auth import keeper as auth_keeper
+from app.clob.genesis import DEFAULT_PARAMS
 from app.bank.keeper import FEE_COLLECTOR_ADDRESS
 from app.lib.address import encode_address
 from app.lib.math import UINT64_MAX
@@ -242,8 +243,11 @@ def test_after_a_capped_close_the_last_withdrawal_fails(ex):
 def _dust_market_state() -> dict:
     """A perpetual the validation accepts: atomic resolution -30 (allowed: -30..30) on the BTC oracle, its pair with
     QCE -30, step 1 and tick 1. A position of 2^62 base quantums is 4.6e-12 BTC: notional, margin, fill value and
-    fees all 0."""
+    fees all 0. Equity tiers off: the subaccounts hold no collateral, which is the point (dYdX's tiers would refuse
+    their resting orders before OI could be reached)."""
     state = app_state()
+    state["clob"]["params"] = {**DEFAULT_PARAMS, "short_term_order_equity_tiers": [],
+                               "stateful_order_equity_tiers": []}
     state["perpetuals"]["perpetuals"].append({"id": 3, "ticker": "DUST-USD", "market_id": BTC,
                                               "atomic_resolution": -30, "liquidity_tier": 0,
                                               "market_type": "MARKET_TYPE_CROSS"})

@@ -18,6 +18,7 @@ from app.clob.matching import match_taker, order_removed_event
 from app.context import BlockInfo
 from app.errors import (
     ERR_CLOB_PAIR_STATUS,
+    ERR_EQUITY_TIER_LIMIT,
     ERR_FILL_OR_KILL_NOT_FILLED,
     ERR_INVALID_GOOD_TIL,
     ERR_INVALID_ORDER,
@@ -38,7 +39,7 @@ from app.perpetuals.keeper import MarginView
 from app.store import BranchStore, CommittedReader
 from app.subaccounts import keeper as subaccounts_keeper
 from app.subaccounts.logic import CollateralCheck, check_update
-from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER, SubaccountId
+from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER, SubaccountId, SubaccountState
 
 ACTIVE = exchange_pb2.CLOB_PAIR_STATUS_ACTIVE
 POST_ONLY_STATUS = exchange_pb2.CLOB_PAIR_STATUS_POST_ONLY
@@ -122,6 +123,7 @@ class Placement:
     pair: exchange_pb2.ClobPair
     order: exchange_pb2.Order  # the taker / resting order (not stored yet)
     limit_subticks: int
+    before: SubaccountState  # the placing subaccount, funding settled, before this order
 
 
 def order_flags_of(p: tx_pb2.PlaceOrder) -> int:
@@ -197,7 +199,7 @@ def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx
         good_til_block=p.good_til_block, good_til_block_time_ns=p.good_til_block_time_ns,
         time_in_force=IOC if p.market_slippage_ppm else p.time_in_force, reduce_only=p.reduce_only,
         remaining_quantums=p.quantums, placed_height=block.height)
-    return Placement(pair, order, limit)
+    return Placement(pair, order, limit, prep.before)
 
 
 def market_order_limit(pair: exchange_pb2.ClobPair, info, side: int, slippage_ppm: int) -> int:
@@ -269,6 +271,8 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
         raise AppError(ERR_TOO_MANY_OPEN_ORDERS, f"subaccount {order.subaccount_number} already has "
                                                  f"{params.max_open_orders_per_subaccount} open orders on pair "
                                                  f"{pair.id}")
+    if rests:
+        _equity_tier_check(env, params, order, placement.before)
     outcome = match_taker(env.store, env.books, env.block, pair, order, limit, env.events, env.view, env.ledger) \
         if order.time_in_force != POST_ONLY else None
     filled = outcome.filled_quantums if outcome else 0
@@ -290,6 +294,25 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
             status["stopped"] = stopped
     status["subticks"] = limit
     return status
+
+
+def _equity_tier_check(env: ActionEnv, params: exchange_pb2.ClobParams, order: exchange_pb2.Order,
+                       before: SubaccountState) -> None:
+    """An order that may rest must fit the equity tier of its subaccount's total net collateral before the order:
+    its resting orders of the same kind (short-term or long-term, over every pair) stay below the tier's limit.
+    Mirrors dYdX ValidateSubaccountEquityTierLimitForNewOrder (x/clob/keeper/equity_tier_limit.go)."""
+    short_term = order.order_flags == keys.SHORT_TERM
+    tiers = params.short_term_order_equity_tiers if short_term else params.stateful_order_equity_tiers
+    if not tiers:
+        return
+    tnc = subaccounts_keeper.compute_risk(env.store, before, None, env.view).net_collateral_quote_quantums
+    limit = keeper.equity_tier_limit(tiers, tnc)
+    held = env.books.kind_count(order.owner, order.subaccount_number, order.order_flags)
+    if held >= limit:
+        kind = "short-term" if short_term else "long-term"
+        raise AppError(ERR_EQUITY_TIER_LIMIT, f"subaccount {order.subaccount_number} has {held} open {kind} orders; "
+                                              f"its total net collateral {tnc} quote quantums allows {limit} "
+                                              "(equity tiers: query clob params)")
 
 
 def _crosses(side: int, limit: int, best_opposite: int) -> bool:

@@ -81,12 +81,14 @@ class PairBook:
 
 
 class Books:
-    """Every pair's book plus a key index and per-subaccount-and-pair open-order counts, with an undo journal."""
+    """Every pair's book plus a key index, open-order counts per subaccount and pair and per subaccount and order kind
+    (the equity-tier caps), with an undo journal."""
 
     def __init__(self) -> None:
         self.pairs: dict[int, PairBook] = {}
         self.index: dict[bytes, tuple[int, int, int, int]] = {}  # order key -> (pair, side, price, seq)
         self.open_counts: dict[bytes, int] = {}  # order key[:25] (owner, number, pair) -> resting orders
+        self.kind_counts: dict[bytes, int] = {}  # order key[:21] + flags byte (owner, number, kind) -> resting orders
         self._journal: list[tuple] = []
 
     def pair(self, clob_pair_id: int) -> PairBook:
@@ -110,6 +112,8 @@ class Books:
         self.index[okey] = (clob_pair_id, side, price, seq)
         group = okey[:25]
         self.open_counts[group] = self.open_counts.get(group, 0) + 1
+        kind = okey[:21] + okey[29:]
+        self.kind_counts[kind] = self.kind_counts.get(kind, 0) + 1
 
     def _remove(self, okey: bytes) -> tuple[int, int, int, int]:
         entry = self.index.pop(okey)
@@ -121,10 +125,20 @@ class Books:
             self.open_counts[group] = left
         else:
             del self.open_counts[group]
+        kind = okey[:21] + okey[29:]
+        left = self.kind_counts[kind] - 1
+        if left:
+            self.kind_counts[kind] = left
+        else:
+            del self.kind_counts[kind]
         return entry
 
     def open_count(self, owner: bytes, number: int, clob_pair_id: int) -> int:
         return self.open_counts.get(owner + bytes((number,)) + clob_pair_id.to_bytes(4, "big"), 0)
+
+    def kind_count(self, owner: bytes, number: int, order_flags: int) -> int:
+        """Resting orders of one subaccount with these flags (short-term or long-term), over every pair."""
+        return self.kind_counts.get(owner + bytes((number, order_flags)), 0)
 
     # --- journal ------------------------------------------------------------------------------------------------
     def mark(self) -> int:

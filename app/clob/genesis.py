@@ -22,6 +22,24 @@ DEFAULT_PARAMS = {
     "max_open_orders_per_subaccount": 200,
     "default_market_slippage_ppm": 50_000,
     "max_market_slippage_ppm": 500_000,
+    # dYdX mainnet EquityTierLimitConfiguration (protocol/testing/mainnet/genesis.json): open orders per subaccount
+    # by total net collateral in quote quantums (20 000 000 = 20 USDC)
+    "short_term_order_equity_tiers": [
+        {"usd_tnc_required_quote_quantums": "0", "limit": 0},
+        {"usd_tnc_required_quote_quantums": "20000000", "limit": 1},
+        {"usd_tnc_required_quote_quantums": "100000000", "limit": 5},
+        {"usd_tnc_required_quote_quantums": "1000000000", "limit": 10},
+        {"usd_tnc_required_quote_quantums": "10000000000", "limit": 100},
+        {"usd_tnc_required_quote_quantums": "100000000000", "limit": 1000},
+    ],
+    "stateful_order_equity_tiers": [
+        {"usd_tnc_required_quote_quantums": "0", "limit": 0},
+        {"usd_tnc_required_quote_quantums": "20000000", "limit": 1},
+        {"usd_tnc_required_quote_quantums": "100000000", "limit": 5},
+        {"usd_tnc_required_quote_quantums": "1000000000", "limit": 10},
+        {"usd_tnc_required_quote_quantums": "10000000000", "limit": 100},
+        {"usd_tnc_required_quote_quantums": "100000000000", "limit": 200},
+    ],
     # dYdX standard fee tiers (x/feetiers StandardParams), quote quantums over 30 days
     "fee_tiers": [
         {"name": "1", "maker_fee_ppm": 100, "taker_fee_ppm": 500},

@@ -232,6 +232,21 @@ def handle_set_fee_tiers(ctx: Ctx, msg: tx_pb2.MsgSetFeeTiers) -> None:
     ctx.emit(Event.of("fee_tiers", tiers=len(msg.fee_tiers)))
 
 
+def handle_set_equity_tiers(ctx: Ctx, msg: tx_pb2.MsgSetEquityTiers) -> None:
+    """The authority replaces both equity-tier lists (dYdX MsgUpdateEquityTierLimitConfiguration). Resting orders
+    stay; the caps apply from the next placement."""
+    _authority(ctx, msg.authority)
+    params = exchange_pb2.ClobParams()
+    params.CopyFrom(keeper.get_params(ctx.store))
+    del params.short_term_order_equity_tiers[:]
+    params.short_term_order_equity_tiers.extend(msg.short_term_order_equity_tiers)
+    del params.stateful_order_equity_tiers[:]
+    params.stateful_order_equity_tiers.extend(msg.stateful_order_equity_tiers)
+    keeper.set_params(ctx.store, params)
+    ctx.emit(Event.of("equity_tiers", short_term_tiers=len(msg.short_term_order_equity_tiers),
+                      stateful_tiers=len(msg.stateful_order_equity_tiers)))
+
+
 def handle_update_perpetual(ctx: Ctx, msg: tx_pb2.MsgUpdatePerpetual) -> None:
     """The authority moves a perpetual to another liquidity tier and/or market type (type only with no open
     interest: positions cannot switch collateral pools)."""

@@ -16,7 +16,13 @@ from perpchain.v1 import exchange_pb2
 
 from app.clob import keys
 from app.clob.logic import FeeTier, select_fee_tier
-from app.errors import ERR_INVALID_FEE_TIERS, ERR_ORDER_NOT_FOUND, ERR_UNKNOWN_CLOB_PAIR, AppError
+from app.errors import (
+    ERR_INVALID_EQUITY_TIERS,
+    ERR_INVALID_FEE_TIERS,
+    ERR_ORDER_NOT_FOUND,
+    ERR_UNKNOWN_CLOB_PAIR,
+    AppError,
+)
 from app.lib.encoding import encode_proto
 from app.lib.math import ONE_MILLION
 from app.store import BranchStore, CommittedReader, prefix_end
@@ -67,7 +73,44 @@ def get_params(store: CommittedReader) -> exchange_pb2.ClobParams:
 
 def set_params(store: BranchStore, params: exchange_pb2.ClobParams) -> None:
     validate_fee_tiers(list(params.fee_tiers))
+    validate_equity_tiers(params.short_term_order_equity_tiers, "short_term_order_equity_tiers")
+    validate_equity_tiers(params.stateful_order_equity_tiers, "stateful_order_equity_tiers")
     store.set(keys.PARAMS_KEY, encode_proto(params))
+
+
+MAX_EQUITY_TIER_ORDERS = 10_000_000  # dYdX MaxShortTermOrdersForEquityTier = MaxStatefulOrdersForEquityTier
+
+
+def validate_equity_tiers(tiers, field: str) -> None:
+    """dYdX EquityTierLimitConfiguration.Validate: every limit at most 10 000 000 orders and the requirements
+    strictly ascending. dYdX sorts the list before storing it; an unsorted list is refused here instead, so the
+    stored list is the one the authority signed."""
+    previous = None
+    for i, tier in enumerate(tiers):
+        if tier.limit > MAX_EQUITY_TIER_ORDERS:
+            raise AppError(ERR_INVALID_EQUITY_TIERS, f"{field}[{i}]: limit {tier.limit} is above "
+                                                     f"{MAX_EQUITY_TIER_ORDERS} orders")
+        required = tier.usd_tnc_required_quote_quantums
+        if previous is not None and required <= previous:
+            raise AppError(ERR_INVALID_EQUITY_TIERS, f"{field}[{i}]: usd_tnc_required_quote_quantums {required} "
+                                                     f"must be above the previous tier's {previous} (strictly "
+                                                     "ascending)")
+        previous = required
+
+
+def equity_tier_limit(tiers, net_collateral: int) -> int | None:
+    """Open orders of the kind a subaccount with this total net collateral (quote quantums) may hold: the limit of
+    the last tier whose requirement it meets (tiers ascending), 0 when it meets none (a negative TNC meets none),
+    None when the list is empty (no cap). Mirrors the tier choice of dYdX
+    ValidateSubaccountEquityTierLimitForNewOrder (x/clob/keeper/equity_tier_limit.go)."""
+    if not tiers:
+        return None
+    limit = 0
+    for tier in tiers:
+        if net_collateral < tier.usd_tnc_required_quote_quantums:
+            break
+        limit = tier.limit
+    return limit
 
 
 @functools.lru_cache(maxsize=64)

@@ -98,7 +98,14 @@ def query_params(store: BranchStore) -> dict:
                            "total_volume_share_requirement_ppm": t.total_volume_share_requirement_ppm,
                            "maker_volume_share_requirement_ppm": t.maker_volume_share_requirement_ppm,
                            "maker_fee_ppm": t.maker_fee_ppm, "taker_fee_ppm": t.taker_fee_ppm}
-                          for t in p.fee_tiers]}
+                          for t in p.fee_tiers],
+            "short_term_order_equity_tiers": _equity_tiers(p.short_term_order_equity_tiers),
+            "stateful_order_equity_tiers": _equity_tiers(p.stateful_order_equity_tiers)}
+
+
+def _equity_tiers(tiers) -> list[dict]:
+    return [{"usd_tnc_required_quote_quantums": str(t.usd_tnc_required_quote_quantums), "limit": t.limit}
+            for t in tiers]
 
 
 def query_orderbook(store: BranchStore, books: Books | None, name: str, depth: int) -> dict:

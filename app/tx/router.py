@@ -50,6 +50,7 @@ ROUTES: dict[str, Route] = {
                                    perpetuals_handlers.handle_upsert_liquidity_tier),
     "create_perpetual": Route(clob_handlers.signers_authority, clob_handlers.handle_create_perpetual),
     "set_fee_tiers": Route(clob_handlers.signers_authority, clob_handlers.handle_set_fee_tiers),
+    "set_equity_tiers": Route(clob_handlers.signers_authority, clob_handlers.handle_set_equity_tiers),
     "update_perpetual": Route(clob_handlers.signers_authority, clob_handlers.handle_update_perpetual),
 }
 

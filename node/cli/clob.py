@@ -480,7 +480,8 @@ def _percent_of_ppm(ppm: int) -> str:
 @query_clob.command("params")
 @common
 def query_params() -> None:
-    """Order-book parameters: expiry windows, open-order limit, market-order slippage, fee tiers."""
+    """Order-book parameters: expiry windows, open-order limits (per market, and equity tiers per subaccount),
+    market-order slippage, fee tiers."""
     obj = click.get_current_context().obj
     with rpc(obj) as client:
         res = client.query_json("/clob/params")
@@ -501,6 +502,15 @@ def query_params() -> None:
               _percent_of_ppm(int(t["maker_fee_ppm"])), _percent_of_ppm(int(t["taker_fee_ppm"]))]
              for t in res["fee_tiers"]]
     lines += ["  " + line for line in _table(rows, "<>>>>>")]
+    for kind, field in (("short-term", "short_term_order_equity_tiers"), ("long-term", "stateful_order_equity_tiers")):
+        tiers = res[field]
+        if not tiers:
+            lines.append(f"open {kind} orders per subaccount: no equity-tier cap")
+            continue
+        lines.append(f"open {kind} orders per subaccount (equity tiers, all markets):")
+        rows = [["total net collateral >= USDC", "open orders"]]
+        rows += [[usdc_text(t["usd_tnc_required_quote_quantums"]), str(t["limit"])] for t in tiers]
+        lines += ["  " + line for line in _table(rows, "<>")]
     emit(obj, res, "\n".join(lines))
 
 

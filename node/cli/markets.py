@@ -136,3 +136,24 @@ def set_fee_tiers(tiers, from_key, chain_id, nonce, memo, no_wait) -> None:
         raise CliError(f"tiers {tiers}: a JSON list of fee tiers is needed ({e})") from None
     _send(from_key, lambda client, authority: tx_pb2.Msg(set_fee_tiers=tx_pb2.MsgSetFeeTiers(
         authority=authority, fee_tiers=parsed)), chain_id, nonce, memo, no_wait)
+
+
+@tx_markets.command("set-equity-tiers")
+@click.argument("tiers", type=click.Path(exists=True, dir_okay=False))
+@click.option("--from", "from_key", required=True, help="the chain authority's key")
+@tx_options
+def set_equity_tiers(tiers, from_key, chain_id, nonce, memo, no_wait) -> None:
+    """Replace both equity-tier lists with a JSON object {"short_term_order_equity_tiers": [...],
+    "stateful_order_equity_tiers": [...]} of {"usd_tnc_required_quote_quantums", "limit"} tiers (genesis format,
+    ascending; an empty or missing list = no cap)."""
+    doc = _load_json(tiers, "tiers")
+    try:
+        msg = json_format.ParseDict(doc, tx_pb2.MsgSetEquityTiers())
+    except (TypeError, json_format.ParseError) as e:
+        raise CliError(f"tiers {tiers}: an object with short_term_order_equity_tiers and "
+                       f"stateful_order_equity_tiers lists is needed ({e})") from None
+    if msg.authority:
+        raise CliError(f"tiers {tiers}: 'authority' comes from --from, not the file")
+    _send(from_key, lambda client, authority: tx_pb2.Msg(set_equity_tiers=tx_pb2.MsgSetEquityTiers(
+        authority=authority, short_term_order_equity_tiers=msg.short_term_order_equity_tiers,
+        stateful_order_equity_tiers=msg.stateful_order_equity_tiers)), chain_id, nonce, memo, no_wait)
