@@ -263,8 +263,9 @@ def perpd_order_txs(d: pathlib.Path, chain_id: str, n_ops: int, senders: int, ba
     """Order-placement txs (``batch`` placements each): post-only orders of 0.0001 BTC / 0.001 ETH / ... (long-term;
     short-term until ``good_til_block`` when it is set)
     far from the oracle (bids at half, asks at twice the localnet start price), spread over the four markets and
-    subaccounts 0..3 so no (subaccount, market) reaches the 200 open-order limit; nothing crosses, so every action
-    rests and is one committed order operation. Returns (txs, order operations)."""
+    subaccounts 0..7 so no subaccount reaches its equity-tier cap (100 000 USDC each: 200 long-term orders over all
+    markets; the default 40 000 batched placements from 40 senders are 125 per subaccount) nor a (subaccount, market)
+    the 200 open-order limit; nothing crosses, so every action rests and is one committed order operation. Returns (txs, order operations)."""
     from perpchain.v1 import tx_pb2
 
     keyring = Keyring(d / "keys")
@@ -283,7 +284,7 @@ def perpd_order_txs(d: pathlib.Path, chain_id: str, n_ops: int, senders: int, ba
                 pair, bid, ask = markets[i % len(markets)]
                 buy = (i // len(markets)) % 2 == 0
                 actions.append(tx_pb2.OrderAction(place=tx_pb2.PlaceOrder(
-                    subaccount_number=(i // (2 * len(markets))) % 4, client_id=i + 1, clob_pair_id=pair,
+                    subaccount_number=(i // (2 * len(markets))) % 8, client_id=i + 1, clob_pair_id=pair,
                     side=1 if buy else 2, quantums=1_000_000, subticks=bid if buy else ask,
                     good_til_block=good_til_block, good_til_block_time_ns=0 if good_til_block else good_til_ns,
                     time_in_force=2)))
@@ -346,7 +347,7 @@ def main() -> None:
                                  .read_text())
     market_template.update(chain_id="perpchain-bench", authority="bench0", accounts=[
         {"name": f"bench{i}", "amount_quote_quantums": "1000000000000",
-         "deposits": [{"number": n, "amount_quote_quantums": "100000000000"} for n in range(4)]}
+         "deposits": [{"number": n, "amount_quote_quantums": "100000000000"} for n in range(8)]}
         for i in range(ns.senders)])
     (work / "markets.json").write_text(json.dumps(market_template))
     results = {}
