@@ -206,6 +206,9 @@ def test_the_authority_replaces_the_tiers_and_only_valid_ones():
     assert set_tiers(r, 1, 2, [tier(0, 9)], []).tx_results[0].code == errors.ERR_UNAUTHORIZED.code
     res = set_tiers(r, 0, 2, [tier(0, 9)], [tier(5, 1), tier(5, 2)])
     assert res.tx_results[0].code == errors.ERR_INVALID_EQUITY_TIERS.code
+    assert "stateful_order_equity_tiers[1]: usd_tnc_required_quote_quantums 5 must be above" in res.tx_results[0].log
+    res = set_tiers(r, 0, 3, [tier(0, 10_000_001)], [])
+    assert "short_term_order_equity_tiers[0]: limit 10000001 is above 10000000 orders" in res.tx_results[0].log
     assert json.loads(r.app.query("/clob/params", b"").value)["short_term_order_equity_tiers"][0]["limit"] == 2
 
 
@@ -214,5 +217,5 @@ def test_genesis_refuses_invalid_equity_tiers():
     state["clob"]["params"] = {**DEFAULT_PARAMS, "stateful_order_equity_tiers": [
         {"usd_tnc_required_quote_quantums": "0", "limit": 10_000_001}]}
     r = MemReplica()
-    with pytest.raises(Exception, match="10000001"):
+    with pytest.raises(Exception, match=r"stateful_order_equity_tiers\[0\]: limit 10000001"):
         r.init_chain(state)

@@ -22,6 +22,7 @@ from app.clob.actions import (
     execute_batch_cancel,
     execute_cancel,
     execute_place,
+    order_flags_of,
     validate_action_stateless,
 )
 from app.clob.book import Books
@@ -34,6 +35,7 @@ from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals.keeper import MarginView
 from app.store import BranchStore
 from app.subaccounts import keeper as subaccounts_keeper
+from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER
 
 
 @dataclasses.dataclass
@@ -70,7 +72,8 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
                           queued: list[QueuedAction]) -> dict[int, list[Event]]:
     """Run every queued action in phase order; returns the events of each tx (by tx index)."""
     out: dict[int, list[Event]] = {}
-    replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
+    floors: dict[tuple[int, int], int] = {}  # cancel-replace -> its placement's equity-tier floor
+    replaced: dict[tuple[int, int], int] = {}  # cancel-replace whose cancel succeeded -> the same floor
     # Prices, tiers and perpetual parameters are fixed from here to the end of the order phase.
     view = MarginView(store)
     # subaccounts and open interest are written once, at the end of the phase
@@ -82,27 +85,44 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     for q in queued:
         if q.action.WhichOneof("action") == "cancel_replace":
             phases[0].append((q, True))
+            floors[(q.tx_index, q.action_index)] = _replacement_floor(books, q)  # before any cancel of the block
         phases[_phase(q) - 1].append((q, False))
     for batch in phases:
         for q, cancel_half in batch:
-            _run(store, books, block, q, out, replaced, view, volume, cancel_half=cancel_half)
+            _run(store, books, block, q, out, (floors, replaced), view, volume, cancel_half=cancel_half)
     subaccounts_keeper.flush_working_set(store, view)
     perpetuals_keeper.flush_open_interest(store, view)
     volume.write(store, block.block_time_ns)  # fee tiers of later blocks see this block's volume
     return out
 
 
+def _replacement_floor(books: Books, q: QueuedAction) -> int:
+    """The equity-tier floor of a cancel-replace's placement: when it replaces an order of its own subaccount and
+    kind, the subaccount's open orders of that kind at the start of the order phase (before any cancel), else 0. Its
+    placement may rest while the count is below max(tier limit, floor), so a replacement never raises the count above
+    where it started the block, even when the tier now allows fewer (dYdX exempts a replacement from the equity-tier
+    check: it adds no order)."""
+    cr = q.action.cancel_replace
+    flags = order_flags_of(cr.place)
+    number = cr.place.subaccount_number
+    # (not yet validated: a number beyond 0..127 fails the action later, and gets no floor)
+    if cr.order_id.subaccount_number != number or cr.order_id.order_flags != flags or number > MAX_SUBACCOUNT_NUMBER:
+        return 0
+    return books.kind_count(q.owner, number, flags)
+
+
 def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, out: dict[int, list[Event]],
-         replaced: dict[tuple[int, int], bool], view: MarginView, volume: keeper.FillLedger,
+         replacements: tuple[dict, dict], view: MarginView, volume: keeper.FillLedger,
          cancel_half: bool) -> None:
     kind = q.action.WhichOneof("action")
+    floors, replaced = replacements
     attrs = {"action_index": q.action_index, "kind": kind}
     if kind == "cancel_replace":  # each half's event names its step, whatever refuses it
         if cancel_half:
             attrs.update(_id_attrs(q.action.cancel_replace.order_id), step="cancel")
         else:
             attrs.update(_order_attrs(q.action.cancel_replace.place), step="place")
-            if not replaced.get((q.tx_index, q.action_index)):  # refused, or the action failed its stateless checks
+            if (q.tx_index, q.action_index) not in replaced:  # refused, or the action failed its stateless checks
                 attrs.update(status="skipped", reason="the cancel half did not succeed: nothing was placed")
                 out.setdefault(q.tx_index, []).append(_action_event(q.owner, attrs))
                 return
@@ -125,9 +145,10 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
             attrs.update(execute_batch_cancel(env, q.owner, b))
         elif cancel_half:
             attrs.update(execute_cancel(env, q.owner, q.action.cancel_replace.order_id))
-            replaced[(q.tx_index, q.action_index)] = True
+            replaced[(q.tx_index, q.action_index)] = floors[(q.tx_index, q.action_index)]
         else:
-            attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place))
+            attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place,
+                                       replacement_floor=replaced[(q.tx_index, q.action_index)]))
     except AppError as err:
         books.rollback(mark)
         perpetuals_keeper.rollback_action(view)

@@ -253,8 +253,9 @@ class ActionEnv:
     ledger: keeper.FillLedger  # this action's fills: notional and cross-pool fees
 
 
-def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
-    """Validate, then match and/or rest. Returns the status attributes of the action event."""
+def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder, replacement_floor: int = 0) -> dict:
+    """Validate, then match and/or rest. Returns the status attributes of the action event. ``replacement_floor``:
+    the equity-tier floor of a cancel-replace's placement (app/clob/abci.py _replacement_floor)."""
     placement = validate_place(env.store, env.block, owner, p, env.view, env.books)
     pair, order, limit = placement.pair, placement.order, placement.limit_subticks
     book = env.books.pair(pair.id)
@@ -272,7 +273,7 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
                                                  f"{params.max_open_orders_per_subaccount} open orders on pair "
                                                  f"{pair.id}")
     if rests:
-        _equity_tier_check(env, params, order, placement.before)
+        _equity_tier_check(env, params, order, placement.before, replacement_floor)
     outcome = match_taker(env.store, env.books, env.block, pair, order, limit, env.events, env.view, env.ledger) \
         if order.time_in_force != POST_ONLY else None
     filled = outcome.filled_quantums if outcome else 0
@@ -296,23 +297,49 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder) -> dict:
     return status
 
 
-def _equity_tier_check(env: ActionEnv, params: exchange_pb2.ClobParams, order: exchange_pb2.Order,
-                       before: SubaccountState) -> None:
-    """An order that may rest must fit the equity tier of its subaccount's total net collateral before the order:
-    its resting orders of the same kind (short-term or long-term, over every pair) stay below the tier's limit.
-    Mirrors dYdX ValidateSubaccountEquityTierLimitForNewOrder (x/clob/keeper/equity_tier_limit.go)."""
-    short_term = order.order_flags == keys.SHORT_TERM
-    tiers = params.short_term_order_equity_tiers if short_term else params.stateful_order_equity_tiers
+def _equity_tier(store: BranchStore, view: MarginView, params: exchange_pb2.ClobParams, order: exchange_pb2.Order,
+                 before: SubaccountState) -> tuple[int | None, int]:
+    """(open orders of the order's kind its subaccount may rest — None: no cap —, the subaccount's total net
+    collateral before the order in quote quantums). The tier list is the order's kind's: short-term or long-term."""
+    tiers = params.short_term_order_equity_tiers if order.order_flags == keys.SHORT_TERM \
+        else params.stateful_order_equity_tiers
     if not tiers:
+        return None, 0
+    tnc = subaccounts_keeper.compute_risk(store, before, None, view).net_collateral_quote_quantums
+    return keeper.equity_tier_limit(tiers, tnc), tnc
+
+
+def _equity_tier_refusal(order: exchange_pb2.Order, held: int, tnc: int, limit: int) -> AppError:
+    kind = "short-term" if order.order_flags == keys.SHORT_TERM else "long-term"
+    return AppError(ERR_EQUITY_TIER_LIMIT, f"subaccount {order.subaccount_number} has {held} open {kind} orders; its "
+                                           f"total net collateral {tnc} quote quantums allows {limit} (equity tiers: "
+                                           "query clob params)")
+
+
+def _equity_tier_check(env: ActionEnv, params: exchange_pb2.ClobParams, order: exchange_pb2.Order,
+                       before: SubaccountState, replacement_floor: int) -> None:
+    """An order that may rest must fit the equity tier of its subaccount's total net collateral before the order:
+    its resting orders of the same kind (short-term or long-term, over every pair) stay below the tier's limit, or
+    below ``replacement_floor`` for a replacement. Mirrors dYdX ValidateSubaccountEquityTierLimitForNewOrder
+    (x/clob/keeper/equity_tier_limit.go)."""
+    limit, tnc = _equity_tier(env.store, env.view, params, order, before)
+    if limit is None:
         return
-    tnc = subaccounts_keeper.compute_risk(env.store, before, None, env.view).net_collateral_quote_quantums
-    limit = keeper.equity_tier_limit(tiers, tnc)
     held = env.books.kind_count(order.owner, order.subaccount_number, order.order_flags)
-    if held >= limit:
-        kind = "short-term" if short_term else "long-term"
-        raise AppError(ERR_EQUITY_TIER_LIMIT, f"subaccount {order.subaccount_number} has {held} open {kind} orders; "
-                                              f"its total net collateral {tnc} quote quantums allows {limit} "
-                                              "(equity tiers: query clob params)")
+    if held >= max(limit, replacement_floor):
+        raise _equity_tier_refusal(order, held, tnc, limit)
+
+
+def check_equity_tier_floor(store: BranchStore, view: MarginView, placement: Placement) -> None:
+    """CheckTx's part of the equity-tier check: without the book only a tier that allows no order at all can be
+    judged, so a placement that may rest is refused when its subaccount's tier limit is 0 (dYdX refuses such an
+    order at CheckTx too: ValidateSubaccountEquityTierLimitForNewOrder returns early on a 0 limit)."""
+    order = placement.order
+    if order.time_in_force not in (RESTING, POST_ONLY):
+        return
+    limit, tnc = _equity_tier(store, view, keeper.get_params(store), order, placement.before)
+    if limit == 0:
+        raise _equity_tier_refusal(order, 0, tnc, 0)
 
 
 def _crosses(side: int, limit: int, best_opposite: int) -> bool:

@@ -14,7 +14,7 @@ from app.auth.admission import Cost
 from app.bank import keeper as bank_keeper
 from app.bank.handlers import parse_address
 from app.clob import keeper, keys
-from app.clob.actions import validate_action_stateless, validate_cancel, validate_place
+from app.clob.actions import check_equity_tier_floor, validate_action_stateless, validate_cancel, validate_place
 from app.context import Ctx
 from app.errors import (
     ERR_CLOB_PAIR_STATUS,
@@ -64,7 +64,8 @@ def check_action(ctx: Ctx, owner: bytes, action: tx_pb2.OrderAction) -> None:
     """One action against committed state, without matching (CheckTx)."""
     kind = validate_action_stateless(action)
     if kind == "place":
-        validate_place(ctx.store, ctx.block, owner, action.place, ctx.margin_view)
+        placement = validate_place(ctx.store, ctx.block, owner, action.place, ctx.margin_view)
+        check_equity_tier_floor(ctx.store, ctx.margin_view, placement)
     elif kind == "cancel":
         validate_cancel(ctx.store, owner, action.cancel.order_id)
     elif kind == "batch_cancel":
