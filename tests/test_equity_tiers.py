@@ -31,8 +31,9 @@ from tests.exchange_helpers import (
     orders_tx,
     place,
 )
-from tests.helpers import ADDRS, GENESIS_TIME_NS, ONE_USDC
+from tests.helpers import ADDRS, ONE_USDC
 from tests.mutation_helpers import MemReplica, refused
+from tests.test_attack_equity_tiers import chain, nxt, small_bid
 
 SHORT = [exchange_pb2.EquityTierLimit(**{**t, "usd_tnc_required_quote_quantums": int(t["usd_tnc_required_quote_quantums"])})
          for t in DEFAULT_PARAMS["short_term_order_equity_tiers"]]
@@ -79,36 +80,11 @@ def test_valid_tiers_are_ascending_and_limited_to_ten_million_orders():
 
 # --- on a chain -------------------------------------------------------------------------------------------------
 
-def chain_with(deposits: dict[int, int], **param_overrides) -> MemReplica:
-    state = app_state()
-    state["subaccounts"]["deposits"] = [{"owner": ADDRS[a], "number": 0, "amount_quote_quantums": str(v)}
-                                        for a, v in deposits.items()]
-    if param_overrides:
-        state["clob"]["params"] = {**DEFAULT_PARAMS, **param_overrides}
-    r = MemReplica()
-    r.init_chain(state)
-    r.block([])
-    return r
-
-
-def nxt(r) -> int:
-    return r.app.info()[0] + 1
-
-
-def bid(client_id: int, h: int, *, pair: int = BTC, gtbt_ns: int = 0, tif: int = 0) -> tx_pb2.OrderAction:
-    """0.0001 BTC at $1,000 (worth $0.10: far from the book, tiny margin)."""
-    if pair == ETH:  # 0.001 ETH at $100 (ETH: subticks = 1e-6 USD, step 1 000 000 = 0.001 ETH)
-        return place(client_id, BUY, 1_000_000, 100_000_000, pair=ETH, gtbt_ns=gtbt_ns, tif=tif, height_hint=h)
-    return place(client_id, BUY, BTC_STEP, 1_000 * ONE_DOLLAR_BTC, pair=pair, gtbt_ns=gtbt_ns, tif=tif,
-                 height_hint=h)
-
-
 def test_twenty_usdc_rests_one_order_of_each_kind(tmp_path):
-    r = chain_with({1: 20 * ONE_USDC})
-    gtbt = GENESIS_TIME_NS + 1_000 * 10**9
+    r = chain({1: 20 * ONE_USDC})
     h = nxt(r)
-    res = r.block([orders_tx(1, 1, [bid(1, h), bid(2, h), bid(3, h, pair=ETH)]),
-                   orders_tx(1, 2, [bid(4, h, gtbt_ns=gtbt), bid(5, h, gtbt_ns=gtbt)])])
+    res = r.block([orders_tx(1, 1, [small_bid(1, h), small_bid(2, h), small_bid(3, h, pair=ETH)]),
+                   orders_tx(1, 2, [small_bid(4, h, long_term=True), small_bid(5, h, long_term=True)])])
     first, second, eth = actions_of(res.tx_results[0])
     assert first["status"] == "resting"
     assert second["status"] == "rejected" and second["code"] == EQUITY
@@ -120,10 +96,10 @@ def test_twenty_usdc_rests_one_order_of_each_kind(tmp_path):
     assert long_refused["code"] == EQUITY and "1 open long-term orders" in long_refused["reason"]
     # an IOC never rests: not capped (it finds nothing to fill at $1,000 and is dropped)
     h = nxt(r)
-    res = r.block([orders_tx(1, 3, [bid(6, h, tif=IOC)])])
+    res = r.block([orders_tx(1, 3, [small_bid(6, h, tif=IOC)])])
     assert statuses(res.tx_results[0]) == ["not_filled"]
     # cancels run first: cancel + place in one tx replaces the resting order
-    res = r.block([orders_tx(1, 4, [bid(7, h + 1), cancel(1)])])
+    res = r.block([orders_tx(1, 4, [small_bid(7, h + 1), cancel(1)])])
     assert {a["action_index"]: a["status"] for a in actions_of(res.tx_results[0])} == {"0": "resting",
                                                                                        "1": "canceled"}
     orders = json.loads(r.app.query(f"/clob/orders/{ADDRS[1]}", b"").value)["orders"]
@@ -131,11 +107,11 @@ def test_twenty_usdc_rests_one_order_of_each_kind(tmp_path):
 
 
 def test_just_under_twenty_usdc_rests_nothing_but_may_still_take(tmp_path):
-    r = chain_with({1: 19_999_999, 4: 100_000 * ONE_USDC})
+    r = chain({1: 19_999_999, 4: 100_000 * ONE_USDC})
     h = nxt(r)
     r.block([orders_tx(4, 1, [place(1, SELL, BTC_STEP, 64_000 * ONE_DOLLAR_BTC, tif=POST_ONLY, height_hint=h)])])
     h = nxt(r)
-    res = r.block([orders_tx(1, 1, [bid(1, h), place(2, BUY, BTC_STEP, 64_000 * ONE_DOLLAR_BTC, tif=IOC,
+    res = r.block([orders_tx(1, 1, [small_bid(1, h), place(2, BUY, BTC_STEP, 64_000 * ONE_DOLLAR_BTC, tif=IOC,
                                                      height_hint=h)])])
     rest, take = actions_of(res.tx_results[0])
     assert rest["code"] == EQUITY and "total net collateral 19999999 quote quantums allows 0" in rest["reason"]
@@ -145,7 +121,7 @@ def test_just_under_twenty_usdc_rests_nothing_but_may_still_take(tmp_path):
 def test_the_tier_follows_total_net_collateral_not_the_quote_balance(tmp_path):
     """Account 3 (100 USDC: tier 5) buys 0.01 BTC at $64,000: quote 100 − 640 − 0.32 fee = −540.32 USDC, the
     position is worth 640 USDC at the oracle, TNC = 99.68 USDC: tier 1 (the quote balance alone would be tier 0)."""
-    r = chain_with({3: 100 * ONE_USDC, 4: 100_000 * ONE_USDC})
+    r = chain({3: 100 * ONE_USDC, 4: 100_000 * ONE_USDC})
     h = nxt(r)
     r.block([orders_tx(4, 1, [place(1, SELL, 100 * BTC_STEP, 64_000 * ONE_DOLLAR_BTC, tif=POST_ONLY,
                                     height_hint=h)])])
@@ -156,7 +132,7 @@ def test_the_tier_follows_total_net_collateral_not_the_quote_balance(tmp_path):
     sub = json.loads(r.app.query(f"/subaccounts/show/{ADDRS[3]}/0", b"").value)
     assert sub["quote_balance_quote_quantums"] == "-540320000"
     h = nxt(r)
-    res = r.block([orders_tx(3, 2, [bid(2, h), bid(3, h)])])
+    res = r.block([orders_tx(3, 2, [small_bid(2, h), small_bid(3, h)])])
     ok, no = actions_of(res.tx_results[0])
     assert ok["status"] == "resting"
     assert no["reason"] == ("equity_tier_limit: subaccount 0 has 1 open short-term orders; its total net "
@@ -190,7 +166,7 @@ def set_tiers(r, account: int, nonce: int, short, stateful):
 
 
 def test_the_authority_replaces_the_tiers_and_only_valid_ones():
-    r = chain_with({1: 20 * ONE_USDC})
+    r = chain({1: 20 * ONE_USDC})
     res = set_tiers(r, 0, 1, [tier(0, 2)], [])
     assert res.tx_results[0].code == 0
     assert [dict(e.attributes) for e in res.tx_results[0].events if e.type == "equity_tiers"] == [
@@ -200,7 +176,7 @@ def test_the_authority_replaces_the_tiers_and_only_valid_ones():
     assert params["stateful_order_equity_tiers"] == [] and params["max_open_orders_per_subaccount"] == 200
     assert len(params["fee_tiers"]) == 9
     h = nxt(r)
-    res = r.block([orders_tx(1, 1, [bid(1, h), bid(2, h), bid(3, h)])])
+    res = r.block([orders_tx(1, 1, [small_bid(1, h), small_bid(2, h), small_bid(3, h)])])
     assert statuses(res.tx_results[0]) == ["resting", "resting", "rejected"]  # now 2, whatever the TNC
     assert actions_of(res.tx_results[0])[2]["reason"].endswith("allows 2 (equity tiers: query clob params)")
     assert set_tiers(r, 1, 2, [tier(0, 9)], []).tx_results[0].code == errors.ERR_UNAUTHORIZED.code
