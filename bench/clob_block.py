@@ -67,7 +67,13 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def genesis(n_markets: int, keys: list) -> dict:
+def genesis(n_markets: int, keys: list, equity_tiers: bool = True) -> dict:
+    """The bench chain; ``equity_tiers`` False turns the equity-tier caps off (empty lists) for a baseline without the
+    check (each trader's 1 M USDC is the top tier either way: 1 000 short-term orders)."""
+    from app.clob.genesis import DEFAULT_PARAMS
+
+    params = dict(DEFAULT_PARAMS) if equity_tiers else {**DEFAULT_PARAMS, "short_term_order_equity_tiers": [],
+                                                          "stateful_order_equity_tiers": []}
     addrs = [encode_address(address_from_pubkey(bytes(k.verify_key))) for k in keys]
     return {
         "bank": {"authority": addrs[0], "balances": [{"address": a, "amount_quote_quantums": str(2 * 10**12)}
@@ -82,7 +88,7 @@ def genesis(n_markets: int, keys: list) -> dict:
                        "perpetuals": [{"id": i, "ticker": f"M{i}-USD", "market_id": i, "atomic_resolution": -10,
                                        "liquidity_tier": 0, "market_type": "MARKET_TYPE_CROSS"}
                                       for i in range(n_markets)]},
-        "clob": {"clob_pairs": [{"id": i, "perpetual_id": i, "step_base_quantums": str(STEP),
+        "clob": {"params": params, "clob_pairs": [{"id": i, "perpetual_id": i, "step_base_quantums": str(STEP),
                                  "subticks_per_tick": str(TICK), "quantum_conversion_exponent": -9,
                                  "status": "CLOB_PAIR_STATUS_ACTIVE"} for i in range(n_markets)]},
         "subaccounts": {"deposits": [{"owner": a, "number": 0, "amount_quote_quantums": str(10**12)}
@@ -151,10 +157,10 @@ class Flow:
         return txs, ops
 
 
-def run_mode(work: pathlib.Path, ns, keys: list, batch: int, warm_signatures: bool) -> dict:
+def run_mode(work: pathlib.Path, ns, keys: list, batch: int, warm_signatures: bool, equity_tiers: bool = True) -> dict:
     store = LevelDBStore(work / f"db-{batch}-{warm_signatures}")
     app = Application(store)
-    app.init_chain(CHAIN, T0, json.dumps(genesis(ns.markets, keys)).encode(), [], 1, 0)
+    app.init_chain(CHAIN, T0, json.dumps(genesis(ns.markets, keys, equity_tiers)).encode(), [], 1, 0)
     height = 1
     app.finalize_block(height, T0 + height * 10**9, [])
     app.commit()
@@ -246,7 +252,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--place-pct", type=int, default=40)
     ap.add_argument("--cancel-pct", type=int, default=30)
-    ap.add_argument("--modes", default="batched-warm,batched-cold,single-warm,single-cold")
+    ap.add_argument("--modes", default="batched-warm,batched-cold,single-warm,single-cold",
+                    help="comma-separated; a '+no-tiers' suffix (e.g. batched-warm+no-tiers) runs the mode with the "
+                         "equity-tier caps off: the cost of the check, measured in the same run")
     ap.add_argument("--gc", choices=("node", "default"), default="node",
                     help="node: the collector settings of a perpd node (node/gctune.py); default: CPython's")
     ap.add_argument("--op-timing", choices=("on", "off"), default="on",
@@ -259,8 +267,10 @@ def main() -> None:
     rows = {}
     try:
         for mode in ns.modes.split(","):
-            kind, sig = mode.split("-")
-            rows[mode] = run_mode(work, ns, keys, ns.batch if kind == "batched" else 1, sig == "warm")
+            name, _, suffix = mode.partition("+")
+            kind, sig = name.split("-")
+            rows[mode] = run_mode(work, ns, keys, ns.batch if kind == "batched" else 1, sig == "warm",
+                                  equity_tiers=suffix != "no-tiers")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"config: {ns.markets} markets, {ns.resting} resting orders, {ns.traders} traders, {ns.blocks} blocks x "
@@ -285,6 +295,10 @@ def main() -> None:
           f"100,000 resting orders (tracemalloc); process RSS grew {first['rss_populate_mib']:.1f} MiB while "
           f"{ns.resting} orders were placed (state, caches and index: "
           f"{first['rss_populate_mib'] * 1e5 / max(1, ns.resting):.0f} MiB per 100,000)")
+    for mode, r in rows.items():
+        if mode.endswith("+no-tiers") and mode.partition("+")[0] in rows:
+            print(f"ratio {mode.partition('+')[0]}/{mode} (the equity-tier check's cost): "
+                  f"{rows[mode.partition('+')[0]]['ops_per_s'] / r['ops_per_s']:.2f}")
     base = rows.get("single-cold")
     if base:
         for mode, r in rows.items():

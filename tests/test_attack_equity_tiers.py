@@ -677,3 +677,43 @@ def test_a_cancel_replace_with_a_subaccount_number_beyond_a_byte_is_refused_not_
     acts = by_index(res.tx_results[0])
     assert acts["0/cancel"]["code"] == str(errors.ERR_INVALID_ORDER.code) and "300" in acts["0/cancel"]["reason"]
     assert acts["0/place"]["status"] == "skipped" and acts["1"]["status"] == "resting"
+
+
+def _lower_to_one(r: MemReplica, nonce: int = 1) -> None:
+    """The authority sets both tier lists to 1 order at any TNC >= 0."""
+    one = [exchange_pb2.EquityTierLimit(limit=1)]
+    res = r.block([msg_tx(0, nonce, [tx_pb2.Msg(set_equity_tiers=tx_pb2.MsgSetEquityTiers(
+        authority=ADDRS[0], short_term_order_equity_tiers=one, stateful_order_equity_tiers=one))])])
+    assert res.tx_results[0].code == 0, res.tx_results[0].log
+
+
+def test_a_cancel_replace_across_kinds_does_not_borrow_the_other_kinds_floor():
+    """Account 1 (100 USDC) rests 5 short-term bids and long-term bid 9; the tiers drop to 1. One block: a plain
+    cancel of short-term bid 3 (5 -> 4) and a cancel-replace of long-term bid 9 by short-term bid 10. The replaced
+    order is long-term, so the short-term placement gets no floor: 4 open >= 1, refused (a floor of the short-term
+    start count, 5, would have let it rest)."""
+    r = chain({1: 100 * ONE_USDC})
+    h = nxt(r)
+    r.block([orders_tx(1, 1, [small_bid(i, h) for i in range(1, 6)] + [small_bid(9, h, long_term=True)])])
+    _lower_to_one(r)
+    h = nxt(r)
+    res = r.block([orders_tx(1, 2, [cancel(3), cancel_replace(9, small_bid(10, h), flags=LONG_TERM)])])
+    acts = by_index(res.tx_results[0])
+    assert acts["0"]["status"] == "canceled" and acts["1/cancel"]["status"] == "canceled"
+    assert acts["1/place"]["reason"] == ("equity_tier_limit: subaccount 0 has 4 open short-term orders; its total "
+                                         "net collateral 100000000 quote quantums allows 1 (equity tiers: query clob "
+                                         "params)")
+    assert (kind_count(r, 1), kind_count(r, 1, flags=LONG_TERM)) == (4, 0)
+
+
+def test_subaccount_127_replaces_above_its_limit():
+    """The last subaccount number (127) gets its floor like any other: account 1's subaccount 127 (100 USDC) rests 2
+    bids, the tiers drop to 1, and a cancel-replace of bid 1 rests (1 open < max(1, 2))."""
+    r = chain({(1, 127): 100 * ONE_USDC})
+    h = nxt(r)
+    r.block([orders_tx(1, 1, [small_bid(1, h, number=127), small_bid(2, h, number=127)])])
+    _lower_to_one(r)
+    h = nxt(r)
+    res = r.block([orders_tx(1, 2, [cancel_replace(1, small_bid(1, h, number=127), number=127)])])
+    assert by_index(res.tx_results[0])["0/place"]["status"] == "resting"
+    assert kind_count(r, 1, number=127) == 2
