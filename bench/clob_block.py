@@ -158,7 +158,7 @@ class Flow:
 
 
 def run_mode(work: pathlib.Path, ns, keys: list, batch: int, warm_signatures: bool, equity_tiers: bool = True) -> dict:
-    store = LevelDBStore(work / f"db-{batch}-{warm_signatures}")
+    store = LevelDBStore(work / f"db-{batch}-{warm_signatures}-{equity_tiers}")
     app = Application(store)
     app.init_chain(CHAIN, T0, json.dumps(genesis(ns.markets, keys, equity_tiers)).encode(), [], 1, 0)
     height = 1
