@@ -195,3 +195,24 @@ def test_genesis_refuses_invalid_equity_tiers():
     r = MemReplica()
     with pytest.raises(Exception, match=r"stateful_order_equity_tiers\[0\]: limit 10000001"):
         r.init_chain(state)
+
+
+def test_the_subaccount_query_shows_open_orders_against_the_tier():
+    """Account 1 (100 USDC: tier 5 of each kind) rests 2 short-term bids and 1 long-term bid; account 2 (20 USDC)
+    nothing. After the short-term list is emptied, short-term reads 'no cap'."""
+    from node.cli.subaccounts import subaccount_text
+
+    r = chain({1: 100 * ONE_USDC, 2: 20 * ONE_USDC})
+    h = nxt(r)
+    r.block([orders_tx(1, 1, [small_bid(1, h), small_bid(2, h), small_bid(3, h, long_term=True)])])
+
+    def show(account: int) -> dict:
+        return json.loads(r.app.query(f"/subaccounts/show/{ADDRS[account]}/0", b"").value)
+
+    assert show(1)["open_orders"] == {"short_term": {"open": 2, "allowed": 5}, "long_term": {"open": 1, "allowed": 5}}
+    assert show(2)["open_orders"] == {"short_term": {"open": 0, "allowed": 1}, "long_term": {"open": 0, "allowed": 1}}
+    assert set_tiers(r, 0, 1, [], STATEFUL).tx_results[0].code == 0
+    res = show(1)
+    assert res["open_orders"]["short_term"] == {"open": 2, "allowed": None}
+    assert subaccount_text(res).splitlines()[-1] == ("  open orders (equity tier)      short-term 2 of no cap, "
+                                                     "long-term 1 of 5")

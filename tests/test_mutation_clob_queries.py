@@ -68,6 +68,8 @@ def test_every_field_of_a_subaccount_with_a_one_quantum_long_and_a_short(r):
         "maintenance_margin_requirement_quote_quantums": "180000001", "maintenance_margin_requirement": "180.000001",
         "free_collateral_quote_quantums": "93700000005", "free_collateral": "93700.000005",
         "leverage": "0.06", "liquidatable": False,
+        # TNC 94 000 USDC: the 10 000 USDC tier of both default lists (100 orders), none resting
+        "open_orders": {"short_term": {"open": 0, "allowed": 100}, "long_term": {"open": 0, "allowed": 100}},
     }
 
 

@@ -8,7 +8,7 @@ USD per coin of a price in subticks = subticks × 10^(QCE − atomic_resolution 
 from __future__ import annotations
 
 from app.bank.handlers import parse_address
-from app.clob import keeper
+from app.clob import keeper, keys
 from app.clob.book import BUY, SELL, Books
 from app.errors import ERR_BAD_QUERY_PATH, ERR_INVALID_SUBACCOUNT, ERR_UNKNOWN_CLOB_PAIR, AppError
 from app.lib.address import encode_address
@@ -16,7 +16,7 @@ from app.lib.math import Rounding, div_round
 from app.lib.units import format_scaled
 from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals import logic as perp_logic
-from app.store import BranchStore
+from app.store import BranchStore, prefix_end
 from app.subaccounts import keeper as subaccounts_keeper
 from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER, SubaccountId
 
@@ -204,7 +204,8 @@ def query_subaccount(store: BranchStore, owner_text: str, number_text: str | Non
                   "maintenance_margin_requirement_quote_quantums": str(mmr),
                   "maintenance_margin_requirement": usdc(mmr),
                   "free_collateral_quote_quantums": str(tnc - imr), "free_collateral": usdc(tnc - imr),
-                  "leverage": leverage, "liquidatable": risk.is_liquidatable()}
+                  "leverage": leverage, "liquidatable": risk.is_liquidatable(),
+                  "open_orders": _open_orders(store, sid, tnc)}
     except AppError as err:
         margin = {"error": err.log}
     pool = subaccounts_keeper.pool_of(store, sub)
@@ -213,6 +214,20 @@ def query_subaccount(store: BranchStore, owner_text: str, number_text: str | Non
             "quote_balance": usdc(sub.quote_balance_quote_quantums),
             "unsettled_funding_quote_quantums": str(prep.funding_delta),
             "collateral_pool": encode_address(pool), "positions": positions, **margin}
+
+
+def _open_orders(store: BranchStore, sid: SubaccountId, tnc: int) -> dict:
+    """The subaccount's resting orders of each kind and how many its equity tier allows at this TNC (None: no cap):
+    what its next resting placement is checked against (app/clob/actions._equity_tier_check)."""
+    prefix = keys.ORDER_PREFIX + sid.owner + bytes((sid.number,))
+    held = {keys.SHORT_TERM: 0, keys.LONG_TERM: 0}
+    for key, _ in store.iterate(prefix, prefix_end(prefix)):
+        held[key[-1]] = held.get(key[-1], 0) + 1  # the order key ends with its flags byte
+    params = keeper.get_params(store)
+    return {"short_term": {"open": held[keys.SHORT_TERM],
+                           "allowed": keeper.equity_tier_limit(params.short_term_order_equity_tiers, tnc)},
+            "long_term": {"open": held[keys.LONG_TERM],
+                          "allowed": keeper.equity_tier_limit(params.stateful_order_equity_tiers, tnc)}}
 
 
 def query_subaccounts_of(store: BranchStore, owner_text: str) -> dict:

@@ -86,7 +86,8 @@ def query_subaccounts() -> None:
 
 
 def subaccount_text(res: dict) -> str:
-    """Collateral, each position, then TNC, IMR, MMR, free collateral and leverage, in human units."""
+    """Collateral, each position, then TNC, IMR, MMR, free collateral, leverage and open orders against the equity
+    tier, in human units."""
     lines = [f"{res['owner']}/{res['number']}  collateral {res['quote_balance']} USDC"
              + (f"  (unsettled funding {res['unsettled_funding_quote_quantums']} quote quantums)"
                 if int(res.get("unsettled_funding_quote_quantums", "0")) else "")]
@@ -107,6 +108,11 @@ def subaccount_text(res: dict) -> str:
         f"  leverage                       {res['leverage'] + 'x' if res['leverage'] is not None else '-'}"
         + ("  LIQUIDATABLE" if res.get("liquidatable") else ""),
     ]
+    if "open_orders" in res:
+        lines.append("  open orders (equity tier)      " + ", ".join(
+            f"{kind} {o['open']} of {o['allowed'] if o['allowed'] is not None else 'no cap'}"
+            for kind, o in (("short-term", res["open_orders"]["short_term"]),
+                            ("long-term", res["open_orders"]["long_term"]))))
     return "\n".join(lines)
 
 
