@@ -222,7 +222,8 @@ def _open_orders(store: BranchStore, sid: SubaccountId, tnc: int) -> dict:
     prefix = keys.ORDER_PREFIX + sid.owner + bytes((sid.number,))
     held = {keys.SHORT_TERM: 0, keys.LONG_TERM: 0}
     for key, _ in store.iterate(prefix, prefix_end(prefix)):
-        held[key[-1]] = held.get(key[-1], 0) + 1  # the order key ends with its flags byte
+        if key[-1] in held:  # the order key ends with its flags byte (stored orders have one of the two)
+            held[key[-1]] += 1
     params = keeper.get_params(store)
     return {"short_term": {"open": held[keys.SHORT_TERM],
                            "allowed": keeper.equity_tier_limit(params.short_term_order_equity_tiers, tnc)},
