@@ -73,7 +73,7 @@ def process_order_actions(store: BranchStore, books: Books, block: BlockInfo,
     """Run every queued action in phase order; returns the events of each tx (by tx index)."""
     out: dict[int, list[Event]] = {}
     floors: dict[tuple[int, int], int] = {}  # cancel-replace -> its placement's equity-tier floor
-    replaced: dict[tuple[int, int], int] = {}  # cancel-replace whose cancel succeeded -> the same floor
+    replaced: dict[tuple[int, int], bool] = {}  # cancel-replace whose cancel succeeded
     # Prices, tiers and perpetual parameters are fixed from here to the end of the order phase.
     view = MarginView(store)
     # subaccounts and open interest are written once, at the end of the phase
@@ -112,8 +112,8 @@ def _replacement_floor(books: Books, q: QueuedAction) -> int:
 
 
 def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, out: dict[int, list[Event]],
-         replacements: tuple[dict, dict], view: MarginView, volume: keeper.FillLedger,
-         cancel_half: bool) -> None:
+         replacements: tuple[dict[tuple[int, int], int], dict[tuple[int, int], bool]], view: MarginView,
+         volume: keeper.FillLedger, cancel_half: bool) -> None:
     kind = q.action.WhichOneof("action")
     floors, replaced = replacements
     attrs = {"action_index": q.action_index, "kind": kind}
@@ -145,10 +145,10 @@ def _run(store: BranchStore, books: Books, block: BlockInfo, q: QueuedAction, ou
             attrs.update(execute_batch_cancel(env, q.owner, b))
         elif cancel_half:
             attrs.update(execute_cancel(env, q.owner, q.action.cancel_replace.order_id))
-            replaced[(q.tx_index, q.action_index)] = floors[(q.tx_index, q.action_index)]
+            replaced[(q.tx_index, q.action_index)] = True
         else:
             attrs.update(execute_place(env, q.owner, q.action.cancel_replace.place,
-                                       replacement_floor=replaced[(q.tx_index, q.action_index)]))
+                                       replacement_floor=floors[(q.tx_index, q.action_index)]))
     except AppError as err:
         books.rollback(mark)
         perpetuals_keeper.rollback_action(view)
