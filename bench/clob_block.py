@@ -30,6 +30,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import nacl.signing  # noqa: E402
+from calibrate import speed_line  # noqa: E402
 from perpchain.v1 import exchange_pb2, tx_pb2  # noqa: E402
 
 from app.application import Application  # noqa: E402
@@ -272,6 +273,7 @@ def main() -> None:
                          "see docs/benchmarks.md); off: throughput only")
     ns = ap.parse_args()
     print(machine_facts())
+    print(speed_line())
     keys = [nacl.signing.SigningKey(hashlib.sha256(b"bench-trader-%d" % i).digest()) for i in range(ns.traders)]
     work = pathlib.Path(tempfile.mkdtemp(prefix="perpd-clob-bench-"))
     rows = {}
@@ -317,6 +319,7 @@ def main() -> None:
     if base:
         for mode, r in rows.items():
             print(f"ratio {mode}/single-cold: {r['ops_per_s'] / base['ops_per_s']:.2f}")
+    print(f"after the run: {speed_line()}")
     print("bars (issue #9): first 10,000 order ops/s; goal 100,000")
 
 

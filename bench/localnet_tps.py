@@ -33,6 +33,7 @@ import nacl.signing
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+from calibrate import speed_line  # noqa: E402
 from node import localnet as ln  # noqa: E402
 from node.client.keys import Keyring  # noqa: E402
 from node.client.rpc import RpcClient  # noqa: E402
@@ -335,6 +336,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20, help="order actions per tx in the perpd-orders-batched row")
     ns = ap.parse_args()
     print(machine_facts())
+    print(speed_line())
     work = pathlib.Path(tempfile.mkdtemp(prefix="perpd-bench-"))
     template = {
         "chain_id": "perpchain-bench", "authority": "bench0",
@@ -390,6 +392,7 @@ def main() -> None:
                     ln.down(d)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(f"after the run: {speed_line()}")
     print("rows: perpd = this chain; kvstore = CometBFT's built-in app (--proxy_app=kvstore, in-process); "
           "kvstore-socket / kvstore-grpc = abci-cli kvstore over a unix socket / gRPC")
     print(f"config: 4 validators, {ns.txs} txs, {ns.threads} client threads, {ns.method} round-robin over "
