@@ -21,6 +21,7 @@ from app.bank import queries as bank_queries
 from app.clob import abci as clob_abci
 from app.clob.basis import BookBasis
 from app.clob import genesis as clob_genesis
+from app.clob import keeper as clob_keeper
 from app.clob import queries as clob_queries
 from app.clob.book import Books
 from app.clob.book import rebuild as rebuild_books
@@ -102,6 +103,15 @@ class _Pending:
 def proto_size_of_tx(n: int) -> int:
     """Bytes a tx of length n adds to CometBFT's Txs proto (tag + uvarint length + data)."""
     return 1 + len(uvarint(n)) + n
+
+
+def _order_units(decoded) -> int:
+    """A tx's weight against the block's order-action cap: the admission cost of its order actions (place 1, cancel
+    1, batch cancel 1, cancel-replace 2: app/clob/handlers.py cost_orders); other txs weigh nothing."""
+    if not is_deferred(decoded.msgs):
+        return 0
+    cost = tx_cost(decoded.msgs)
+    return cost.requests + cost.cancels
 
 
 class Application:
@@ -301,6 +311,8 @@ class Application:
         """[oracle tx] + mempool txs in order that pass the stateless checks, within max_tx_bytes (proto size)."""
         out: list[bytes] = []
         used = 0
+        cap = self._block_action_cap()
+        units = 0
         if self.expects_oracle_tx(height):
             view = self.consensus_view()
             commit = local_last_commit or ExtendedCommitInfo(round=0, votes=())
@@ -313,15 +325,20 @@ class Application:
             if used + size > max_tx_bytes or oracle_votes.is_oracle_tx(tx):
                 continue  # a smaller tx later in the list may still fit
             try:
-                self._stateless.decode_and_verify(tx, self._chain_id)
+                decoded = self._stateless.decode_and_verify(tx, self._chain_id)
             except AppError:
                 continue
+            weight = _order_units(decoded)
+            if cap and units + weight > cap:
+                continue  # over the block's order-action cap: it waits for a later block (a smaller tx may fit)
             out.append(tx)
             used += size
+            units += weight
         return out
 
     def process_proposal(self, txs: list[bytes], height: int, last_commit: LastCommitInfo | None = None) -> bool:
-        """Deterministic: accept iff the oracle tx (when due) verifies and every other tx passes the stateless checks."""
+        """Deterministic: accept iff the oracle tx (when due) verifies, every other tx passes the stateless checks,
+        and the txs' order actions stay within the block's cap (ClobParams.max_order_actions_per_block)."""
         user_txs = txs
         if self.expects_oracle_tx(height):
             if not txs:
@@ -331,14 +348,21 @@ class Application:
             except AppError:
                 return False
             user_txs = txs[1:]
+        cap = self._block_action_cap()
+        units = 0
         for tx in user_txs:
             if oracle_votes.is_oracle_tx(tx):
                 return False
             try:
-                self._stateless.decode_and_verify(tx, self._chain_id)
+                decoded = self._stateless.decode_and_verify(tx, self._chain_id)
             except AppError:
                 return False
-        return True
+            units += _order_units(decoded)
+        return not cap or units <= cap
+
+    def _block_action_cap(self) -> int:
+        """Order-action units the next block may carry, from the state it builds on (0 = no cap)."""
+        return clob_keeper.get_params(self._base()[0]).max_order_actions_per_block
 
     def _verify_oracle(self, tx: bytes, height: int, last_commit: LastCommitInfo | None):
         view = self.consensus_view()

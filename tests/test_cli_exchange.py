@@ -617,7 +617,16 @@ def test_queries_of_markets_and_params(chain, capsys):
     params = ok(capsys, home, "query", "clob", "params")
     assert "short_block_window: 40 blocks" in params and "max_stateful_window: 95d" in params
     assert "default_market_slippage: 5%" in params
+    assert "max_order_actions_per_block: 3000 units (place, cancel, batch cancel 1; cancel-replace 2)" in params
     assert ok_json(capsys, home, "query", "clob", "params")["short_block_window"] == 40
+
+
+def test_a_block_cap_of_zero_reads_no_cap(tmp_path, monkeypatch, capsys):
+    replica, _, home = _chain_with_params(tmp_path, monkeypatch, max_order_actions_per_block=0)
+    try:
+        assert "max_order_actions_per_block: no cap" in ok(capsys, home, "query", "clob", "params")
+    finally:
+        replica.close()
 
 
 @pytest.mark.parametrize(

@@ -112,6 +112,12 @@ def _params_without(field):
     pytest.param(_params(default_market_slippage_ppm=900_000, max_market_slippage_ppm=100_000),
                  "default_market_slippage_ppm 900000 is above max_market_slippage_ppm 100000",
                  id="default above the bound"),
+    pytest.param(_params(max_order_actions_per_block=399),
+                 "max_order_actions_per_block 399 is below 400: one valid tx (200 cancel-replaces) could never fit in "
+                 "a block (0 = no cap)", id="block cap below one full tx"),
+    pytest.param(_params(max_order_actions_per_block=1),
+                 "max_order_actions_per_block 1 is below 400: one valid tx (200 cancel-replaces) could never fit in "
+                 "a block (0 = no cap)", id="block cap 1"),
 ])
 def test_clob_params_a_chain_cannot_run_with_are_refused(mutate, log):
     """A params object that leaves a window or the default slippage out (0) would refuse every order of that kind
@@ -124,6 +130,8 @@ def test_clob_params_a_chain_cannot_run_with_are_refused(mutate, log):
     pytest.param({"default_market_slippage_ppm": 999_999, "max_market_slippage_ppm": 0}, id="no bound"),
     pytest.param({"default_market_slippage_ppm": 1, "max_market_slippage_ppm": 999_999}, id="widest bound"),
     pytest.param({"default_market_slippage_ppm": 500_000, "max_market_slippage_ppm": 500_000}, id="default = bound"),
+    pytest.param({"max_order_actions_per_block": 0}, id="no block cap"),
+    pytest.param({"max_order_actions_per_block": 400}, id="block cap of exactly one full tx"),
 ])
 def test_clob_params_on_the_edges_are_accepted(fields):
     state = app_state()

@@ -390,7 +390,9 @@ def test_a_hung_worker_is_replaced_by_the_watchdog(server):
         seen["stopped"] = p.pid
         os.kill(p.pid, signal.SIGSTOP)  # alive but silent: only a watchdog notices
         await until(lambda: p.pid not in (None, seen["stopped"]), "a replacement worker", deadline_s=20)
-        assert p.health()["process"]["restarts"] == 1
+        # at least 1: on a loaded machine the replacement itself may stay silent past the 1.5 s watchdog once and be
+        # replaced too (seen once with a localnet running beside the suite)
+        assert p.health()["process"]["restarts"] >= 1
         await until(lambda: BTC in p.vote_prices(), "votes from the replacement", deadline_s=20)
 
     run_process(config(server.url), scenario, watchdog_s=1.5)

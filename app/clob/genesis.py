@@ -22,6 +22,9 @@ DEFAULT_PARAMS = {
     "max_open_orders_per_subaccount": 200,
     "default_market_slippage_ppm": 50_000,
     "max_market_slippage_ppm": 500_000,
+    # Order-action units per block (docs/exchange.md "Block capacity"): about one second of order phase at the mixed
+    # rate bench/clob_block.py measures on the reference 2-core VM (~3 000 order ops/s).
+    "max_order_actions_per_block": 3_000,
     # dYdX mainnet EquityTierLimitConfiguration (protocol/testing/mainnet/genesis.json): open orders per subaccount
     # by total net collateral in quote quantums (20 000 000 = 20 USDC)
     "short_term_order_equity_tiers": [
@@ -82,6 +85,10 @@ def validate_params(params: exchange_pb2.ClobParams) -> None:
     if params.max_market_slippage_ppm and params.default_market_slippage_ppm > params.max_market_slippage_ppm:
         raise bad(f"default_market_slippage_ppm {params.default_market_slippage_ppm} is above "
                   f"max_market_slippage_ppm {params.max_market_slippage_ppm}")
+    if 0 < params.max_order_actions_per_block < keeper.MIN_BLOCK_ACTION_CAP:
+        raise bad(f"max_order_actions_per_block {params.max_order_actions_per_block} is below "
+                  f"{keeper.MIN_BLOCK_ACTION_CAP}: one valid tx (200 cancel-replaces) could never fit in a block "
+                  "(0 = no cap)")
 
 
 def init_genesis(store: BranchStore, state: dict, perpetuals: list[exchange_pb2.Perpetual]) -> list:

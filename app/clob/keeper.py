@@ -78,6 +78,11 @@ def set_params(store: BranchStore, params: exchange_pb2.ClobParams) -> None:
     store.set(keys.PARAMS_KEY, encode_proto(params))
 
 
+# The smallest non-zero ClobParams.max_order_actions_per_block: the units of the largest valid tx, 200 actions
+# (app/tx/codec.py MAX_ORDER_ACTIONS) that are all cancel-replaces (2 units each), so every valid tx fits in a block.
+MIN_BLOCK_ACTION_CAP = 400
+
+
 MAX_EQUITY_TIER_ORDERS = 10_000_000  # dYdX MaxShortTermOrdersForEquityTier = MaxStatefulOrdersForEquityTier
 
 

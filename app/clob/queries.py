@@ -93,6 +93,7 @@ def query_params(store: BranchStore) -> dict:
             "max_open_orders_per_subaccount": p.max_open_orders_per_subaccount,
             "default_market_slippage_ppm": p.default_market_slippage_ppm,
             "max_market_slippage_ppm": p.max_market_slippage_ppm,
+            "max_order_actions_per_block": p.max_order_actions_per_block,
             "fee_tiers": [{"name": t.name, "absolute_volume_requirement_quote_quantums":
                            str(t.absolute_volume_requirement_quote_quantums),
                            "total_volume_share_requirement_ppm": t.total_volume_share_requirement_ppm,

@@ -494,7 +494,11 @@ def query_params() -> None:
              f"default_market_slippage: {_percent_of_ppm(int(res['default_market_slippage_ppm']))} "
              f"({res['default_market_slippage_ppm']} ppm)",
              f"max_market_slippage: {_percent_of_ppm(int(res['max_market_slippage_ppm']))} "
-             f"({res['max_market_slippage_ppm']} ppm)", "fee tiers:"]
+             f"({res['max_market_slippage_ppm']} ppm)",
+             "max_order_actions_per_block: " + (f"{res['max_order_actions_per_block']} units (place, cancel, batch "
+                                                "cancel 1; cancel-replace 2)" if res["max_order_actions_per_block"]
+                                                else "no cap"),
+             "fee tiers:"]
     rows = [["tier", "30d volume >= USDC", "total share", "maker share", "maker fee", "taker fee"]]
     rows += [[t["name"], usdc_text(t["absolute_volume_requirement_quote_quantums"]),
               _percent_of_ppm(int(t["total_volume_share_requirement_ppm"])),
