@@ -423,13 +423,35 @@ def test_text_output_of_a_placement_names_status_and_how_to_cancel(chain, capsys
     assert "cancel-order --market ETH-USD --client-id 42 --from bob" in lines[-1]
 
 
-def test_an_order_that_does_not_rest_prints_no_cancel_hint(chain, capsys):
-    _, home = chain
-    text = ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
-              "--price", "64250", "--tif", "fok", "--client-id", "5", "--from", "bob")
+def test_an_order_refused_in_the_block_prints_its_reason_and_exits_1(chain, capsys):
+    """A one-order command whose order the block refused (a fill-or-kill on an empty book) exits 1, as a CheckTx
+    refusal does, after printing the tx and the reason (probe session 12: scripts read $? as success before)."""
+    node, home = chain
+    code, text, err = run_cli(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy",
+                              "--size", "0.1", "--price", "64250", "--tif", "fok", "--client-id", "5", "--from", "bob")
     lines = text.splitlines()
-    assert len(lines) == 2 and "client id 5: rejected (code " in lines[1] and "fill-or-kill" in lines[1]
+    assert code == 1 and err == ""
+    assert len(lines) == 2 and lines[0].startswith("height 2  code 0  hash ")
+    assert lines[1] == ("  place BTC-USD buy 0.1 BTC client id 5: rejected (code 712): fill_or_kill_not_filled: "
+                        "fill-or-kill: only 0 of 1000000000 base quantums could fill")
     assert "cancel with" not in text
+    code, text, _ = run_cli(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy",
+                            "--size", "0.1", "--price", "64250", "--tif", "fok", "--client-id", "6", "--from", "bob",
+                            "-o", "json")
+    out = json.loads(text)
+    assert code == 1 and out["code"] == 0 and out["failed_actions"] == 1
+    assert out["order_actions"][0]["status"] == "rejected" and out["order_actions"][0]["code"] == "712"
+
+
+def test_an_order_that_fills_exits_0_and_its_resting_line_names_the_expiry(chain, capsys):
+    node, home = chain
+    text = ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.1",
+              "--price", "64250", "--client-id", "8", "--good-til-block", "30", "--from", "alice")
+    assert "client id 8, good until block 30 (cancel with: perpd tx clob cancel-order --market BTC-USD " \
+           "--client-id 8 --from alice)" in text
+    text = ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+              "--price", "64250", "--tif", "ioc", "--client-id", "9", "--from", "bob")
+    assert "client id 9: filled" in text and "removed" not in text
 
 
 def _chain_with_params(tmp_path, monkeypatch, **params):
@@ -712,7 +734,7 @@ def test_no_wait_prints_the_client_id(chain, capsys):
     text = ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
               "--price", "63999", "--client-id", "10", "--no-wait", "--from", "alice")
     first, second = text.splitlines()
-    assert first.startswith("in mempool: ") and second.startswith("client id 10 (cancel with: ")
+    assert first.startswith("in mempool: ") and second.startswith("client id 10, good until block 21 (cancel with: ")
     node.commit_block()
     assert sorted(o["client_id"] for o in node.query_json(f"/clob/orders/{ADDRS[1]}")["orders"]) == [9, 10]
 
@@ -765,3 +787,69 @@ def test_the_real_entry_point_prints_one_line_without_a_traceback(tmp_path):
 def test_uint64_bound_of_prices_is_the_chain_one():
     assert price_to_subticks(BTC, subticks_to_price(BTC, UINT64_MAX - UINT64_MAX % 100_000)) == \
         UINT64_MAX - UINT64_MAX % 100_000
+
+
+def test_self_trade_prevention_names_the_removed_resting_order(chain, capsys):
+    """The IOC crosses alice's own resting ask: the ask is removed (self_trade) and the command says so (probe
+    session 12: it printed only `not_filled`)."""
+    _, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "701", "--from", "alice")
+    out = ok_json(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.25",
+                  "--price", "64250", "--tif", "ioc", "--client-id", "702", "--from", "alice")
+    assert out["order_actions"][0]["status"] == "not_filled" and out["failed_actions"] == 0
+    [removed] = out["removed_orders"]
+    assert (removed["client_id"], removed["reason"], removed["remaining"], removed["owner"]) == \
+        ("701", "self_trade", "0.25", ADDRS[1])
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "703", "--from", "alice")
+    text = ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.25",
+              "--price", "64250", "--tif", "ioc", "--client-id", "704", "--from", "alice")
+    assert f"  removed BTC-USD order {ADDRS[1]}/0 client id 703 short-term, 0.25 BTC left: self_trade" in text
+
+
+def test_a_cancels_own_removal_is_not_listed_as_removed(chain, capsys):
+    _, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "98", "--from", "alice")
+    out = ok_json(capsys, home, "tx", "clob", "cancel-order", "--market", "BTC-USD", "--client-id", "98", "--from",
+                  "alice")
+    assert out["order_actions"][0]["status"] == "canceled" and out["removed_orders"] == []
+
+
+def test_batch_cancel_refuses_an_empty_client_id_list(chain, capsys):
+    """`--client-ids ""` (an empty shell variable) is refused, never read as 'cancel every order'."""
+    node, home = chain
+    line = one_error_line(capsys, home, "tx", "clob", "batch-cancel", "--market", "BTC-USD", "--client-ids", "",
+                          "--from", "alice")
+    assert line == "Error: --client-ids: '' is not a client id (0..4294967295)"
+    assert node.broadcasts == []
+
+
+class _AheadNode(FakeNode):
+    """Reports a latest height one past the last executed block, whose results are not saved yet (as CometBFT does
+    between storing a block and executing it)."""
+
+    def height(self) -> int:
+        return super().height() + 1
+
+    def call(self, method: str, **params) -> dict:
+        if method == "block_results" and int(params["height"]) not in self.blocks:
+            raise RpcError(f"block_results: Internal error could not find results for height #{params['height']}")
+        return super().call(method, **params)
+
+
+def test_fills_without_height_fall_back_to_the_last_block_with_results(chain, capsys, monkeypatch):
+    node, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "7", "--from", "alice")
+    taken = ok_json(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size",
+                    "0.1", "--price", "64250", "--tif", "ioc", "--from", "bob")
+    ahead = _AheadNode(node.replica)
+    ahead.blocks = node.blocks
+    monkeypatch.setattr(cli_common, "RpcClient", lambda url, *a, **k: ahead)
+    fills = ok_json(capsys, home, "query", "clob", "fills")
+    assert fills["height"] == taken["height"] and [f["size"] for f in fills["fills"]] == ["0.1"]
+    # an explicit height is answered as asked, never another block
+    err = run_cli(capsys, home, "query", "clob", "fills", "--height", str(taken["height"] + 1))[2]
+    assert "could not find results" in err

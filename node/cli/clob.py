@@ -53,7 +53,7 @@ from node.client.market import (
     size_to_base_quantums,
     subticks_to_price,
 )
-from node.client.rpc import RpcClient
+from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import tx_hash
 
 UINT32_MAX = (1 << 32) - 1
@@ -141,17 +141,44 @@ def fill_line(f: dict, markets: list[Market]) -> str:
             f"maker {f.get('maker_fee_usdc')} USDC")
 
 
+def humanize_removed(attrs: dict[str, str], markets: list[Market]) -> dict:
+    """An ``order_removed`` event's attributes plus market and the size left, in human units."""
+    market = market_of_pair(markets, int(attrs["clob_pair_id"])) if attrs.get("clob_pair_id", "").isdigit() else None
+    out: dict = dict(attrs)
+    out["market"] = market.ticker if market else attrs.get("clob_pair_id")
+    out["remaining"] = _coins(market, attrs.get("remaining_quantums"))
+    return out
+
+
+def removed_line(r: dict, markets: list[Market]) -> str:
+    """'  removed BTC-USD order perp1.../0 client id 701 long-term, 0.5 BTC left: self_trade'."""
+    market = next((m for m in markets if m.ticker == r.get("market")), None)
+    kind = "long-term" if r.get("order_flags") == "64" else "short-term"
+    return (f"  removed {r.get('market')} order {r.get('owner')}/{r.get('number')} client id {r.get('client_id')} "
+            f"{kind}, {r.get('remaining')} {market.base_asset if market else ''} left: {r.get('reason')}")
+
+
 def order_report(markets: list[Market], resting_hint: str = "") -> TxReport:
-    """What an order tx prints after height/code/hash: its actions' statuses, its fills, and ``resting_hint`` when
-    an order of it now rests on the book."""
+    """What a one-action order command prints after height/code/hash: its actions' statuses, its fills, the resting
+    orders its matching removed (self-trade prevention, a maker failing its collateral check, a reduce-only maker
+    with nothing to reduce: ``order_removed`` events other than its own cancels), and ``resting_hint`` when an order
+    of it now rests on the book. ``failed_actions`` counts actions ``rejected`` or ``skipped``: the command then
+    exits 1 after printing (common.broadcast_and_wait), so a script sees a refused order as a failure whether
+    CheckTx or the block refused it."""
     def report(tx_result: dict) -> tuple[dict, list[str]]:
         events = tx_result.get("events") or []
         actions = [humanize_action(event_attrs(e), markets) for e in events if e.get("type") == "order_action"]
         fills = [humanize_fill(event_attrs(e), markets) for e in events if e.get("type") == "fill"]
-        lines = [action_line(a, markets) for a in actions] + [fill_line(f, markets) for f in fills]
+        removed = [humanize_removed(attrs, markets) for attrs in
+                   (event_attrs(e) for e in events if e.get("type") == "order_removed")
+                   if attrs.get("reason") != "canceled"]
+        lines = ([action_line(a, markets) for a in actions] + [fill_line(f, markets) for f in fills]
+                 + [removed_line(r, markets) for r in removed])
         if resting_hint and any(a.get("status", "").endswith("resting") for a in actions):
             lines.append(resting_hint)
-        return {"events": events, "order_actions": actions, "fills": fills}, lines
+        failed = sum(1 for a in actions if a.get("status") in ("rejected", "skipped"))
+        return {"events": events, "order_actions": actions, "fills": fills, "removed_orders": removed,
+                "failed_actions": failed}, lines
     return report
 
 
@@ -177,9 +204,14 @@ def _chain_view(client: RpcClient) -> tuple[int, int, dict]:
             client.query_json("/clob/params"))
 
 
-def _cancel_hint(market: Market, client_id: int, long_term: bool, number: int, from_key: str) -> str:
-    return (f"client id {client_id} (cancel with: perpd tx clob cancel-order --market {market.ticker} --client-id "
-            f"{client_id}{' --long-term' if long_term else ''}{f' --number {number}' if number else ''} "
+def _cancel_hint(market: Market, client_id: int, order: dict, number: int, from_key: str) -> str:
+    """The line printed when the order rests: its expiry (short-term orders live only ~20 blocks by default) and the
+    command that cancels it."""
+    long_term = order["order_flags"] == LONG_TERM
+    expiry = (f"until {format_rfc3339_ns(int(order['good_til_block_time_ns']))}" if long_term
+              else f"until block {order['good_til_block']}")
+    return (f"client id {client_id}, good {expiry} (cancel with: perpd tx clob cancel-order --market {market.ticker} "
+            f"--client-id {client_id}{' --long-term' if long_term else ''}{f' --number {number}' if number else ''} "
             f"--from {from_key})")
 
 
@@ -279,7 +311,7 @@ def tx_place_order(market_name, subaccount_number, from_key, side, size, price, 
         markets = load_markets(client)
         market = find_market(markets, market_name)
         action, order = terms.build(client, market, duration_ns, client_id, subaccount_number)
-        hint = _cancel_hint(market, client_id, duration_ns is not None, subaccount_number, from_key)
+        hint = _cancel_hint(market, client_id, order, subaccount_number, from_key)
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets, hint), extra={"client_id": client_id,
                                                                                     "order": order},
@@ -310,7 +342,7 @@ def tx_replace_order(market_name, subaccount_number, from_key, client_id, long_t
         place, order = terms.build(client, market, duration_ns, new_client_id, subaccount_number)
         old = cancel_order_action(market, client_id, subaccount_number, long_term).cancel.order_id
         action = tx_pb2.OrderAction(cancel_replace=tx_pb2.CancelReplace(order_id=old, place=place.place))
-        hint = _cancel_hint(market, new_client_id, duration_ns is not None, subaccount_number, from_key)
+        hint = _cancel_hint(market, new_client_id, order, subaccount_number, from_key)
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets, hint),
                                 extra={"client_id": new_client_id, "replaced_client_id": client_id, "order": order},
@@ -397,7 +429,9 @@ def tx_batch_cancel(market_name, subaccount_number, from_key, client_ids, long_t
                     no_wait) -> None:
     """Cancel the listed client ids on one market, or all your resting short-term (or --long-term) orders there."""
     obj = click.get_current_context().obj
-    ids = parse_client_ids(client_ids) if client_ids else []
+    # an empty --client-ids "" is refused like an empty element, never read as "every order" (a bot passing an
+    # empty variable must not pull all its quotes)
+    ids = parse_client_ids(client_ids) if client_ids is not None else []
     key = keyring(obj).get(from_key)
     with rpc(obj) as client:
         markets = load_markets(client)
@@ -525,8 +559,16 @@ def query_fills(height: int | None) -> None:
     """Every fill of block HEIGHT (the ``fill`` events of its tx results, from CometBFT's block_results)."""
     obj = click.get_current_context().obj
     with rpc(obj) as client:
-        height = height if height is not None else client.height()
-        results = client.call("block_results", height=str(height))
+        explicit = height is not None
+        height = height if explicit else client.height()
+        try:
+            results = client.call("block_results", height=str(height))
+        except RpcError as e:
+            # CometBFT stores the latest block before it has executed it: its results may not be saved yet
+            if explicit or "could not find results" not in str(e):
+                raise
+            height -= 1
+            results = client.call("block_results", height=str(height))
         txs = client.block(height)["block"]["data"]["txs"] or []
         markets = load_markets(client)
     hashes = [tx_hash(base64.b64decode(t)) for t in txs]

@@ -142,11 +142,15 @@ def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool
         fail(obj, {**out, "stage": "finalize_block"}, f"included at height {result['height']} but failed: code {code} "
              f"({out['codespace']}): {out['log']}  hash {h}")
     lines = [f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else "")]
+    failed = 0
     if report is not None:
         fields, more = report(r)
         out.update(fields)
         lines += more
+        failed = fields.get("failed_actions", 0)
     emit(obj, {**out, **extra}, "\n".join(lines))
+    if failed:  # the tx landed, but an order action of it was refused in the block (its line says why)
+        sys.exit(1)
 
 
 def sign_and_broadcast(obj: dict, key, msgs: list, chain_id: str | None, nonce: int | None, memo: str,
