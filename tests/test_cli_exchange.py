@@ -404,7 +404,8 @@ def test_limit_order_rests_shows_on_the_book_and_is_canceled_by_its_printed_clie
     assert "ask" in book and "64250" in book and "0.25" in book and "no bids" in book
     orders = ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"]
     assert [(o["client_id"], o["size"], o["price"]) for o in orders] == [(cid, "0.25", "64250")]
-    assert "client id" in ok(capsys, home, "query", "clob", "orders", f"{ADDRS[1]}/0")
+    assert ok(capsys, home, "query", "clob", "orders", f"{ADDRS[1]}/0").startswith(
+        f"BTC-USD    sell 0.25 BTC @ 64250 USD  remaining 0.25 BTC  client id {cid}  subaccount 0")
 
     text = ok(capsys, home, "tx", "clob", "cancel-order", "--market", "btc-usd", "--client-id", str(cid), "--from",
               "alice")
@@ -523,7 +524,9 @@ def test_market_order_fills_against_the_book_and_the_fill_is_queryable_by_height
     assert ok(capsys, home, "query", "clob", "fills", "--height", "1").startswith("block 1: 0 fills")
 
     shown = ok(capsys, home, "query", "subaccounts", "show", "bob")
-    assert "BTC-USD" in shown and "long" in shown and "size 0.1" in shown and "entry 64250" in shown
+    # every amount says its unit: size in the base asset, prices in the quote asset (the oracle is $64,000)
+    assert "BTC-USD    long  size 0.1 BTC  entry 64250 USD  oracle 64000 USD  mark 64000 USD  notional 6400 USDC" \
+        in shown
     for label in ("total net collateral", "initial margin requirement", "maintenance margin requirement",
                   "free collateral", "leverage"):
         assert label in shown
@@ -634,7 +637,8 @@ def test_orderbook_text_puts_asks_above_bids(chain, capsys):
 def test_queries_of_markets_and_params(chain, capsys):
     _, home = chain
     perps = ok(capsys, home, "query", "perpetuals", "list")
-    assert "BTC-USD" in perps and "step 0.0001 BTC" in perps and "tick 1 USD" in perps and "oracle 64000" in perps
+    assert "BTC-USD" in perps and "step 0.0001 BTC" in perps and "tick 1 USD" in perps and "oracle 64000 USD" in perps
+    assert "mark 64000 USD" in perps
     assert ok_json(capsys, home, "query", "perpetuals", "list")["perpetuals"][1]["ticker"] == "ETH-USD"
     params = ok(capsys, home, "query", "clob", "params")
     assert "short_block_window: 40 blocks" in params and "max_stateful_window: 95d" in params
@@ -853,3 +857,13 @@ def test_fills_without_height_fall_back_to_the_last_block_with_results(chain, ca
     # an explicit height is answered as asked, never another block
     err = run_cli(capsys, home, "query", "clob", "fills", "--height", str(taken["height"] + 1))[2]
     assert "could not find results" in err
+
+
+def test_bank_balance_prints_usdc_like_the_subaccounts(chain, capsys):
+    """No trailing zeros (probe session 12: '900001.490000 USDC' beside '25 USDC'); JSON keeps its fixed 6 decimals."""
+    _, home = chain
+    ok(capsys, home, "tx", "bank", "send", "alice", "bob", "0.49")
+    amount = int(ok_json(capsys, home, "query", "bank", "balance", "alice")["amount_quote_quantums"])
+    assert amount % 10_000 == 0 and amount % 1_000_000 != 0  # some whole cents: x.yz0000 in the fixed form
+    text = ok(capsys, home, "query", "bank", "balance", "alice").strip()
+    assert text == f"{amount // 1_000_000}.{amount % 1_000_000:06d}".rstrip("0") + " USDC"

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from node.cli.common import common, emit, keyring, query_json, resolve_address, sign_and_broadcast, tx_options
+from node.cli.common import (
+    common,
+    emit,
+    keyring,
+    query_json,
+    resolve_address,
+    sign_and_broadcast,
+    tx_options,
+    usdc_text,
+)
 from node.client.txbuilder import msg_send
 from node.client.units import quote_quantums_to_usdc, usdc_to_quote_quantums
 
@@ -40,11 +49,11 @@ def query_bank_balance(who: str) -> None:
     """Balance of an address or key name."""
     obj, res = query_json(f"/bank/balance/{resolve_address(click.get_current_context().obj, who)}")
     n = int(res["amount_quote_quantums"])
-    emit(obj, {**res, "amount_usdc": quote_quantums_to_usdc(n)}, f"{quote_quantums_to_usdc(n)} USDC")
+    emit(obj, {**res, "amount_usdc": quote_quantums_to_usdc(n)}, f"{usdc_text(n)} USDC")
 
 
 @query_bank.command("supply")
 @common
 def query_bank_supply() -> None:
     obj, res = query_json("/bank/supply")
-    emit(obj, res, f"{quote_quantums_to_usdc(int(res['amount_quote_quantums']))} USDC")
+    emit(obj, res, f"{usdc_text(res['amount_quote_quantums'])} USDC")

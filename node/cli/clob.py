@@ -486,10 +486,13 @@ def query_orderbook(market_name: str, depth: int) -> None:
     emit(obj, res, orderbook_text(res, market))
 
 
-def order_text(o: dict) -> str:
+def order_text(o: dict, markets: list[Market]) -> str:
     expiry = (f"until block {o['good_til_block']}" if o["order_flags"] == 0
               else f"until {format_rfc3339_ns(int(o['good_til_block_time_ns']))}")
-    return (f"{o['market']:10s} {o['side']:4s} {o['size']} @ {o['price']}  remaining {o['remaining']}  "
+    market = next((m for m in markets if m.ticker == o["market"]), None)
+    base, quote = (f" {market.base_asset}", f" {market.quote_asset}") if market else ("", "")
+    return (f"{o['market']:10s} {o['side']:4s} {o['size']}{base} @ {o['price']}{quote}  remaining "
+            f"{o['remaining']}{base}  "
             f"client id {o['client_id']}  subaccount {o['subaccount_number']}  {o['time_in_force']}"
             f"{'  reduce-only' if o['reduce_only'] else ''}  {'short' if o['order_flags'] == 0 else 'long'}-term "
             f"{expiry}")
@@ -504,7 +507,8 @@ def query_orders(who: str) -> None:
     owner, number = owner_and_number(obj, who, default_number=None)
     with rpc(obj) as client:
         res = client.query_json(f"/clob/orders/{owner}" + (f"/{number}" if number is not None else ""))
-    emit(obj, res, "\n".join(order_text(o) for o in res["orders"]) or "(no resting orders)")
+        markets = load_markets(client)
+    emit(obj, res, "\n".join(order_text(o, markets) for o in res["orders"]) or "(no resting orders)")
 
 
 def _percent_of_ppm(ppm: int) -> str:

@@ -204,6 +204,11 @@ def subaccount_number_option(f):
                         show_default=True, help="subaccount number of the signer")(f)
 
 
+def price_text(price: str | None, quote: str) -> str:
+    """'64250 USD', or '-' for a market without a price yet."""
+    return f"{price} {quote}" if price else "-"
+
+
 def usdc_text(quote_quantums: int | str) -> str:
     """Quote quantums -> USDC without trailing zeros ('12500000' -> '12.5')."""
     return format_scaled(int(quote_quantums), -6)

@@ -14,6 +14,7 @@ from node.cli.common import (
     emit,
     keyring,
     owner_and_number,
+    price_text,
     query_json,
     resolve_address,
     sign_and_broadcast,
@@ -94,8 +95,9 @@ def subaccount_text(res: dict) -> str:
     if not res["positions"]:
         lines.append("  no positions")
     for p in res["positions"]:
-        lines.append(f"  {p['market']:10s} {p['side']:5s} size {p['size']}  entry {p['entry_price']}  "
-                     f"oracle {p['oracle_price'] or '-'}  mark {p['mark_price'] or '-'}  "
+        base, _, quote = p["market"].partition("-")  # tickers are BASE-QUOTE (BTC-USD)
+        lines.append(f"  {p['market']:10s} {p['side']:5s} size {p['size']} {base}  entry {p['entry_price']} {quote}  "
+                     f"oracle {price_text(p['oracle_price'], quote)}  mark {price_text(p['mark_price'], quote)}  "
                      f"notional {p['notional']} USDC  unrealized PnL {p['unrealized_pnl']} USDC")
     if "error" in res:
         lines.append(f"  margin: {res['error']}")
