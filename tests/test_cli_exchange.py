@@ -867,3 +867,25 @@ def test_bank_balance_prints_usdc_like_the_subaccounts(chain, capsys):
     assert amount % 10_000 == 0 and amount % 1_000_000 != 0  # some whole cents: x.yz0000 in the fixed form
     text = ok(capsys, home, "query", "bank", "balance", "alice").strip()
     assert text == f"{amount // 1_000_000}.{amount % 1_000_000:06d}".rstrip("0") + " USDC"
+
+
+def test_json_output_gets_a_json_object_for_errors_before_the_broadcast_too(chain, capsys, monkeypatch):
+    """-o json: an unknown market (refused before signing) and an RPC error each print one JSON object on stdout, and
+    the Error: line on stderr (probe session 12: stdout was empty)."""
+    node, home = chain
+    code, out, err = run_cli(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USDT", "--side", "buy",
+                             "--size", "0.1", "--price", "64000", "--from", "alice", "-o", "json")
+    assert code == 1 and json.loads(out) == {
+        "error": "no market 'BTC-USDT'; markets: BTC-USD, ETH-USD, SOL-USD", "stage": "client"}
+    assert err.strip() == "Error: no market 'BTC-USDT'; markets: BTC-USD, ETH-USD, SOL-USD"
+    assert node.broadcasts == []
+    ahead = _AheadNode(node.replica)
+    monkeypatch.setattr(cli_common, "RpcClient", lambda url, *a, **k: ahead)
+    code, out, err = run_cli(capsys, home, "query", "clob", "fills", "--height", "999", "-o", "json")
+    assert code == 1 and json.loads(out) == {
+        "error": "block_results: Internal error could not find results for height #999", "stage": "rpc"}
+    assert err.strip() == "Error: block_results: Internal error could not find results for height #999"
+    # without -o json the next error is text only (the mode does not leak from one command to the next)
+    code, out, _ = run_cli(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USDT", "--side", "buy",
+                           "--size", "0.1", "--price", "64000", "--from", "alice")
+    assert code == 1 and out == ""

@@ -54,6 +54,17 @@ def fail(ctx_obj: dict, data, text: str) -> None:
     sys.exit(1)
 
 
+OUTPUT = {"mode": "text"}  # the running command's -o, for node/cli/main.py's error lines
+
+
+def error_json(message: str, stage: str) -> None:
+    """Under ``-o json``, an error caught before or outside a tx result (``stage`` client: a refused argument, an
+    unknown key or market; rpc: the node's answer) is a JSON object on stdout too, so a JSON consumer always gets
+    one; the ``Error:`` line still goes to stderr."""
+    if OUTPUT["mode"] == "json":
+        click.echo(json.dumps({"error": message, "stage": stage}, indent=2, sort_keys=True))
+
+
 def common(f):
     """--home / --node / -o on every command."""
     @click.option("--home", default=DEFAULT_HOME, show_default=True, help="node / keyring home folder")
@@ -64,6 +75,7 @@ def common(f):
     def wrapper(ctx, home, node_url, output, *args, **kwargs):
         ctx.ensure_object(dict)
         ctx.obj.update(home=pathlib.Path(home), node=node_url, output=output)
+        OUTPUT["mode"] = output
         return ctx.invoke(f, *args, **kwargs)
     return wrapper
 

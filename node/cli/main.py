@@ -18,6 +18,7 @@ import click
 
 from node import localnet as ln
 from node.cli import auth, bank, chain, clob, consensus, keys, lifecycle, markets, perpetuals, prices, subaccounts
+from node.cli.common import OUTPUT, error_json
 from node.cli.chain import daemon_summary  # noqa: F401 -- re-exported: tests and scripts import it from here
 from node.cli.feeds import feeds
 from node.cli.localnet import localnet
@@ -60,6 +61,7 @@ EXPECTED = (RpcError, KeyError_, UnitError, ln.LocalnetError, FileNotFoundError,
 
 
 def main() -> None:
+    OUTPUT["mode"] = "text"  # until a command's own -o is read (one process may run main more than once: tests)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -69,17 +71,20 @@ def main() -> None:
         click.echo(e.format_message(), err=True)
         sys.exit(e.exit_code)
     except click.ClickException as e:
+        error_json(e.format_message(), "client")
         click.echo(f"Error: {e.format_message()}", err=True)
         sys.exit(e.exit_code or 1)
     except EXPECTED as e:
         if os.environ.get("PERPD_DEBUG"):
             raise
         msg = e.stderr.decode(errors="replace").strip() if isinstance(e, subprocess.CalledProcessError) and e.stderr else e
+        error_json(str(msg), "rpc" if isinstance(e, RpcError) else "client")
         click.echo(f"Error: {msg}", err=True)
         sys.exit(1)
     except Exception as e:  # noqa: BLE001 -- CLI boundary: one line, no traceback
         if os.environ.get("PERPD_DEBUG"):
             raise
+        error_json(f"{e.__class__.__name__}: {e}", "client")
         click.echo(f"Error: {e.__class__.__name__}: {e}", err=True)
         sys.exit(1)
 
