@@ -889,3 +889,26 @@ def test_json_output_gets_a_json_object_for_errors_before_the_broadcast_too(chai
     code, out, _ = run_cli(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USDT", "--side", "buy",
                            "--size", "0.1", "--price", "64000", "--from", "alice")
     assert code == 1 and out == ""
+
+
+def test_a_cancel_of_the_wrong_kind_says_which_kind_rests(chain, capsys):
+    """The chain keys orders by client id and kind: cancelling a long-term order without --long-term named flags 0
+    and got order_not_found with no hint (probe session 12). Now the CLI says which kind rests, and signs nothing."""
+    node, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "11", "--good-til-time", "1h", "--from", "alice")
+    sent = len(node.broadcasts)
+    line = one_error_line(capsys, home, "tx", "clob", "cancel-order", "--market", "BTC-USD", "--client-id", "11",
+                          "--from", "alice")
+    assert line == ("Error: no short-term order with client id 11 rests on BTC-USD; a long-term one does: add "
+                    "--long-term")
+    assert len(node.broadcasts) == sent
+    out = ok_json(capsys, home, "tx", "clob", "cancel-order", "--market", "BTC-USD", "--client-id", "11",
+                  "--long-term", "--from", "alice")
+    assert out["order_actions"][0]["status"] == "canceled"
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "12", "--from", "alice")
+    line = one_error_line(capsys, home, "tx", "clob", "cancel-order", "--market", "BTC-USD", "--client-id", "12",
+                          "--long-term", "--from", "alice")
+    assert line == ("Error: no long-term order with client id 12 rests on BTC-USD; a short-term one does: leave out "
+                    "--long-term")

@@ -402,9 +402,24 @@ def tx_cancel_order(market_name, subaccount_number, from_key, client_id, long_te
     with rpc(obj) as client:
         markets = load_markets(client)
         market = find_market(markets, market_name)
+        _check_cancel_kind(client, key.address, subaccount_number, market, client_id, long_term)
         action = cancel_order_action(market, client_id, subaccount_number, long_term)
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets))
+
+
+def _check_cancel_kind(client: RpcClient, owner: str, number: int, market: Market, client_id: int,
+                       long_term: bool) -> None:
+    """A cancel names the order's kind (the chain keys orders by client id and kind): when no order of the named
+    kind rests but one of the other kind does, say so instead of sending a cancel the chain would refuse as
+    order_not_found. Otherwise the chain decides (the order may still be on its way in)."""
+    resting = {o["order_flags"] for o in client.query_json(f"/clob/orders/{owner}/{number}")["orders"]
+               if o["market"] == market.ticker and o["client_id"] == client_id}
+    wanted = LONG_TERM if long_term else SHORT_TERM
+    if wanted not in resting and resting:
+        named, other = ("long-term", "short-term") if long_term else ("short-term", "long-term")
+        raise CliError(f"no {named} order with client id {client_id} rests on {market.ticker}; a {other} one does: "
+                       + ("add --long-term" if not long_term else "leave out --long-term"))
 
 
 def parse_client_ids(text: str) -> list[int]:
