@@ -434,7 +434,7 @@ def test_an_order_refused_in_the_block_prints_its_reason_and_exits_1(chain, caps
     assert code == 1 and err == ""
     assert len(lines) == 2 and lines[0].startswith("height 2  code 0  hash ")
     assert lines[1] == ("  place BTC-USD buy 0.1 BTC client id 5: rejected (code 712): fill_or_kill_not_filled: "
-                        "fill-or-kill: only 0 of 1000000000 base quantums could fill")
+                        "fill-or-kill: only 0 BTC of 0.1 BTC could fill")
     assert "cancel with" not in text
     code, text, _ = run_cli(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy",
                             "--size", "0.1", "--price", "64250", "--tif", "fok", "--client-id", "6", "--from", "bob",
@@ -912,3 +912,44 @@ def test_a_cancel_of_the_wrong_kind_says_which_kind_rests(chain, capsys):
                           "--long-term", "--from", "alice")
     assert line == ("Error: no long-term order with client id 12 rests on BTC-USD; a short-term one does: leave out "
                     "--long-term")
+
+
+def test_chain_amounts_in_a_refusal_are_shown_in_human_units(chain):
+    """BTC-USD: atomic resolution -10, quantum conversion -9, $1 = 100 000 subticks (tests/exchange_helpers.py)."""
+    from node.cli.clob import humanize_reason
+
+    node, _ = chain
+    btc = find_market(markets_from_query(node.query_json("/perpetuals/list")), "BTC-USD")
+    assert humanize_reason("post-only buy at 8000000000 subticks would cross the best opposite price 6686200000 "
+                           "subticks", btc) == "post-only buy at 80000 USD would cross the best opposite price 66862 USD"
+    assert humanize_reason("fill-or-kill: only 441000000 base quantums of 100000000000 base quantums could fill",
+                           btc) == "fill-or-kill: only 0.0441 BTC of 10 BTC could fill"
+    assert humanize_reason("net collateral -4571817 quote quantums would be below initial margin 17057437 quote "
+                           "quantums", btc) == "net collateral -4.571817 USDC would be below initial margin 17.057437 USDC"
+    # without a market only USDC amounts can be converted; a count stays a count
+    assert humanize_reason("has 1 open short-term orders; its total net collateral 25000000 quote quantums allows 1; "
+                           "size 7 base quantums", None) == \
+        "has 1 open short-term orders; its total net collateral 25 USDC allows 1; size 7 base quantums"
+
+
+def test_a_post_only_refused_in_the_block_reads_in_usd(chain, capsys):
+    _, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+       "--price", "64250", "--client-id", "1", "--from", "alice")
+    code, text, _ = run_cli(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy",
+                            "--size", "0.1", "--price", "64300", "--tif", "post-only", "--client-id", "2", "--from",
+                            "bob")
+    assert code == 1
+    assert ("client id 2: rejected (code 707): post_only_would_cross: post-only buy at 64300 USD would cross the best "
+            "opposite price 64250 USD") in text
+
+
+def test_a_checktx_refusal_reads_in_usdc_and_json_keeps_the_chains_text(chain, capsys):
+    node, home = chain
+    args = ("tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size", "1000", "--price", "64000",
+            "--from", "bob")
+    line = one_error_line(capsys, home, *args)
+    assert line.startswith("Error: rejected by CheckTx: code 602") and "USDC would be below initial margin" in line
+    assert "quote quantums" not in line
+    code, out, _ = run_cli(capsys, home, *args, "-o", "json")
+    assert code == 1 and "quote quantums would be below initial margin" in json.loads(out)["log"]

@@ -161,14 +161,18 @@ def test_rejections_while_placing_name_their_reason():
     got = sorted((a["client_id"], a["status"], a["code"], a["reason"]) for a in actions_of(res.tx_results[1]))
     assert got == [
         ("1", "rejected", str(errors.ERR_POST_ONLY_WOULD_CROSS.code),
-         "post_only_would_cross: post-only buy at 6400000000 subticks would cross the best opposite price 6400000000"),
+         "post_only_would_cross: post-only buy at 6400000000 subticks would cross the best opposite price 6400000000 "
+         "subticks"),
         ("2", "rejected", str(errors.ERR_POST_ONLY_WOULD_CROSS.code),
-         "post_only_would_cross: post-only sell at 6300000000 subticks would cross the best opposite price 6300000000"),
+         "post_only_would_cross: post-only sell at 6300000000 subticks would cross the best opposite price 6300000000 "
+         "subticks"),
         ("3", "rejected", str(errors.ERR_FILL_OR_KILL_NOT_FILLED.code),
-         "fill_or_kill_not_filled: fill-or-kill: only 1000000 of 2000000 base quantums could fill"),
+         "fill_or_kill_not_filled: fill-or-kill: only 1000000 base quantums of 2000000 base quantums could fill"),
         ("4", "rejected", str(errors.ERR_NEWLY_UNDERCOLLATERALIZED.code),
-         "newly_undercollateralized: order (as if fully filled at its price): net collateral 99744000000 would be below initial margin "
-         "128000000000 quote quantums (maintenance 76800000000; before: 100000000000 / 0 / 0)"),
+         "newly_undercollateralized: order (as if fully filled at its price): net collateral 99744000000 quote "
+         "quantums would be below initial margin 128000000000 quote quantums (maintenance 76800000000 quote quantums; "
+         "before: net collateral 100000000000 quote quantums, initial 0 quote quantums, maintenance 0 quote "
+         "quantums)"),
     ]
 
 
@@ -220,4 +224,4 @@ def test_the_pre_check_charges_the_placing_account_its_own_maker_fee():
     res = r.block([orders_tx(1, nonce(1), [place(1, BUY, 300_000_000_000, P64K, height_hint=h + 2)])])
     (a,) = actions_of(res.tx_results[0])
     assert (a["status"], a["code"]) == ("rejected", str(errors.ERR_NEWLY_UNDERCOLLATERALIZED.code)), a
-    assert "net collateral 80800000000 would be below initial margin 96000000000" in a["reason"], a
+    assert "net collateral 80800000000 quote quantums would be below initial margin 96000000000" in a["reason"], a

@@ -531,7 +531,7 @@ def test_a_withdrawal_below_initial_margin_says_what_it_was_and_the_collateral_l
     res = r.block([msg_tx(2, 1, [withdraw(2, 5_000 * USD)])]).tx_results[0]
     assert res.code == errors.ERR_NEWLY_UNDERCOLLATERALIZED.code, res.log
     assert res.log.startswith(f"{errors.ERR_NEWLY_UNDERCOLLATERALIZED.name}: withdrawal of {5_000 * USD} quote "
-                              f"quantums: net collateral {1_000 * USD} would be below initial margin "), res.log
+                              f"quantums: net collateral {1_000 * USD} quote quantums would be below initial margin "), res.log
 
 
 def test_one_update_touching_an_isolated_perpetual_and_another_is_refused_with_exactly_that_message(ex):

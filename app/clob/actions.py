@@ -264,7 +264,7 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder, replacemen
     if order.time_in_force == POST_ONLY:
         if best is not None and _crosses(order.side, limit, best):
             raise AppError(ERR_POST_ONLY_WOULD_CROSS, f"post-only {'buy' if order.side == BUY else 'sell'} at {limit} "
-                                                      f"subticks would cross the best opposite price {best}")
+                                                      f"subticks would cross the best opposite price {best} subticks")
     params = keeper.get_params(env.store)
     rests = order.time_in_force in (RESTING, POST_ONLY)
     if rests and params.max_open_orders_per_subaccount and env.books.open_count(
@@ -278,8 +278,8 @@ def execute_place(env: ActionEnv, owner: bytes, p: tx_pb2.PlaceOrder, replacemen
         if order.time_in_force != POST_ONLY else None
     filled = outcome.filled_quantums if outcome else 0
     if order.time_in_force == FOK and order.remaining_quantums:
-        raise AppError(ERR_FILL_OR_KILL_NOT_FILLED, f"fill-or-kill: only {filled} of {order.quantums} base quantums "
-                                                    "could fill")
+        raise AppError(ERR_FILL_OR_KILL_NOT_FILLED, f"fill-or-kill: only {filled} base quantums of {order.quantums} "
+                                                    "base quantums could fill")
     status = {"filled_quantums": filled, "remaining_quantums": order.remaining_quantums}
     stopped = outcome.taker_failed if outcome else ""
     if rests and order.remaining_quantums and not stopped:

@@ -267,10 +267,13 @@ def raise_for(result: CollateralCheck, who: str, old: Risk, new: Risk) -> None:
         return
     err = ERR_NEWLY_UNDERCOLLATERALIZED if result is CollateralCheck.NEWLY_UNDERCOLLATERALIZED \
         else ERR_STILL_UNDERCOLLATERALIZED
-    raise AppError(err, f"{who}: net collateral {new.net_collateral_quote_quantums} would be below initial margin "
-                        f"{new.initial_margin_quote_quantums} quote quantums (maintenance "
-                        f"{new.maintenance_margin_quote_quantums}; before: {old.net_collateral_quote_quantums} / "
-                        f"{old.initial_margin_quote_quantums} / {old.maintenance_margin_quote_quantums})")
+    # every number names its unit, so the CLI can show each in USDC (node/cli/clob.py humanize_reason)
+    raise AppError(err, f"{who}: net collateral {new.net_collateral_quote_quantums} quote quantums would be below "
+                        f"initial margin {new.initial_margin_quote_quantums} quote quantums (maintenance "
+                        f"{new.maintenance_margin_quote_quantums} quote quantums; before: net collateral "
+                        f"{old.net_collateral_quote_quantums} quote quantums, initial "
+                        f"{old.initial_margin_quote_quantums} quote quantums, maintenance "
+                        f"{old.maintenance_margin_quote_quantums} quote quantums)")
 
 
 def apply_position_delta(sub: SubaccountState, perpetual_id: int, funding_index: int, size_delta: int,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import secrets
 
 import click
@@ -87,6 +88,25 @@ def humanize_action(attrs: dict[str, str], markets: list[Market]) -> dict:
     return out
 
 
+_CHAIN_AMOUNT = re.compile(r"(-?\d+) (quote quantums|base quantums|subticks)\b")
+
+
+def humanize_reason(text: str, market: Market | None) -> str:
+    """A chain message with each amount in human units, exactly: 'N quote quantums' -> USDC, and with the order's
+    market 'N base quantums' -> coins and 'N subticks' -> its quote asset ('8000000000 subticks' -> '80000 USD' on
+    BTC-USD). The chain writes the unit after every amount it names; JSON keeps the chain's text as it is."""
+    def one(m: re.Match) -> str:
+        n, unit = int(m.group(1)), m.group(2)
+        if unit == "quote quantums":
+            return f"{usdc_text(n)} USDC"
+        if market is None:
+            return m.group(0)
+        if unit == "base quantums":
+            return f"{base_quantums_to_size(market, n)} {market.base_asset}"
+        return f"{subticks_to_price(market, n)} {market.quote_asset}"
+    return _CHAIN_AMOUNT.sub(one, text)
+
+
 def action_line(a: dict, markets: list[Market]) -> str:
     """'  place BTC-USD buy 0.25 BTC client id 7: resting  filled 0 BTC  remaining 0.25 BTC  limit 64250 USD'."""
     market = next((m for m in markets if m.ticker == a.get("market")), None)
@@ -99,7 +119,7 @@ def action_line(a: dict, markets: list[Market]) -> str:
         head += f" client id {a['client_id']}"
     parts = [f"{head}: {a.get('status', '?')}"]
     if a.get("status") == "rejected":
-        parts[0] += f" (code {a.get('code')}): {a.get('reason', '')}"
+        parts[0] += f" (code {a.get('code')}): {humanize_reason(a.get('reason', ''), market)}"
     else:
         if "filled" in a:
             parts.append(f"filled {a['filled']} {base}".rstrip())
@@ -315,7 +335,7 @@ def tx_place_order(market_name, subaccount_number, from_key, side, size, price, 
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets, hint), extra={"client_id": client_id,
                                                                                     "order": order},
-                                mempool_lines=[hint])
+                                mempool_lines=[hint], humanize=lambda log: humanize_reason(log, market))
 
 
 @tx_clob.command("replace-order")
@@ -346,7 +366,7 @@ def tx_replace_order(market_name, subaccount_number, from_key, client_id, long_t
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets, hint),
                                 extra={"client_id": new_client_id, "replaced_client_id": client_id, "order": order},
-                                mempool_lines=[hint])
+                                mempool_lines=[hint], humanize=lambda log: humanize_reason(log, market))
 
 
 @tx_clob.command("market-order")
@@ -386,7 +406,8 @@ def tx_market_order(market_name, subaccount_number, from_key, side, size, slippa
                  "subaccount_number": subaccount_number, "client_id": client_id, "good_til_block": str(gtb)}
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets), extra={"client_id": client_id, "order": order},
-                                mempool_lines=[f"client id {client_id}"])
+                                mempool_lines=[f"client id {client_id}"],
+                                humanize=lambda log: humanize_reason(log, market))
 
 
 @tx_clob.command("cancel-order")
@@ -405,7 +426,8 @@ def tx_cancel_order(market_name, subaccount_number, from_key, client_id, long_te
         _check_cancel_kind(client, key.address, subaccount_number, market, client_id, long_term)
         action = cancel_order_action(market, client_id, subaccount_number, long_term)
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
-                                no_wait, report=order_report(markets))
+                                no_wait, report=order_report(markets),
+                                humanize=lambda log: humanize_reason(log, market))
 
 
 def _check_cancel_kind(client: RpcClient, owner: str, number: int, market: Market, client_id: int,
@@ -453,7 +475,8 @@ def tx_batch_cancel(market_name, subaccount_number, from_key, client_ids, long_t
         market = find_market(markets, market_name)
         action = batch_cancel_action(market, ids, subaccount_number, long_term)
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
-                                no_wait, report=order_report(markets))
+                                no_wait, report=order_report(markets),
+                                humanize=lambda log: humanize_reason(log, market))
 
 
 # --- query clob --------------------------------------------------------------------------------------------------

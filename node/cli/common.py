@@ -122,20 +122,22 @@ def tx_options(f):
 
 
 def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool, report: TxReport | None = None,
-                       extra: dict | None = None, mempool_lines: list[str] | None = None) -> None:
+                       extra: dict | None = None, mempool_lines: list[str] | None = None,
+                       humanize: Callable[[str], str] | None = None) -> None:
     """Broadcast, wait for the block, print height/code/hash and what ``report`` makes of the tx result.
 
     ``extra`` joins the JSON output either way; ``mempool_lines`` follow "in mempool: HASH" when not waiting. A
     CheckTx rejection or a failed tx in the block is one ``Error:`` line (JSON with its ``stage`` under -o json)
-    and exit code 1.
+    and exit code 1; ``humanize`` rewrites the chain's log for that line (amounts in human units), JSON keeps it.
     """
+    show = humanize or (lambda log: log)
     extra, mempool_lines = extra or {}, mempool_lines or []
     res = client.broadcast_tx_sync(tx_bytes)
     h = tx_hash(tx_bytes)
     if int(res["code"]) != 0:
         fail(obj, {"hash": h, "code": int(res["code"]), "codespace": res.get("codespace", ""), "log": res["log"],
                    "stage": "check_tx"},
-             f"rejected by CheckTx: code {res['code']} ({res.get('codespace', '')}): {res['log']}")
+             f"rejected by CheckTx: code {res['code']} ({res.get('codespace', '')}): {show(res['log'])}")
     if not wait:
         emit(obj, {"hash": h, "code": 0, "stage": "mempool", **extra}, "\n".join([f"in mempool: {h}", *mempool_lines]))
         return
@@ -152,7 +154,7 @@ def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool
            "log": r.get("log", "")}
     if code != 0:
         fail(obj, {**out, "stage": "finalize_block"}, f"included at height {result['height']} but failed: code {code} "
-             f"({out['codespace']}): {out['log']}  hash {h}")
+             f"({out['codespace']}): {show(out['log'])}  hash {h}")
     lines = [f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else "")]
     failed = 0
     if report is not None:
@@ -175,7 +177,8 @@ def sign_and_broadcast(obj: dict, key, msgs: list, chain_id: str | None, nonce: 
 
 def sign_and_broadcast_with(obj: dict, client: RpcClient, key, msgs: list, chain_id: str | None, nonce: int | None,
                             memo: str, no_wait: bool, report: TxReport | None = None, extra: dict | None = None,
-                            mempool_lines: list[str] | None = None) -> None:
+                            mempool_lines: list[str] | None = None,
+                            humanize: Callable[[str], str] | None = None) -> None:
     """:func:`sign_and_broadcast` over an open client (commands that queried the node first reuse it)."""
     if chain_id == "":
         raise CliError("--chain-id is empty (omit it to use the node's chain id)")
@@ -190,7 +193,7 @@ def sign_and_broadcast_with(obj: dict, client: RpcClient, key, msgs: list, chain
         raise CliError("nonce must be non-negative")
     tx_bytes = sign_tx(key.signing_key, chain_id, nonce, msgs, memo)
     broadcast_and_wait(obj, client, tx_bytes, wait=not no_wait, report=report, extra=extra,
-                       mempool_lines=mempool_lines)
+                       mempool_lines=mempool_lines, humanize=humanize)
 
 
 # --- exchange helpers (human units) ------------------------------------------------------------------------------
