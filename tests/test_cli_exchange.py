@@ -953,3 +953,17 @@ def test_a_checktx_refusal_reads_in_usdc_and_json_keeps_the_chains_text(chain, c
     assert "quote quantums" not in line
     code, out, _ = run_cli(capsys, home, *args, "-o", "json")
     assert code == 1 and "quote quantums would be below initial margin" in json.loads(out)["log"]
+
+
+def test_deposit_withdraw_and_transfer_print_the_amount_and_the_collateral_after(chain, capsys):
+    """Subaccount bob/1 starts empty (genesis funds subaccount 0 only): +2500, -100 to the bank, -400 to alice/0."""
+    _, home = chain
+    bob = ADDRS[2]
+    text = ok(capsys, home, "tx", "subaccounts", "deposit", "bob", "2500", "--number", "1")
+    assert f"  deposited 2500 USDC from the bank into {bob}/1\n  {bob}/1 collateral now 2500 USDC" in text
+    text = ok(capsys, home, "tx", "subaccounts", "withdraw", "bob", "100", "--number", "1")
+    assert f"  withdrew 100 USDC from {bob}/1 to the bank balance of {bob}\n  {bob}/1 collateral now 2400 USDC" in text
+    out = ok_json(capsys, home, "tx", "subaccounts", "transfer", "bob", "400.5", "--number", "1", "--to", "alice")
+    assert out["collateral_after_usdc"] == "1999.5"
+    assert [(m["amount_quote_quantums"], m["recipient_owner"], m["recipient_number"]) for m in out["moved"]] == \
+        [("400500000", ADDRS[1], "0")]

@@ -24,6 +24,7 @@ from node.cli.common import (
     TxReport,
     common,
     emit,
+    event_attrs,
     keyring,
     load_markets,
     owner_and_number,
@@ -63,11 +64,6 @@ MAX_BATCH_CLIENT_IDS = 200  # app/clob/actions.py: a batch cancel lists at most 
 
 
 # --- reading tx results ------------------------------------------------------------------------------------------
-
-def event_attrs(event: dict) -> dict[str, str]:
-    """CometBFT JSON event attributes ([{key, value, index}]) as a dict."""
-    return {a.get("key"): a.get("value") for a in event.get("attributes", [])}
-
 
 def _coins(market: Market | None, quantums: str | None) -> str | None:
     if quantums is None:

@@ -219,6 +219,11 @@ def subaccount_number_option(f):
                         show_default=True, help="subaccount number of the signer")(f)
 
 
+def event_attrs(event: dict) -> dict[str, str]:
+    """CometBFT JSON event attributes ([{key, value, index}]) as a dict."""
+    return {a.get("key"): a.get("value") for a in event.get("attributes", [])}
+
+
 def price_text(price: str | None, quote: str) -> str:
     """'64250 USD', or '-' for a market without a price yet."""
     return f"{price} {quote}" if price else "-"

@@ -12,16 +12,40 @@ from perpchain.v1 import tx_pb2
 from node.cli.common import (
     common,
     emit,
+    event_attrs,
     keyring,
     owner_and_number,
     price_text,
     query_json,
     resolve_address,
-    sign_and_broadcast,
+    rpc,
+    sign_and_broadcast_with,
     subaccount_number_option,
     tx_options,
+    usdc_text,
 )
 from node.client.units import usdc_to_quote_quantums
+
+
+def _movement_report(client, event_type: str, owner: str, number: int, who: str):
+    """What a deposit, withdrawal or transfer prints after height/code/hash: the amount moved, between whom, and
+    the collateral of the subaccount it left or entered (KEY's own, ``owner/number``) after the block."""
+    def report(tx_result: dict) -> tuple[dict, list[str]]:
+        moved = [event_attrs(e) for e in tx_result.get("events") or [] if e.get("type") == event_type]
+        after = client.query_json(f"/subaccounts/show/{owner}/{number}")["quote_balance"]
+        lines = []
+        for m in moved:
+            amount = usdc_text(m["amount_quote_quantums"])
+            if event_type == "deposit":
+                where = f"from the bank into {m['owner']}/{m['number']}"
+            elif event_type == "withdrawal":
+                where = f"from {m['owner']}/{m['number']} to the bank balance of {m['recipient']}"
+            else:
+                where = f"from {m['owner']}/{m['number']} to {m['recipient_owner']}/{m['recipient_number']}"
+            lines.append(f"  {who} {amount} USDC {where}")
+        lines.append(f"  {owner}/{number} collateral now {after} USDC")
+        return {"moved": moved, "collateral_after_usdc": after}, lines
+    return report
 
 
 @click.group("subaccounts")
@@ -41,7 +65,10 @@ def tx_deposit(key_name, amount_usdc, subaccount_number, chain_id, nonce, memo, 
     key = keyring(obj).get(key_name)
     msg = tx_pb2.Msg(deposit=tx_pb2.MsgDeposit(owner=key.address, subaccount_number=subaccount_number,
                                                amount_quote_quantums=amount))
-    sign_and_broadcast(obj, key, [msg], chain_id, nonce, memo, no_wait)
+    with rpc(obj) as client:
+        sign_and_broadcast_with(obj, client, key, [msg], chain_id, nonce, memo, no_wait,
+                                report=_movement_report(client, "deposit", key.address, subaccount_number,
+                                                        "deposited"))
 
 
 @tx_subaccounts.command("withdraw", context_settings={"ignore_unknown_options": True})
@@ -58,7 +85,10 @@ def tx_withdraw(key_name, amount_usdc, subaccount_number, to, chain_id, nonce, m
     recipient = resolve_address(obj, to) if to else ""
     msg = tx_pb2.Msg(withdraw=tx_pb2.MsgWithdraw(owner=key.address, subaccount_number=subaccount_number,
                                                  amount_quote_quantums=amount, recipient=recipient))
-    sign_and_broadcast(obj, key, [msg], chain_id, nonce, memo, no_wait)
+    with rpc(obj) as client:
+        sign_and_broadcast_with(obj, client, key, [msg], chain_id, nonce, memo, no_wait,
+                                report=_movement_report(client, "withdrawal", key.address, subaccount_number,
+                                                        "withdrew"))
 
 
 @tx_subaccounts.command("transfer", context_settings={"ignore_unknown_options": True})
@@ -78,7 +108,10 @@ def tx_transfer(key_name, amount_usdc, to, subaccount_number, chain_id, nonce, m
                                                  recipient_owner=recipient,
                                                  recipient_subaccount_number=recipient_number,
                                                  amount_quote_quantums=amount))
-    sign_and_broadcast(obj, key, [msg], chain_id, nonce, memo, no_wait)
+    with rpc(obj) as client:
+        sign_and_broadcast_with(obj, client, key, [msg], chain_id, nonce, memo, no_wait,
+                                report=_movement_report(client, "subaccount_transfer", key.address,
+                                                        subaccount_number, "transferred"))
 
 
 @click.group("subaccounts")
