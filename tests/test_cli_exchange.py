@@ -181,13 +181,14 @@ def test_a_market_is_found_by_ticker_or_id_and_a_typo_lists_the_markets():
         pytest.param("1d", 86_400 * 10**9, id="days"),
         pytest.param("1h30m", 5_400 * 10**9, id="combined"),
         pytest.param("95D", 95 * 86_400 * 10**9, id="upper case unit"),
+        pytest.param("1d2h3m4s", (86_400 + 7_200 + 180 + 4) * 10**9, id="every unit once, largest first"),
     ],
 )
 def test_durations(text, ns):
     assert parse_duration_ns(text) == ns
 
 
-@pytest.mark.parametrize("text", ["", "10", "10x", "-5m", "0s", "1.5h", "m", "10 m"])
+@pytest.mark.parametrize("text", ["", "10", "10x", "-5m", "0s", "1.5h", "m", "10 m", "1d1d", "30m1h", "1h1h30m"])
 def test_bad_durations(text):
     with pytest.raises(MarketError):
         parse_duration_ns(text)
@@ -667,7 +668,8 @@ def test_a_block_cap_of_zero_reads_no_cap(tmp_path, monkeypatch, capsys):
         pytest.param(["--size", "1e-4"], "Error: size '1e-4' is not a decimal number", id="exponent notation"),
         pytest.param(["--good-til-block", "42"], "Error: --good-til-block 42 must be within 2..41 (latest height 1 + "
                                                  "short_block_window 40)", id="good-til-block beyond the window"),
-        pytest.param(["--good-til-time", "10x"], "Error: duration '10x' is not like 90s, 10m, 2h, 1d or 1h30m",
+        pytest.param(["--good-til-time", "10x"], "Error: duration '10x' is not like 90s, 10m, 2h, 1d or 1h30m (each unit at most once, "
+                     "largest first)",
                      id="bad duration"),
         pytest.param(["--good-til-time", "96d"], "Error: --good-til-time 96d is beyond the longest window 95d",
                      id="good-til-time beyond the stateful window"),
@@ -967,3 +969,11 @@ def test_deposit_withdraw_and_transfer_print_the_amount_and_the_collateral_after
     assert out["collateral_after_usdc"] == "1999.5"
     assert [(m["amount_quote_quantums"], m["recipient_owner"], m["recipient_number"]) for m in out["moved"]] == \
         [("400500000", ADDRS[1], "0")]
+
+
+def test_a_memo_that_is_not_utf8_is_one_clear_error(chain, capsys):
+    """Bytes the shell cannot decode reach Python as lone surrogates ($'\\xff\\xfe'); before, the error line was
+    Python's own UnicodeEncodeError text (probe session 12)."""
+    node, home = chain
+    line = one_error_line(capsys, home, "tx", "bank", "send", "alice", "bob", "1", "--memo", "\udcff\udcfe")
+    assert line == "Error: --memo is not valid UTF-8 text" and node.broadcasts == []

@@ -191,6 +191,10 @@ def sign_and_broadcast_with(obj: dict, client: RpcClient, key, msgs: list, chain
             raise CliError(str(e)) from None
     if nonce < 0:
         raise CliError("nonce must be non-negative")
+    try:
+        memo.encode("utf-8")
+    except UnicodeEncodeError:  # bytes the shell could not decode arrive as lone surrogates
+        raise CliError("--memo is not valid UTF-8 text") from None
     tx_bytes = sign_tx(key.signing_key, chain_id, nonce, msgs, memo)
     broadcast_and_wait(obj, client, tx_bytes, wait=not no_wait, report=report, extra=extra,
                        mempool_lines=mempool_lines, humanize=humanize)

@@ -29,7 +29,8 @@ from node.client.units import DECIMAL_RE, UnitError, clip_text
 QUOTE_ATOMIC_RESOLUTION = -6  # 1 quote quantum = 10^-6 USDC
 ONE_MILLION = 1_000_000
 _MAX_DIGITS = 40  # significant digits of a decimal's integer part, and of its fraction (parse_decimal)
-_DURATION_RE = re.compile(r"^(?:[0-9]+[dhms])+$", re.ASCII)
+# each unit at most once, largest first: '1h30m', never '1d1d' or '30m1h'
+_DURATION_RE = re.compile(r"^(?=.)(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$", re.ASCII)
 _DURATION_PART_RE = re.compile(r"([0-9]+)([dhms])", re.ASCII)
 _DURATION_NS = {"d": 86_400 * 10**9, "h": 3_600 * 10**9, "m": 60 * 10**9, "s": 10**9}
 _RFC3339_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$",
@@ -113,7 +114,7 @@ def parse_decimal(text: str, what: str) -> Decimal:
     if len(whole.lstrip("0")) > _MAX_DIGITS:
         raise MarketError(f"{what} {clip_text(t)} is far beyond any valid value")
     if len(frac.rstrip("0")) > _MAX_DIGITS:
-        raise MarketError(f"{what} {clip_text(t)} has more decimals than any market's step or tick")
+        raise MarketError(f"{what} {clip_text(t)} has far more decimals than any valid {what}")
     whole, frac = whole.lstrip("0") or "0", frac.rstrip("0")
     return Decimal(whole + "." + frac if frac else whole)  # exact: construction from a string never rounds
 
@@ -216,8 +217,11 @@ def fraction_to_ppm(text: str, what: str) -> int:
 def parse_duration_ns(text: str) -> int:
     """'90s', '10m', '2h', '1d' or combinations like '1h30m' -> nanoseconds (> 0)."""
     t = text.strip().lower()
-    if len(t) > 64 or not _DURATION_RE.match(t):  # bounded before int(): Python refuses to parse over 4300 digits
-        raise MarketError(f"duration {clip_text(text)} is not like 90s, 10m, 2h, 1d or 1h30m")
+    if not _DURATION_RE.match(t):
+        raise MarketError(f"duration {clip_text(text)} is not like 90s, 10m, 2h, 1d or 1h30m (each unit at most once, "
+                          "largest first)")
+    if len(t) > 64:  # bounded before int(): Python refuses to parse over 4300 digits; no window is near 64 digits
+        raise MarketError(f"duration {clip_text(text)} is far beyond any window")
     ns = sum(int(n) * _DURATION_NS[unit] for n, unit in _DURATION_PART_RE.findall(t))
     if ns == 0:
         raise MarketError(f"duration {text!r} must be positive")
