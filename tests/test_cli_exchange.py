@@ -977,3 +977,13 @@ def test_a_memo_that_is_not_utf8_is_one_clear_error(chain, capsys):
     node, home = chain
     line = one_error_line(capsys, home, "tx", "bank", "send", "alice", "bob", "1", "--memo", "\udcff\udcfe")
     assert line == "Error: --memo is not valid UTF-8 text" and node.broadcasts == []
+
+
+def test_batch_cancel_names_the_ids_that_were_not_resting(chain, capsys):
+    _, home = chain
+    for cid in ("11", "12"):
+        ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.25",
+           "--price", "64250", "--client-id", cid, "--from", "alice")
+    text = ok(capsys, home, "tx", "clob", "batch-cancel", "--market", "BTC-USD", "--client-ids", "11,12,13", "--from",
+              "alice")
+    assert "batch_cancel BTC-USD: canceled  2 orders  not resting: client id 13" in text

@@ -683,3 +683,22 @@ def test_the_authority_moves_a_perpetual_to_another_tier_and_type(ex):
 
     gift = msg_tx(3, 1, [msg_send(ADDRS[3], encode_address(isolated_pool(1)), 1)])
     assert ex.app.check_tx(gift).code == errors.ERR_MODULE_ACCOUNT.code
+
+
+def test_a_batch_cancel_names_the_listed_client_ids_that_were_not_resting(ex):
+    """Orders 1..3 rest (short-term); a batch cancel of [9, 2, 7, 3, 2] cancels 2 and 3 and names 9 and 7, in the
+    list's order, each once. A batch cancel of every order names none; nor does a list that was all found."""
+    h = nxt(ex)
+    ex.block([orders_tx(2, 1, [place(i, SELL, BTC_STEP, (65_000 + i) * ONE_DOLLAR_BTC, height_hint=h)
+                               for i in range(1, 4)])])
+    res = ex.block([orders_tx(2, 2, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(
+        clob_pair_id=BTC, client_ids=[9, 2, 7, 3, 2]))])])
+    [a] = actions_of(res.tx_results[0])
+    assert (a["status"], a["canceled"], a["not_found"]) == ("canceled", "2", "9,7")
+    res = ex.block([orders_tx(2, 3, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(
+        clob_pair_id=BTC, client_ids=[1]))])])
+    [a] = actions_of(res.tx_results[0])
+    assert (a["canceled"], "not_found" in a) == ("1", False)
+    res = ex.block([orders_tx(2, 4, [tx_pb2.OrderAction(batch_cancel=tx_pb2.BatchCancel(clob_pair_id=BTC))])])
+    [a] = actions_of(res.tx_results[0])
+    assert (a["canceled"], "not_found" in a) == ("0", False)

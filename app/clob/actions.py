@@ -368,12 +368,13 @@ def execute_batch_cancel(env: ActionEnv, owner: bytes, b: tx_pb2.BatchCancel) ->
         raise AppError(ERR_CLOB_PAIR_STATUS, f"clob pair {pair.id} is paused: its book is frozen (cancels too)")
     wanted = dict.fromkeys(b.client_ids)
     prefix = owner + bytes((b.subaccount_number,)) + b.clob_pair_id.to_bytes(4, "big")
-    canceled = 0
+    canceled: dict[int, None] = {}  # client ids, in book order
     for okey, order in list(keeper.iter_orders(env.store, prefix)):
         if order.order_flags != b.order_flags or (wanted and order.client_id not in wanted):
             continue
         keeper.delete_order(env.store, okey, order)
         env.books.remove(okey)
         env.events.append(order_removed_event(order, "canceled"))
-        canceled += 1
-    return {"status": "canceled", "canceled": canceled}
+        canceled[order.client_id] = None
+    missing = [str(cid) for cid in wanted if cid not in canceled]  # listed, but none of that kind rested
+    return {"status": "canceled", "canceled": len(canceled), **({"not_found": ",".join(missing)} if missing else {})}

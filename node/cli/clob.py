@@ -123,6 +123,8 @@ def action_line(a: dict, markets: list[Market]) -> str:
             parts.append(f"remaining {a['remaining']} {base}".rstrip())
         if "canceled" in a:
             parts.append(f"{a['canceled']} orders")
+        if a.get("not_found"):
+            parts.append(f"not resting: client id {a['not_found'].replace(',', ', ')}")
         if "price" in a:
             parts.append(f"limit {a['price']} {market.quote_asset if market else ''}".rstrip())
         if a.get("stopped"):
