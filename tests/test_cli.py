@@ -107,6 +107,8 @@ def test_errors_are_one_clear_line(tmp_path, args, fragment):
         pytest.param(".5", 500_000, id="no whole digits, as sizes and prices accept"),
         pytest.param("5.", 5_000_000, id="a trailing point"),
         pytest.param("0" * 5000 + "7", 7_000_000, id="5000 leading zeros are not digits of the value"),
+        pytest.param("2.5" + "0" * 5000, 2_500_000, id="nor are 5000 trailing zeros (as for sizes and prices)"),
+        pytest.param("0.0000010", 1, id="a trailing zero after the 6th decimal"),
     ],
 )
 def test_usdc_conversion_is_exact(text, quantums):
@@ -114,7 +116,7 @@ def test_usdc_conversion_is_exact(text, quantums):
     assert usdc_to_quote_quantums(quote_quantums_to_usdc(quantums)) == quantums
 
 
-@pytest.mark.parametrize("text", ["-1", "0", "1e6", "abc", "1.0000001", "18446744073709.551616", "",
+@pytest.mark.parametrize("text", ["-1", "0", "0.0000000", "1e6", "abc", "1.0000001", "18446744073709.551616", "",
                                   "\u0661\u0662", "\uff15", ".", "1" + "0" * 20, "1" + "0" * 4400,
                                   "0." + "0" * 4400 + "1"])
 def test_usdc_conversion_rejects(text):

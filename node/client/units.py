@@ -26,6 +26,7 @@ def usdc_to_quote_quantums(text: str) -> int:
         raise UnitError(f"amount {clip_text(text)} is not a decimal number of USDC")
     whole, _, frac = t.partition(".")
     whole = whole.lstrip("0")
+    frac = frac.rstrip("0")  # trailing zeros are not decimals of the value ('2.50000000' is 2.5), as for sizes
     if len(whole) > _MAX_WHOLE_DIGITS:  # before int(): Python refuses to parse over 4300 digits
         raise UnitError(f"amount {clip_text(t)} overflows uint64 quote quantums")
     if len(frac) > USDC_DECIMALS:
