@@ -213,8 +213,11 @@ class FakeRpc:
                                                                             "cancels_available": "4000"}},
         }
 
+    catching_up = False
+
     def status(self):
-        return {"node_info": {"network": "perpchain-localnet"}, "sync_info": {"latest_block_height": str(self.height)}}
+        return {"node_info": {"network": "perpchain-localnet"},
+                "sync_info": {"latest_block_height": str(self.height), "catching_up": self.catching_up}}
 
     def query_json(self, path):
         return json.loads(json.dumps(self.answers[path]))
@@ -253,3 +256,19 @@ def test_one_round_one_tx_then_wait_for_it():
     line = maker.step()
     assert "place 0 replace 0 cancel 0 keep 2 | no tx | prev tx h=11 code=0: no actions" in line
     assert len(rpc.sent) == 1
+
+
+def test_no_quotes_while_the_node_is_catching_up():
+    """A restarted node reports old heights while it catches up: quotes planned there would be stale and expire
+    before they land (probe session 12: ~15 s without quotes). The maker logs it once and waits for the sync."""
+    import nacl.signing
+
+    key = Key("mm", nacl.signing.SigningKey(bytes(range(32))))
+    rpc = FakeRpc(key.address)
+    rpc.catching_up = True
+    maker = MarketMaker(rpc, key, q.Settings(1, 10, 10, Fraction(1000)), log=lambda line: None)
+    assert maker.step() == "mm h=10 node is catching up: not quoting until it is synced"
+    rpc.height = 11
+    assert maker.step() is None and rpc.sent == []  # logged once
+    rpc.catching_up = False
+    assert maker.step().startswith("mm h=11 BTC-USD ") and len(rpc.sent) == 1

@@ -75,6 +75,7 @@ class MarketMaker:
         self.nonces: list[int] | None = None  # recent nonces (chain's + ours); None = fetch from the chain
         self.inflight: Inflight | None = None
         self.last_height = 0
+        self.catching_up = False  # the node said so at the last poll (logged once)
 
     # --- chain reads -------------------------------------------------------------------------------------------
 
@@ -111,6 +112,14 @@ class MarketMaker:
         if self.chain_id is None:
             self.chain_id = status["node_info"]["network"]
         height = int(status["sync_info"]["latest_block_height"])
+        if status["sync_info"].get("catching_up"):
+            # its state is behind the chain: quotes planned on it would be stale and their short-term expiry
+            # already past, so the tx would never land (and the next round would wait for it to time out)
+            if self.catching_up:
+                return None
+            self.catching_up = True
+            return f"mm h={height} node is catching up: not quoting until it is synced"
+        self.catching_up = False
         if height <= self.last_height:
             return None
         previous = self._inflight_outcome()
