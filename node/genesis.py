@@ -27,7 +27,18 @@ def load_app_state_file(path: pathlib.Path) -> dict:
         raise GenesisError(f"app state {path} is not JSON: {e}") from None
     if not isinstance(state, dict):
         raise GenesisError(f"app state {path} must be a JSON object")
+    if set(state) == EXPORT_KEYS:  # the file `perpd export` prints: its app_state is the state
+        inner = state["app_state"]
+        if not isinstance(inner, dict):
+            raise GenesisError(f"app state {path}: its app_state must be a JSON object")
+        if inner.get("exported_height") != state["height"]:
+            raise GenesisError(f"app state {path}: the export's height {state['height']!r} is not its app_state's "
+                               f"exported_height {inner.get('exported_height')!r}")
+        return inner
     return state
+
+
+EXPORT_KEYS = {"height", "app_hash", "app_state"}  # node/cli/lifecycle.py export
 
 
 def initial_height_of(app_state: dict) -> int:

@@ -106,3 +106,29 @@ def test_perpd_init_writes_an_exports_initial_height(tmp_path):
         doc = patch_genesis(path, "c", state)
         assert (doc["initial_height"], doc["consensus_params"]["abci"]["vote_extensions_enable_height"]) == (height, height)
         assert json.loads(path.read_text()) == doc
+
+
+def test_the_file_perpd_export_prints_is_accepted_as_an_app_state_file(tmp_path):
+    """`perpd export` prints {height, app_hash, app_state}; `perpd init --app-state` takes that file as it is (probe
+    session 12: it was refused as 'bank.authority '' is not a valid address'), and refuses a wrapper whose height
+    disagrees with its state's exported_height."""
+    from node.genesis import GenesisError, initial_height_of, load_app_state_file, validate_app_state
+    from tests.helpers import CHAIN_ID
+
+    r = Replica(tmp_path / "db")
+    r.init_chain()
+    for _ in range(3):
+        r.block([])
+    state = r.app.export_genesis()
+    r.close()
+    doc = {"height": "3", "app_hash": "00", "app_state": state}
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(doc))
+    loaded = load_app_state_file(path)
+    assert loaded == state and initial_height_of(loaded) == 4
+    validate_app_state(CHAIN_ID, loaded)
+    path.write_text(json.dumps({**doc, "height": "2"}))
+    with pytest.raises(GenesisError, match="the export's height '2' is not its app_state's exported_height '3'"):
+        load_app_state_file(path)
+    path.write_text(json.dumps(state))  # the bare app_state still loads as it is
+    assert load_app_state_file(path) == state
