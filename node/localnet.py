@@ -607,4 +607,17 @@ def status(d: pathlib.Path) -> list[dict]:
         except (RpcError, KeyError, ValueError):
             pass
         rows.append(row)
+    # Each node answered at its own latest height: compare them at one height, the lowest any node reached (the
+    # header of block H carries the app hash after block H - 1, the same on every node that has block H).
+    heights = [r["height"] for r in rows if r["height"]]
+    common = min(heights) if heights else None
+    for node, row in zip(manifest["nodes"], rows):
+        row.update(common_height=common, app_hash_at_common=None)
+        if common is None or row["height"] is None or common < 2:
+            continue
+        try:
+            with RpcClient(rpc_url(node), timeout_s=2) as c:
+                row["app_hash_at_common"] = c.block(common)["block"]["header"]["app_hash"]
+        except (RpcError, KeyError, ValueError, TypeError):
+            pass
     return rows

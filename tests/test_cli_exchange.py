@@ -280,6 +280,9 @@ class FakeNode:
             raise RpcError(f"query {path}: {res.log}")
         return json.loads(res.value)
 
+    def query_json_at(self, path: str) -> tuple[int, dict]:
+        return self.height(), self.query_json(path)
+
     def broadcast_tx_sync(self, tx: bytes) -> dict:
         self.broadcasts.append(tx)
         res = self.replica.app.check_tx(tx)
@@ -406,7 +409,12 @@ def test_limit_order_rests_shows_on_the_book_and_is_canceled_by_its_printed_clie
     orders = ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"]
     assert [(o["client_id"], o["size"], o["price"]) for o in orders] == [(cid, "0.25", "64250")]
     assert ok(capsys, home, "query", "clob", "orders", f"{ADDRS[1]}/0").startswith(
-        f"BTC-USD    sell 0.25 BTC @ 64250 USD  remaining 0.25 BTC  client id {cid}  subaccount 0")
+        f"resting orders at height 2:\nBTC-USD    sell 0.25 BTC @ 64250 USD  remaining 0.25 BTC  client id {cid}  "
+        "subaccount 0")
+    assert ok_json(capsys, home, "query", "clob", "orders", "alice")["height"] == 2
+    assert ok(capsys, home, "query", "clob", "orderbook", "BTC-USD").startswith(
+        "BTC-USD (clob pair 0, active) at height 2")
+    assert ok_json(capsys, home, "query", "clob", "orderbook", "BTC-USD")["height"] == 2
 
     text = ok(capsys, home, "tx", "clob", "cancel-order", "--market", "btc-usd", "--client-id", str(cid), "--from",
               "alice")

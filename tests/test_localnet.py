@@ -200,6 +200,10 @@ def test_localnet_transfers_crash_recovery_and_restart(net):
         assert balances(c, addrs) == [expected[a] for a in addrs]
     status = json.loads(perpd("localnet", "status", "--dir", str(d), "-o", "json"))
     assert all(r["running"] for r in status)
+    # compared at one height (the lowest node's), every node reports the same app hash, and the text says so
+    assert len({r["common_height"] for r in status}) == 1 and status[0]["common_height"] >= 2
+    assert len({r["app_hash_at_common"] for r in status}) == 1 and status[0]["app_hash_at_common"]
+    assert "4 nodes agree, app hash " in perpd("localnet", "status", "--dir", str(d))
     for c in cs:
         c.close()
 

@@ -493,7 +493,7 @@ def _table(rows: list[list[str]], align: str) -> list[str]:
 def orderbook_text(res: dict, market: Market | None) -> str:
     """Asks above bids (the best of each next to the spread), price and size columns."""
     base = market.base_asset if market else ""
-    head = f"{res['market']} (clob pair {res['clob_pair_id']}, {res['status']})"
+    head = f"{res['market']} (clob pair {res['clob_pair_id']}, {res['status']}) at height {res['height']}"
     rows = [["", "price", f"size {base}".rstrip(), "orders"]]
     rows += [["ask", a["price"], a["size"], str(a["orders"])] for a in reversed(res["asks"])]
     split = len(rows)
@@ -518,7 +518,8 @@ def query_orderbook(market_name: str, depth: int) -> None:
     with rpc(obj) as client:
         markets = load_markets(client)
         market = find_market(markets, market_name)
-        res = client.query_json(f"/clob/orderbook/{market.ticker}/{depth}")
+        height, res = client.query_json_at(f"/clob/orderbook/{market.ticker}/{depth}")
+    res = {**res, "height": height}
     emit(obj, res, orderbook_text(res, market))
 
 
@@ -542,9 +543,11 @@ def query_orders(who: str) -> None:
     obj = click.get_current_context().obj
     owner, number = owner_and_number(obj, who, default_number=None)
     with rpc(obj) as client:
-        res = client.query_json(f"/clob/orders/{owner}" + (f"/{number}" if number is not None else ""))
+        height, res = client.query_json_at(f"/clob/orders/{owner}" + (f"/{number}" if number is not None else ""))
         markets = load_markets(client)
-    emit(obj, res, "\n".join(order_text(o, markets) for o in res["orders"]) or "(no resting orders)")
+    res = {**res, "height": height}
+    emit(obj, res, "\n".join([f"resting orders at height {height}:", *(order_text(o, markets) for o in res["orders"])])
+         if res["orders"] else f"(no resting orders at height {height})")
 
 
 def _percent_of_ppm(ppm: int) -> str:

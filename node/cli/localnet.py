@@ -57,9 +57,18 @@ def localnet_up(dir_, output, validators, base_port, proxy_app, timeout, genesis
 @localnet_options
 def localnet_status(dir_, output) -> None:
     rows = ln.status(pathlib.Path(dir_))
-    emit({"output": output}, rows, "\n".join(
-        f"node{r['node']}  {'up  ' if r['running'] else 'DOWN'}  height {r['height'] if r['height'] is not None else '-'}"
-        f"  app hash {r['app_hash'] or '-'}  {r['rpc']}" for r in rows))
+    lines = [f"node{r['node']}  {'up  ' if r['running'] else 'DOWN'}  height {r['height'] if r['height'] is not None else '-'}"
+             + ("  catching up" if r["catching_up"] else "")
+             + f"  pids {','.join(str(p) for p in r['pids']) or '-'}  {r['rpc']}" for r in rows]
+    hashes = {r["app_hash_at_common"] for r in rows if r["app_hash_at_common"]}
+    if hashes:
+        common = rows[0]["common_height"]
+        answered = sum(1 for r in rows if r["app_hash_at_common"])
+        lines.append(f"at height {common} (the lowest node's): " + (
+            f"{answered} nodes agree, app hash {hashes.pop()} (after block {common - 1})" if len(hashes) == 1 else
+            "nodes DISAGREE: " + ", ".join(f"node{r['node']} {r['app_hash_at_common']}" for r in rows
+                                           if r["app_hash_at_common"])))
+    emit({"output": output}, rows, "\n".join(lines))
 
 
 @localnet.command("down")

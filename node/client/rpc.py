@@ -88,11 +88,16 @@ class RpcClient:
         return res
 
     def query_json(self, path: str) -> dict:
+        return self.query_json_at(path)[1]
+
+    def query_json_at(self, path: str) -> tuple[int, dict]:
+        """(the committed height the node answered at, the answer): queries read the latest committed state, so
+        two nodes (or two calls) compare only at the same height."""
         res = self.abci_query(path)
         if int(res.get("code", 0)) != 0:
             raise RpcError(f"query {path}: {res.get('log')}")
         try:
-            return json.loads(base64.b64decode(res.get("value") or ""))
+            return int(res.get("height") or 0), json.loads(base64.b64decode(res.get("value") or ""))
         except ValueError:  # JSONDecodeError, binascii.Error, UnicodeDecodeError
             raise RpcError(f"query {path}: the node's app did not answer JSON (is {self.url} a perpd node?)") from None
 
