@@ -995,3 +995,29 @@ def test_batch_cancel_names_the_ids_that_were_not_resting(chain, capsys):
     text = ok(capsys, home, "tx", "clob", "batch-cancel", "--market", "BTC-USD", "--client-ids", "11,12,13", "--from",
               "alice")
     assert "batch_cancel BTC-USD: canceled  2 orders  not resting: client id 13" in text
+
+
+def test_a_partly_filled_market_order_says_the_rest_was_canceled(chain, capsys):
+    """IOC semantics in the text: 0.1 BTC rests at 64250, a market buy of 0.25 fills 0.1 and drops 0.15 (probe
+    session 12: it printed 'remaining 0.15 BTC', as if it rested)."""
+    _, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.1",
+       "--price", "64250", "--client-id", "7", "--from", "alice")
+    text = ok(capsys, home, "tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.25",
+              "--from", "bob")
+    assert "partially_filled  filled 0.1 BTC  unfilled 0.15 BTC canceled (immediate-or-cancel)" in text
+    assert "remaining" not in text
+
+
+def test_a_refused_withdrawal_reads_in_usdc(chain, capsys):
+    _, home = chain
+    ok(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size", "0.1",
+       "--price", "64250", "--client-id", "7", "--from", "alice")
+    ok(capsys, home, "tx", "clob", "market-order", "--market", "BTC-USD", "--side", "buy", "--size", "0.1",
+       "--from", "bob")
+    # bob: quote 100 000 - 6 425 - 3.2125 (taker fee) = 93 571.7875; long 0.1 BTC = 6 400 at the $64,000 oracle,
+    # IMR 5 % = 320. Withdrawing 99 700 leaves net collateral 93 571.7875 - 99 700 + 6 400 = 271.7875 < 320.
+    line = one_error_line(capsys, home, "tx", "subaccounts", "withdraw", "bob", "99700")
+    assert line == ("Error: rejected by CheckTx: code 602 (subaccounts): newly_undercollateralized: withdrawal of 99700 "
+                    "USDC: net collateral 271.7875 USDC would be below initial margin 320 USDC (maintenance 192 USDC; "
+                    "before: net collateral 99971.7875 USDC, initial 320 USDC, maintenance 192 USDC)")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import re
 import secrets
 
 import click
@@ -25,6 +24,7 @@ from node.cli.common import (
     common,
     emit,
     event_attrs,
+    humanize_reason,
     keyring,
     load_markets,
     owner_and_number,
@@ -84,25 +84,6 @@ def humanize_action(attrs: dict[str, str], markets: list[Market]) -> dict:
     return out
 
 
-_CHAIN_AMOUNT = re.compile(r"(-?\d+) (quote quantums|base quantums|subticks)\b")
-
-
-def humanize_reason(text: str, market: Market | None) -> str:
-    """A chain message with each amount in human units, exactly: 'N quote quantums' -> USDC, and with the order's
-    market 'N base quantums' -> coins and 'N subticks' -> its quote asset ('8000000000 subticks' -> '80000 USD' on
-    BTC-USD). The chain writes the unit after every amount it names; JSON keeps the chain's text as it is."""
-    def one(m: re.Match) -> str:
-        n, unit = int(m.group(1)), m.group(2)
-        if unit == "quote quantums":
-            return f"{usdc_text(n)} USDC"
-        if market is None:
-            return m.group(0)
-        if unit == "base quantums":
-            return f"{base_quantums_to_size(market, n)} {market.base_asset}"
-        return f"{subticks_to_price(market, n)} {market.quote_asset}"
-    return _CHAIN_AMOUNT.sub(one, text)
-
-
 def action_line(a: dict, markets: list[Market]) -> str:
     """'  place BTC-USD buy 0.25 BTC client id 7: resting  filled 0 BTC  remaining 0.25 BTC  limit 64250 USD'."""
     market = next((m for m in markets if m.ticker == a.get("market")), None)
@@ -120,7 +101,11 @@ def action_line(a: dict, markets: list[Market]) -> str:
         if "filled" in a:
             parts.append(f"filled {a['filled']} {base}".rstrip())
         if "remaining" in a:
-            parts.append(f"remaining {a['remaining']} {base}".rstrip())
+            if a.get("status") in ("partially_filled", "not_filled") and a["remaining"] != "0":
+                # an IOC / market order: what did not fill is dropped, not resting
+                parts.append(f"unfilled {a['remaining']} {base} canceled (immediate-or-cancel)".replace("  ", " "))
+            else:
+                parts.append(f"remaining {a['remaining']} {base}".rstrip())
         if "canceled" in a:
             parts.append(f"{a['canceled']} orders")
         if a.get("not_found"):

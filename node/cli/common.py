@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import sys
 from typing import Callable
 
@@ -21,7 +22,7 @@ from app.lib.math import UINT64_MAX
 from app.lib.units import format_scaled
 from app.subaccounts.state import MAX_SUBACCOUNT_NUMBER
 from node.client.keys import Keyring, KeyError_
-from node.client.market import Market, markets_from_query
+from node.client.market import Market, base_quantums_to_size, markets_from_query, subticks_to_price
 from node.client.rpc import RpcClient, RpcError
 from node.client.txbuilder import NoNonceLeft, default_nonce, sign_tx, tx_hash
 
@@ -221,6 +222,25 @@ def subaccount_number_option(f):
     """--number N: the subaccount (0..127) a command acts on."""
     return click.option("--number", "subaccount_number", type=click.IntRange(0, MAX_SUBACCOUNT_NUMBER), default=0,
                         show_default=True, help="subaccount number of the signer")(f)
+
+
+_CHAIN_AMOUNT = re.compile(r"(-?\d+) (quote quantums|base quantums|subticks)\b")
+
+
+def humanize_reason(text: str, market: Market | None) -> str:
+    """A chain message with each amount in human units, exactly: 'N quote quantums' -> USDC, and with the order's
+    market 'N base quantums' -> coins and 'N subticks' -> its quote asset ('8000000000 subticks' -> '80000 USD' on
+    BTC-USD). The chain writes the unit after every amount it names; JSON keeps the chain's text as it is."""
+    def one(m: re.Match) -> str:
+        n, unit = int(m.group(1)), m.group(2)
+        if unit == "quote quantums":
+            return f"{usdc_text(n)} USDC"
+        if market is None:
+            return m.group(0)
+        if unit == "base quantums":
+            return f"{base_quantums_to_size(market, n)} {market.base_asset}"
+        return f"{subticks_to_price(market, n)} {market.quote_asset}"
+    return _CHAIN_AMOUNT.sub(one, text)
 
 
 def event_attrs(event: dict) -> dict[str, str]:

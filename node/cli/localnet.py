@@ -57,8 +57,8 @@ def localnet_up(dir_, output, validators, base_port, proxy_app, timeout, genesis
 @localnet_options
 def localnet_status(dir_, output) -> None:
     rows = ln.status(pathlib.Path(dir_))
-    lines = [f"node{r['node']}  {'up  ' if r['running'] else 'DOWN'}  height {r['height'] if r['height'] is not None else '-'}"
-             + ("  catching up" if r["catching_up"] else "")
+    lines = [f"node{r['node']}  {'up  ' if r['running'] else 'DOWN'}  height "
+             f"{r['height'] if r['height'] is not None else '-'}" + ("  catching up" if r["catching_up"] else "")
              + f"  pids {','.join(str(p) for p in r['pids']) or '-'}  {r['rpc']}" for r in rows]
     hashes = {r["app_hash_at_common"] for r in rows if r["app_hash_at_common"]}
     if hashes:

@@ -13,6 +13,7 @@ from node.cli.common import (
     common,
     emit,
     event_attrs,
+    humanize_reason,
     keyring,
     owner_and_number,
     price_text,
@@ -68,7 +69,8 @@ def tx_deposit(key_name, amount_usdc, subaccount_number, chain_id, nonce, memo, 
     with rpc(obj) as client:
         sign_and_broadcast_with(obj, client, key, [msg], chain_id, nonce, memo, no_wait,
                                 report=_movement_report(client, "deposit", key.address, subaccount_number,
-                                                        "deposited"))
+                                                        "deposited"),
+                                humanize=lambda log: humanize_reason(log, None))
 
 
 @tx_subaccounts.command("withdraw", context_settings={"ignore_unknown_options": True})
@@ -88,7 +90,8 @@ def tx_withdraw(key_name, amount_usdc, subaccount_number, to, chain_id, nonce, m
     with rpc(obj) as client:
         sign_and_broadcast_with(obj, client, key, [msg], chain_id, nonce, memo, no_wait,
                                 report=_movement_report(client, "withdrawal", key.address, subaccount_number,
-                                                        "withdrew"))
+                                                        "withdrew"),
+                                humanize=lambda log: humanize_reason(log, None))
 
 
 @tx_subaccounts.command("transfer", context_settings={"ignore_unknown_options": True})
@@ -111,7 +114,8 @@ def tx_transfer(key_name, amount_usdc, to, subaccount_number, chain_id, nonce, m
     with rpc(obj) as client:
         sign_and_broadcast_with(obj, client, key, [msg], chain_id, nonce, memo, no_wait,
                                 report=_movement_report(client, "subaccount_transfer", key.address,
-                                                        subaccount_number, "transferred"))
+                                                        subaccount_number, "transferred"),
+                                humanize=lambda log: humanize_reason(log, None))
 
 
 @click.group("subaccounts")
