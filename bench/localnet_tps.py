@@ -106,6 +106,7 @@ def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, ti
     watcher = RpcClient(ln.rpc_url(nodes[0]))
     stop = threading.Event()
     start_height = watcher.height()
+    most_in_a_block = [0]  # the most of this run's txs one block carried (the block cap's effect on order rows)
 
     def watch() -> None:
         h = start_height + 1
@@ -118,10 +119,13 @@ def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, ti
             while h <= latest:
                 blk = watcher.block(h)["block"]
                 now = time.perf_counter()
+                ours = 0
                 for t in blk["data"]["txs"] or []:
                     idx = hashes.get(hashlib.sha256(base64.b64decode(t)).hexdigest())
                     if idx is not None and committed_at[idx] is None:
                         committed_at[idx] = now
+                        ours += 1
+                most_in_a_block[0] = max(most_in_a_block[0], ours)
                 h += 1
             time.sleep(0.02)
 
@@ -180,7 +184,7 @@ def run_load(manifest: dict, d: pathlib.Path, txs: list[bytes], threads: int, ti
         "committed": len(done), "rejected": len(rejected), "first_rejection": rejected[0] if rejected else None,
         "tps": len(done) / (t_last - t0), "broadcast_s": t_sent - t0, "total_s": t_last - t0,
         "p50_ms": 1000 * percentile(lat, 0.5), "p99_ms": 1000 * percentile(lat, 0.99),
-        "blocks": watcher.height() - start_height,
+        "blocks": watcher.height() - start_height, "most_in_a_block": most_in_a_block[0],
     }
 
 
@@ -401,7 +405,8 @@ def main() -> None:
     for app, r in results.items():
         ops_rate = f" = {r['tps'] * r['ops_per_tx']:.0f} order ops/s" if app.startswith("perpd-orders") else ""
         print(f"{app:14s} committed {r['committed']}/{len(r.get('txs', [])) or r['committed'] + r['rejected']} "
-              f"(rejected {r['rejected']}), tx {r['tx_bytes']} B, {r['tps']:.0f} tx/s{ops_rate} over {r['total_s']:.2f}s (broadcast {r['broadcast_s']:.2f}s) in {r['blocks']} blocks, "
+              f"(rejected {r['rejected']}), tx {r['tx_bytes']} B, {r['tps']:.0f} tx/s{ops_rate} over {r['total_s']:.2f}s (broadcast {r['broadcast_s']:.2f}s) in {r['blocks']} blocks "
+              f"(at most {r['most_in_a_block']} in one), "
               f"latency p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms"
               + f"; CPU s: apps {r['cpu']['perpd']:.1f}, cometbft {r['cpu']['cometbft']:.1f}, "
               f"oracle {r['cpu']['oracle']:.1f}, "
