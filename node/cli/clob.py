@@ -103,7 +103,7 @@ def action_line(a: dict, markets: list[Market]) -> str:
         if "remaining" in a:
             if a.get("status") in ("partially_filled", "not_filled") and a["remaining"] != "0":
                 # an IOC / market order: what did not fill is dropped, not resting
-                parts.append(f"unfilled {a['remaining']} {base} canceled (immediate-or-cancel)".replace("  ", " "))
+                parts.append(f"unfilled {a['remaining']}{' ' + base if base else ''} canceled (immediate-or-cancel)")
             else:
                 parts.append(f"remaining {a['remaining']} {base}".rstrip())
         if "canceled" in a:
@@ -156,7 +156,7 @@ def humanize_removed(attrs: dict[str, str], markets: list[Market]) -> dict:
 def removed_line(r: dict, markets: list[Market]) -> str:
     """'  removed BTC-USD order perp1.../0 client id 701 long-term, 0.5 BTC left: self_trade'."""
     market = next((m for m in markets if m.ticker == r.get("market")), None)
-    kind = "long-term" if r.get("order_flags") == "64" else "short-term"
+    kind = "long-term" if r.get("order_flags") == str(LONG_TERM) else "short-term"
     return (f"  removed {r.get('market')} order {r.get('owner')}/{r.get('number')} client id {r.get('client_id')} "
             f"{kind}, {r.get('remaining')} {market.base_asset if market else ''} left: {r.get('reason')}")
 
