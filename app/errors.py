@@ -152,3 +152,5 @@ ERR_INVALID_CLOB_PAIR = register("clob", 718, "invalid_clob_pair")
 # ErrOrderWouldExceedMaxOpenOrdersEquityTierLimit)
 ERR_EQUITY_TIER_LIMIT = register("clob", 719, "equity_tier_limit")
 ERR_INVALID_EQUITY_TIERS = register("clob", 720, "invalid_equity_tiers")
+# MsgSetClobLimits would leave a window, slippage bound or block cap the chain cannot run with
+ERR_INVALID_CLOB_PARAMS = register("clob", 721, "invalid_clob_params")

@@ -72,3 +72,39 @@ def test_authority_sets_equity_tiers_and_the_params_show_them(chain, capsys, tmp
     tiers.write_text(json.dumps([1, 2]))
     assert "an object with short_term_order_equity_tiers" in one_error_line(
         capsys, home, "tx", "markets", "set-equity-tiers", str(tiers), "--from", "authority")
+
+
+def test_authority_sets_clob_limits_in_human_units(chain, capsys):  # noqa: F811
+    node, home = chain
+    from node.client.keys import Keyring
+
+    Keyring(home / "keys").import_hex("authority", bytes(KEYS[0]).hex())
+    assert "nothing to change" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits", "--from",
+                                                 "authority")
+    out = ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-stateful-window", "30d",
+                  "--default-market-slippage", "0.02", "--max-market-slippage", "0.1",
+                  "--max-order-actions-per-block", "1200", "--from", "authority")
+    assert out["code"] == 0
+    params = node.query_json("/clob/params")
+    # 30 days = 2 592 000 s; 2 % = 20 000 ppm; 10 % = 100 000 ppm; the two not given keep genesis' 40 and 200
+    assert (params["short_block_window"], params["max_stateful_window_ns"], params["max_open_orders_per_subaccount"],
+            params["default_market_slippage_ppm"], params["max_market_slippage_ppm"],
+            params["max_order_actions_per_block"]) == (40, "2592000000000000", 200, 20_000, 100_000, 1200)
+    text = ok(capsys, home, "query", "clob", "params")
+    assert "max_stateful_window: 30d" in text and "max_order_actions_per_block: 1200 units" in text
+    # 0 is a value, not "keep": no chain bound on slippage, no block cap, no open-order cap
+    assert ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-market-slippage", "0",
+                   "--max-order-actions-per-block", "0", "--max-open-orders", "0", "--short-block-window", "20",
+                   "--from", "authority")["code"] == 0
+    params = node.query_json("/clob/params")
+    assert (params["short_block_window"], params["max_market_slippage_ppm"], params["max_order_actions_per_block"],
+            params["max_open_orders_per_subaccount"]) == (20, 0, 0, 0)
+    # the chain's rule, in one line: a cap below one full tx
+    assert "721" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits", "--max-order-actions-per-block",
+                                   "399", "--from", "authority")
+    assert "more than 6 decimals" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits",
+                                                    "--default-market-slippage", "0.0000001", "--from", "authority")
+    assert "not like 90s" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits",
+                                            "--max-stateful-window", "95 days", "--from", "authority")
+    assert "13" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits", "--short-block-window", "10",
+                                  "--from", "alice")

@@ -11,7 +11,6 @@ from app.clob.handlers import create_perpetual
 from app.bank.genesis import parse_uint
 from app.errors import ERR_INVALID_GENESIS, AppError
 from app.lib.address import decode_address_or_none, encode_address
-from app.lib.math import ONE_MILLION
 from app.perpetuals import keeper as perpetuals_keeper
 from app.perpetuals.genesis import parse, to_dict
 from app.store import BranchStore, prefix_end
@@ -67,37 +66,13 @@ DEFAULT_PARAMS = {
 }
 
 
-def validate_params(params: exchange_pb2.ClobParams) -> None:
-    """The windows and slippage bounds a chain cannot run without (fee tiers: keeper.validate_fee_tiers). Only genesis
-    sets them (MsgSetFeeTiers keeps them), so a field left out of a ``params`` object (0) is refused here, not at the
-    first order."""
-    def bad(why: str) -> AppError:
-        return AppError(ERR_INVALID_GENESIS, f"clob.params: {why}")
-
-    if params.short_block_window < 1:
-        raise bad("short_block_window must be at least 1 block (short-term orders need a window)")
-    if params.max_stateful_window_ns < 1:
-        raise bad("max_stateful_window_ns must be at least 1 ns (long-term orders need a window)")
-    if params.max_market_slippage_ppm >= ONE_MILLION:
-        raise bad("max_market_slippage_ppm must be below 1000000 (0 = no bound)")
-    if not 0 < params.default_market_slippage_ppm < ONE_MILLION:
-        raise bad("default_market_slippage_ppm must be in 1..999999")
-    if params.max_market_slippage_ppm and params.default_market_slippage_ppm > params.max_market_slippage_ppm:
-        raise bad(f"default_market_slippage_ppm {params.default_market_slippage_ppm} is above "
-                  f"max_market_slippage_ppm {params.max_market_slippage_ppm}")
-    if 0 < params.max_order_actions_per_block < keeper.MIN_BLOCK_ACTION_CAP:
-        raise bad(f"max_order_actions_per_block {params.max_order_actions_per_block} is below "
-                  f"{keeper.MIN_BLOCK_ACTION_CAP}: one valid tx (200 cancel-replaces) could never fit in a block "
-                  "(0 = no cap)")
-
-
 def init_genesis(store: BranchStore, state: dict, perpetuals: list[exchange_pb2.Perpetual]) -> list:
     """Params, perpetuals with their pairs, restored orders. Returns (perpetual, restored OI, funding index) to
     apply after the subaccounts genesis."""
     if not isinstance(state, dict):
         raise AppError(ERR_INVALID_GENESIS, "clob genesis must be an object")
     params = parse(exchange_pb2.ClobParams, state.get("params", DEFAULT_PARAMS), "clob.params")
-    validate_params(params)
+    keeper.validate_params(params, ERR_INVALID_GENESIS, "clob.params")
     try:
         keeper.set_params(store, params)
     except AppError as err:

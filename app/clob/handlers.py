@@ -19,6 +19,7 @@ from app.context import Ctx
 from app.errors import (
     ERR_CLOB_PAIR_STATUS,
     ERR_INVALID_CLOB_PAIR,
+    ERR_INVALID_CLOB_PARAMS,
     ERR_INVALID_GOOD_TIL,
     ERR_INVALID_ORDER,
     ERR_ORDER_NOT_FOUND,
@@ -246,6 +247,32 @@ def handle_set_equity_tiers(ctx: Ctx, msg: tx_pb2.MsgSetEquityTiers) -> None:
     keeper.set_params(ctx.store, params)
     ctx.emit(Event.of("equity_tiers", short_term_tiers=len(msg.short_term_order_equity_tiers),
                       stateful_tiers=len(msg.stateful_order_equity_tiers)))
+
+
+# MsgSetClobLimits fields, each the ClobParams field of the same name (proto/perpchain/v1/tx.proto).
+CLOB_LIMIT_FIELDS = ("short_block_window", "max_stateful_window_ns", "max_open_orders_per_subaccount",
+                     "default_market_slippage_ppm", "max_market_slippage_ppm", "max_order_actions_per_block")
+
+
+def handle_set_clob_limits(ctx: Ctx, msg: tx_pb2.MsgSetClobLimits) -> None:
+    """The authority changes the clob's scalar limits (the Cosmos SDK MsgUpdateParams pattern, one field at a time:
+    an unset field keeps its value). The result passes the genesis rules (keeper.validate_params) or nothing
+    changes. The event lists each field with its old and new value."""
+    _authority(ctx, msg.authority)
+    params = exchange_pb2.ClobParams()
+    params.CopyFrom(keeper.get_params(ctx.store))
+    changes = {}
+    for field in CLOB_LIMIT_FIELDS:
+        if msg.HasField(field):
+            changes[f"old_{field}"] = getattr(params, field)
+            setattr(params, field, getattr(msg, field))
+            changes[field] = getattr(msg, field)
+    if not changes:
+        raise AppError(ERR_INVALID_CLOB_PARAMS,
+                       "nothing to change: set at least one of " + ", ".join(CLOB_LIMIT_FIELDS))
+    keeper.validate_params(params, ERR_INVALID_CLOB_PARAMS, "clob limits")
+    keeper.set_params(ctx.store, params)
+    ctx.emit(Event.of("clob_limits", **changes))
 
 
 def handle_update_perpetual(ctx: Ctx, msg: tx_pb2.MsgUpdatePerpetual) -> None:

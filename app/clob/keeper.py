@@ -22,6 +22,7 @@ from app.errors import (
     ERR_ORDER_NOT_FOUND,
     ERR_UNKNOWN_CLOB_PAIR,
     AppError,
+    ErrorCode,
 )
 from app.lib.encoding import encode_proto
 from app.lib.math import ONE_MILLION
@@ -81,6 +82,30 @@ def set_params(store: BranchStore, params: exchange_pb2.ClobParams) -> None:
 # The smallest non-zero ClobParams.max_order_actions_per_block: the units of the largest valid tx, 200 actions
 # (app/tx/codec.py MAX_ORDER_ACTIONS) that are all cancel-replaces (2 units each), so every valid tx fits in a block.
 MIN_BLOCK_ACTION_CAP = 400
+
+
+def validate_params(params: exchange_pb2.ClobParams, code: ErrorCode, where: str) -> None:
+    """The windows, slippage bounds and block cap a chain cannot run without (fee and equity tiers: set_params).
+    Genesis (code invalid_genesis) and MsgSetClobLimits (invalid_clob_params) apply the same rules; a genesis field
+    left out of a ``params`` object (0) is refused here, not at the first order."""
+    def bad(why: str) -> AppError:
+        return AppError(code, f"{where}: {why}")
+
+    if params.short_block_window < 1:
+        raise bad("short_block_window must be at least 1 block (short-term orders need a window)")
+    if params.max_stateful_window_ns < 1:
+        raise bad("max_stateful_window_ns must be at least 1 ns (long-term orders need a window)")
+    if params.max_market_slippage_ppm >= ONE_MILLION:
+        raise bad("max_market_slippage_ppm must be below 1000000 (0 = no bound)")
+    if not 0 < params.default_market_slippage_ppm < ONE_MILLION:
+        raise bad("default_market_slippage_ppm must be in 1..999999")
+    if params.max_market_slippage_ppm and params.default_market_slippage_ppm > params.max_market_slippage_ppm:
+        raise bad(f"default_market_slippage_ppm {params.default_market_slippage_ppm} is above "
+                  f"max_market_slippage_ppm {params.max_market_slippage_ppm}")
+    if 0 < params.max_order_actions_per_block < MIN_BLOCK_ACTION_CAP:
+        raise bad(f"max_order_actions_per_block {params.max_order_actions_per_block} is below "
+                  f"{MIN_BLOCK_ACTION_CAP}: one valid tx (200 cancel-replaces) could never fit in a block "
+                  "(0 = no cap)")
 
 
 MAX_EQUITY_TIER_ORDERS = 10_000_000  # dYdX MaxShortTermOrdersForEquityTier = MaxStatefulOrdersForEquityTier

@@ -51,6 +51,7 @@ ROUTES: dict[str, Route] = {
     "create_perpetual": Route(clob_handlers.signers_authority, clob_handlers.handle_create_perpetual),
     "set_fee_tiers": Route(clob_handlers.signers_authority, clob_handlers.handle_set_fee_tiers),
     "set_equity_tiers": Route(clob_handlers.signers_authority, clob_handlers.handle_set_equity_tiers),
+    "set_clob_limits": Route(clob_handlers.signers_authority, clob_handlers.handle_set_clob_limits),
     "update_perpetual": Route(clob_handlers.signers_authority, clob_handlers.handle_update_perpetual),
 }
 

@@ -1,5 +1,5 @@
 """``perpd tx markets``: the chain authority's market administration (status, liquidity tiers, new perpetuals, fee
-tiers). Every command is signed by the key named with ``--from``; the chain refuses anyone but the authority."""
+and equity tiers, the clob's limits). Every command is signed by the key named with ``--from``; the chain refuses anyone but the authority."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from google.protobuf import json_format
 from perpchain.v1 import exchange_pb2, tx_pb2
 
 from node.cli.common import CliError, keyring, load_markets, rpc, sign_and_broadcast_with, tx_options
-from node.client.market import find_market, fraction_to_ppm
+from node.client.market import find_market, fraction_to_ppm, parse_duration_ns
 from node.client.units import usdc_to_quote_quantums
 
 STATUSES = {"active": 1, "post-only": 2, "cancel-only": 3, "paused": 4}
@@ -157,3 +157,38 @@ def set_equity_tiers(tiers, from_key, chain_id, nonce, memo, no_wait) -> None:
     _send(from_key, lambda client, authority: tx_pb2.Msg(set_equity_tiers=tx_pb2.MsgSetEquityTiers(
         authority=authority, short_term_order_equity_tiers=msg.short_term_order_equity_tiers,
         stateful_order_equity_tiers=msg.stateful_order_equity_tiers)), chain_id, nonce, memo, no_wait)
+
+
+@tx_markets.command("set-clob-limits")
+@click.option("--short-block-window", type=click.IntRange(1, (1 << 32) - 1),
+              help="blocks a short-term order may live: height <= good-til-block <= height + this")
+@click.option("--max-stateful-window", help="longest life of a long-term order past the block time: 30d, 95d, 12h")
+@click.option("--max-open-orders", type=click.IntRange(0, (1 << 32) - 1),
+              help="resting orders per subaccount and market (0 = no cap)")
+@click.option("--default-market-slippage", help="market orders' bound when none is given, fraction of the oracle "
+                                                 "price: 0.05 = 5 %")
+@click.option("--max-market-slippage", help="the chain's bound on a market order's slippage, fraction of the oracle "
+                                             "price (0 = no bound)")
+@click.option("--max-order-actions-per-block", type=click.IntRange(0, (1 << 32) - 1),
+              help="order-action units one block may carry: place, cancel, batch cancel 1, cancel-replace 2 "
+                   "(0 = no cap, else at least 400)")
+@click.option("--from", "from_key", required=True, help="the chain authority's key")
+@tx_options
+def set_clob_limits(short_block_window, max_stateful_window, max_open_orders, default_market_slippage,
+                    max_market_slippage, max_order_actions_per_block, from_key, chain_id, nonce, memo, no_wait) -> None:
+    """Change any of the clob's scalar limits (MsgSetClobLimits); what is not given keeps its value. The chain
+    refuses (721) a result that breaks the genesis rules. `perpd query clob params` shows the current values."""
+    fields = {"short_block_window": short_block_window, "max_open_orders_per_subaccount": max_open_orders,
+              "max_order_actions_per_block": max_order_actions_per_block}
+    if max_stateful_window is not None:
+        fields["max_stateful_window_ns"] = parse_duration_ns(max_stateful_window)
+    if default_market_slippage is not None:
+        fields["default_market_slippage_ppm"] = fraction_to_ppm(default_market_slippage, "--default-market-slippage")
+    if max_market_slippage is not None:
+        fields["max_market_slippage_ppm"] = 0 if max_market_slippage.strip() in ("0", "0.0") else fraction_to_ppm(
+            max_market_slippage, "--max-market-slippage")
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if not fields:
+        raise CliError("nothing to change: give at least one limit (see --help)")
+    _send(from_key, lambda client, authority: tx_pb2.Msg(set_clob_limits=tx_pb2.MsgSetClobLimits(
+        authority=authority, **fields)), chain_id, nonce, memo, no_wait)
