@@ -251,6 +251,15 @@ def _run(d, manifest, cs, keys, mm, watcher):
             assert all(int(x["taker_fee_quote_quantums"]) == -(-int(x["quote_quantums"]) * TAKER_FEE_PPM // 10**6)
                        for x in fills if x["taker"] == owner)
             assert int(answers[0]["quote_balance_quote_quantums"]) == DEPOSIT - paid
+    # CometBFT's indexer finds an account's txs (accounts are indexed: node/abci/handler.py INDEXED_KEYS); amounts and
+    # sides are not. carol sent three order txs (place, cancel, market sell); bob's sell filled as taker.
+    def found(q: str) -> int:
+        return int(cs[1].call("tx_search", query=q, per_page=100)["total_count"])
+
+    wait_until(lambda: found(f"order_action.owner='{addr['carol']}'") == 3, 30, "carol's three order txs indexed")
+    assert found(f"fill.taker='{addr['bob']}'") == 1
+    assert found(f"fill.maker='{mm}'") >= 4
+    assert found("fill.taker_side='sell'") == 0  # two taker sells happened; the side is not indexed
     _, perps = same_height(cs, "/perpetuals/list")
     assert all(p == perps[0] for p in perps)
     oi = {p["ticker"]: int(p["open_interest_base_quantums"]) for p in perps[0]["perpetuals"]}
