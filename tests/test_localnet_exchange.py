@@ -254,7 +254,7 @@ def _run(d, manifest, cs, keys, mm, watcher):
     # CometBFT's indexer finds an account's txs (accounts are indexed: node/abci/handler.py INDEXED_KEYS); amounts and
     # sides are not. carol sent three order txs (place, cancel, market sell); bob's sell filled as taker.
     def found(q: str) -> int:
-        return int(cs[1].call("tx_search", query=q, per_page=100)["total_count"])
+        return int(cs[1].call("tx_search", query=q, per_page="100")["total_count"])
 
     wait_until(lambda: found(f"order_action.owner='{addr['carol']}'") == 3, 30, "carol's three order txs indexed")
     assert found(f"fill.taker='{addr['bob']}'") == 1
