@@ -108,3 +108,24 @@ def test_authority_sets_clob_limits_in_human_units(chain, capsys):  # noqa: F811
                                             "--max-stateful-window", "95 days", "--from", "authority")
     assert "13" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits", "--short-block-window", "10",
                                   "--from", "alice")
+
+
+def test_clob_limits_cli_bounds(chain, capsys):  # noqa: F811
+    node, home = chain
+    from node.client.keys import Keyring
+
+    Keyring(home / "keys").import_hex("authority", bytes(KEYS[0]).hex())
+    # 106 751 d 23 h 47 m 17 s = 9 223 372 037 s > int64 ns (9 223 372 036.854775807 s): refused before signing
+    assert "beyond the chain's int64" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits",
+                                                        "--max-stateful-window", "106751d23h47m17s", "--from",
+                                                        "authority")
+    assert node.query_json("/clob/params")["max_stateful_window_ns"] == str(95 * 86_400 * 10**9)
+    assert ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-stateful-window", "106751d23h47m16s",
+                   "--from", "authority")["code"] == 0
+    assert node.query_json("/clob/params")["max_stateful_window_ns"] == str(9_223_372_036 * 10**9)
+    for zero in ("0.00", ".0", "00"):  # any spelling of zero: no bound
+        assert ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-market-slippage", zero,
+                       "--from", "authority")["code"] == 0
+        assert node.query_json("/clob/params")["max_market_slippage_ppm"] == 0
+        assert ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-market-slippage", "0.5",
+                       "--from", "authority")["code"] == 0

@@ -157,3 +157,26 @@ def test_the_block_cap_binds_from_the_next_proposal(r):
     assert r.app.prepare_proposal([a, b, c], 1 << 22, h) == [a, b]
     assert not r.app.process_proposal([a, b, c], h)
     assert r.app.process_proposal([a, b], h)
+
+
+def test_an_order_tx_before_the_change_in_the_same_block_is_judged_by_the_new_window(r):
+    """Order actions run in the order phase, after every tx of the block (docs/exchange.md "Parameters")."""
+    h = r.app.info()[0] + 1
+    res = r.block([orders_tx(1, 1, [place(1, BUY, BTC_STEP, P64K, gtb=h + 30, tif=POST_ONLY)]),
+                   limits_tx(1, short_block_window=5)])
+    assert [t.code for t in res.tx_results] == [0, 0]
+    (action,) = actions_of(res.tx_results[0])
+    assert action["code"] == str(errors.ERR_INVALID_GOOD_TIL.code), action
+    assert f"within {h}..{h + 5}" in action["reason"], action
+
+
+def test_a_pending_short_term_order_beyond_a_shortened_window_is_kept_by_recheck_and_refused_in_the_block(r):
+    """Short-term rechecks look at expiry only (as dYdX skips them); the block judges the window."""
+    h = r.app.info()[0] + 1
+    pending = orders_tx(1, 1, [place(1, BUY, BTC_STEP, P64K, gtb=h + 31, tif=POST_ONLY)])
+    assert r.app.check_tx(pending).code == 0
+    assert r.block([limits_tx(1, short_block_window=5)]).tx_results[0].code == 0
+    assert r.app.check_tx(pending, recheck=True).code == 0
+    res = r.block([pending])
+    (action,) = actions_of(res.tx_results[0])
+    assert action["code"] == str(errors.ERR_INVALID_GOOD_TIL.code), action

@@ -11,8 +11,10 @@ from google.protobuf import json_format
 from perpchain.v1 import exchange_pb2, tx_pb2
 
 from node.cli.common import CliError, keyring, load_markets, rpc, sign_and_broadcast_with, tx_options
-from node.client.market import find_market, fraction_to_ppm, parse_duration_ns
+from node.client.market import find_market, fraction_to_ppm, parse_decimal, parse_duration_ns
 from node.client.units import usdc_to_quote_quantums
+
+INT64_MAX = (1 << 63) - 1
 
 STATUSES = {"active": 1, "post-only": 2, "cancel-only": 3, "paused": 4}
 TYPES = {"cross": exchange_pb2.MARKET_TYPE_CROSS, "isolated": exchange_pb2.MARKET_TYPE_ISOLATED}
@@ -182,11 +184,15 @@ def set_clob_limits(short_block_window, max_stateful_window, max_open_orders, de
               "max_order_actions_per_block": max_order_actions_per_block}
     if max_stateful_window is not None:
         fields["max_stateful_window_ns"] = parse_duration_ns(max_stateful_window)
+        if fields["max_stateful_window_ns"] > INT64_MAX:
+            raise CliError(f"--max-stateful-window {max_stateful_window.strip()} is beyond the chain's int64 "
+                           "nanoseconds (about 106 751 days)")
     if default_market_slippage is not None:
         fields["default_market_slippage_ppm"] = fraction_to_ppm(default_market_slippage, "--default-market-slippage")
     if max_market_slippage is not None:
-        fields["max_market_slippage_ppm"] = 0 if max_market_slippage.strip() in ("0", "0.0") else fraction_to_ppm(
-            max_market_slippage, "--max-market-slippage")
+        no_bound = parse_decimal(max_market_slippage, "--max-market-slippage") == 0  # '0', '0.00', '.0': no bound
+        fields["max_market_slippage_ppm"] = 0 if no_bound else fraction_to_ppm(max_market_slippage,
+                                                                              "--max-market-slippage")
     fields = {k: v for k, v in fields.items() if v is not None}
     if not fields:
         raise CliError("nothing to change: give at least one limit (see --help)")
