@@ -2,7 +2,8 @@
 
 Each field is optional (an unset field keeps its value, a field set to 0 is set to 0); the result must pass the
 genesis rules or nothing changes (721); only the authority (key 0 in tests/helpers.py's genesis) may send it. The
-changes bind the next placement (windows, slippage bound, open-order cap) and the next block's proposal (block cap).
+changes bind every order action executed in that block's order phase or later (windows, slippage bound, open-order
+cap) and the next block's proposal (block cap).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """``perpd tx markets``: the chain authority's market administration (status, liquidity tiers, new perpetuals, fee
-and equity tiers, the clob's limits). Every command is signed by the key named with ``--from``; the chain refuses anyone but the authority."""
+and equity tiers, the clob's limits). Every command is signed by the key named with ``--from``; the chain refuses
+anyone but the authority."""
 
 from __future__ import annotations
 
@@ -10,11 +11,9 @@ import click
 from google.protobuf import json_format
 from perpchain.v1 import exchange_pb2, tx_pb2
 
-from node.cli.common import CliError, keyring, load_markets, rpc, sign_and_broadcast_with, tx_options
+from node.cli.common import INT64_MAX, CliError, keyring, load_markets, rpc, sign_and_broadcast_with, tx_options
 from node.client.market import find_market, fraction_to_ppm, parse_decimal, parse_duration_ns
 from node.client.units import usdc_to_quote_quantums
-
-INT64_MAX = (1 << 63) - 1
 
 STATUSES = {"active": 1, "post-only": 2, "cancel-only": 3, "paused": 4}
 TYPES = {"cross": exchange_pb2.MARKET_TYPE_CROSS, "isolated": exchange_pb2.MARKET_TYPE_ISOLATED}
