@@ -22,6 +22,7 @@ from node.client.market import (
     MarketError,
     base_quantums_to_size,
     find_market,
+    format_duration_ns,
     format_rfc3339_ns,
     fraction_to_ppm,
     markets_from_query,
@@ -182,13 +183,27 @@ def test_a_market_is_found_by_ticker_or_id_and_a_typo_lists_the_markets():
         pytest.param("1h30m", 5_400 * 10**9, id="combined"),
         pytest.param("95D", 95 * 86_400 * 10**9, id="upper case unit"),
         pytest.param("1d2h3m4s", (86_400 + 7_200 + 180 + 4) * 10**9, id="every unit once, largest first"),
+        pytest.param("1.5s", 1_500_000_000, id="fraction of a second"),
+        pytest.param("0.000000001s", 1, id="one nanosecond"),
+        pytest.param("1.5h", 5_400 * 10**9, id="fraction of an hour"),
+        pytest.param("0.25d", 21_600 * 10**9, id="fraction of a day"),
+        pytest.param("1m0.5s", 60_500_000_000, id="fraction in the last part"),
+        pytest.param("1.123456789s", 1_123_456_789, id="nine digits"),
     ],
 )
 def test_durations(text, ns):
     assert parse_duration_ns(text) == ns
 
 
-@pytest.mark.parametrize("text", ["", "10", "10x", "-5m", "0s", "1.5h", "m", "10 m", "1d1d", "30m1h", "1h1h30m"])
+@pytest.mark.parametrize("ns", [1, 999_999_999, 1_500_000_000, 60 * 10**9, 90 * 10**9 + 1, 95 * 86_400 * 10**9,
+                                9_223_372_036_854_775_807])
+def test_printed_durations_read_back(ns):
+    """What ``query clob params`` prints (format_duration_ns, e.g. '1.5s') is what set-clob-limits accepts."""
+    assert parse_duration_ns(format_duration_ns(ns)) == ns
+
+
+@pytest.mark.parametrize("text", ["", "10", "10x", "-5m", "0s", "0.0s", "m", "10 m", "1d1d", "30m1h", "1h1h30m",
+                                  ".5s", "1.s", "1.5.0s", "1,5s", "1.0000000001s", "0.0000000001s"])
 def test_bad_durations(text):
     with pytest.raises(MarketError):
         parse_duration_ns(text)
@@ -676,8 +691,8 @@ def test_a_block_cap_of_zero_reads_no_cap(tmp_path, monkeypatch, capsys):
         pytest.param(["--size", "1e-4"], "Error: size '1e-4' is not a decimal number", id="exponent notation"),
         pytest.param(["--good-til-block", "42"], "Error: --good-til-block 42 must be within 2..41 (latest height 1 + "
                                                  "short_block_window 40)", id="good-til-block beyond the window"),
-        pytest.param(["--good-til-time", "10x"], "Error: duration '10x' is not like 90s, 10m, 2h, 1d or 1h30m (each unit at most once, "
-                     "largest first)",
+        pytest.param(["--good-til-time", "10x"], "Error: duration '10x' is not like 90s, 10m, 2h, 1d, 1.5s or 1h30m "
+                     "(units d, h, m, s, each at most once, largest first; a fraction has at most 9 digits)",
                      id="bad duration"),
         pytest.param(["--good-til-time", "96d"], "Error: --good-til-time 96d is beyond the longest window 95d",
                      id="good-til-time beyond the stateful window"),

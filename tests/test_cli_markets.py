@@ -123,6 +123,13 @@ def test_clob_limits_cli_bounds(chain, capsys):  # noqa: F811
     assert ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-stateful-window", "106751d23h47m16s",
                    "--from", "authority")["code"] == 0
     assert node.query_json("/clob/params")["max_stateful_window_ns"] == str(9_223_372_036 * 10**9)
+    # to the nanosecond: int64's last one is accepted, the next refused
+    assert "beyond the chain's int64" in one_error_line(capsys, home, "tx", "markets", "set-clob-limits",
+                                                        "--max-stateful-window", "106751d23h47m16.854775808s",
+                                                        "--from", "authority")
+    assert ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-stateful-window",
+                   "106751d23h47m16.854775807s", "--from", "authority")["code"] == 0
+    assert node.query_json("/clob/params")["max_stateful_window_ns"] == str(2**63 - 1)
     for zero in ("0.00", ".0", "00"):  # any spelling of zero: no bound
         assert ok_json(capsys, home, "tx", "markets", "set-clob-limits", "--max-market-slippage", zero,
                        "--from", "authority")["code"] == 0

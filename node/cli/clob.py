@@ -241,7 +241,7 @@ def limit_order_options(f):
         click.option("--good-til-block", type=click.IntRange(1, UINT64_MAX),
                      help="short-term expiry height [default: latest height + 20, at most + short_block_window]"),
         click.option("--good-til-time", metavar="DURATION",
-                     help="long-term order living this long past the latest block time: 90s, 10m, 2h, 1d, 1h30m"),
+                     help="long-term order living this long past the latest block time: 90s, 10m, 2h, 1d, 1.5s, 1h30m"),
     ]):
         f = option(f)
     return f

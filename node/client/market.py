@@ -30,8 +30,11 @@ QUOTE_ATOMIC_RESOLUTION = -6  # 1 quote quantum = 10^-6 USDC
 ONE_MILLION = 1_000_000
 _MAX_DIGITS = 40  # significant digits of a decimal's integer part, and of its fraction (parse_decimal)
 # each unit at most once, largest first: '1h30m', never '1d1d' or '30m1h'
-_DURATION_RE = re.compile(r"^(?=.)(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?$", re.ASCII)
-_DURATION_PART_RE = re.compile(r"([0-9]+)([dhms])", re.ASCII)
+# Each unit at most once, largest first; any part may carry a decimal fraction of at most 9 digits (a nanosecond
+# of a second, so every such duration is a whole number of nanoseconds): 1.5s, 0.25h, 1h0.5m.
+_DURATION_PART = r"[0-9]+(?:\.[0-9]{1,9})?"
+_DURATION_RE = re.compile("^(?=.)" + "".join(f"(?:{_DURATION_PART}{unit})?" for unit in "dhms") + "$", re.ASCII)
+_DURATION_PART_RE = re.compile(r"([0-9]+)(?:\.([0-9]{1,9}))?([dhms])", re.ASCII)
 _DURATION_NS = {"d": 86_400 * 10**9, "h": 3_600 * 10**9, "m": 60 * 10**9, "s": 10**9}
 _RFC3339_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$",
                          re.ASCII)
@@ -215,14 +218,21 @@ def fraction_to_ppm(text: str, what: str) -> int:
 
 
 def parse_duration_ns(text: str) -> int:
-    """'90s', '10m', '2h', '1d' or combinations like '1h30m' -> nanoseconds (> 0)."""
+    """'90s', '10m', '2h', '1d', '1.5s' or combinations like '1h30m' -> nanoseconds (> 0), exactly.
+
+    A part may have a decimal fraction of up to 9 digits (what :func:`format_duration_ns` prints, e.g. '1.5s', reads
+    back to the same nanoseconds); the smallest unit is a second, so the result is always whole nanoseconds.
+    """
     t = text.strip().lower()
     if not _DURATION_RE.match(t):
-        raise MarketError(f"duration {clip_text(text)} is not like 90s, 10m, 2h, 1d or 1h30m (each unit at most once, "
-                          "largest first)")
+        raise MarketError(f"duration {clip_text(text)} is not like 90s, 10m, 2h, 1d, 1.5s or 1h30m (units d, h, m, s, "
+                          "each at most once, largest first; a fraction has at most 9 digits)")
     if len(t) > 64:  # bounded before int(): Python refuses to parse over 4300 digits; no window is near 64 digits
         raise MarketError(f"duration {clip_text(text)} is far beyond any window")
-    ns = sum(int(n) * _DURATION_NS[unit] for n, unit in _DURATION_PART_RE.findall(t))
+    ns = 0
+    for whole, frac, unit in _DURATION_PART_RE.findall(t):
+        # unit ns x fraction: every unit is a multiple of 10^9 ns, so the product of a <= 9-digit fraction is exact
+        ns += int(whole) * _DURATION_NS[unit] + int(frac or "0") * _DURATION_NS[unit] // 10 ** len(frac)
     if ns == 0:
         raise MarketError(f"duration {text!r} must be positive")
     return ns
