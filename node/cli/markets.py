@@ -163,7 +163,8 @@ def set_equity_tiers(tiers, from_key, chain_id, nonce, memo, no_wait) -> None:
 @tx_markets.command("set-clob-limits")
 @click.option("--short-block-window", type=click.IntRange(1, (1 << 32) - 1),
               help="blocks a short-term order may live: height <= good-til-block <= height + this")
-@click.option("--max-stateful-window", help="longest life of a long-term order past the block time: 30d, 95d, 12h, 1.5s")
+@click.option("--max-stateful-window",
+              help="longest life of a long-term order past the block time: 30d, 95d, 12h, 1.5s")
 @click.option("--max-open-orders", type=click.IntRange(0, (1 << 32) - 1),
               help="resting orders per subaccount and market (0 = no cap)")
 @click.option("--default-market-slippage", help="market orders' bound when none is given, fraction of the oracle "
