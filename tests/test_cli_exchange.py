@@ -703,7 +703,10 @@ def test_a_block_cap_of_zero_reads_no_cap(tmp_path, monkeypatch, capsys):
                      "Error: give --good-til-block (short-term) or --good-til-time (long-term), not both",
                      id="both expiries"),
         pytest.param(["--from", "carol"], "no key named 'carol'", id="unknown key"),
-        pytest.param(["--client-id", str(2**32)], "Invalid value for '--client-id'", id="client id beyond uint32"),
+        pytest.param(["--client-id", str(2**32)], "Error: Invalid value for '--client-id': 4294967296 is not in the "
+                                                  "range 0<=x<=4294967295.", id="client id beyond uint32"),
+        pytest.param(["--client-id", "abc"], "Error: Invalid value for '--client-id': 'abc' is not a valid whole "
+                                             "number.", id="client id not a number"),
     ],
 )
 def test_place_order_errors_are_one_line_and_nothing_is_signed(chain, capsys, args, message):

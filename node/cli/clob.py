@@ -21,6 +21,7 @@ from node.cli.common import (
     INT64_MAX,
     CliError,
     TxReport,
+    WholeNumber,
     common,
     emit,
     event_attrs,
@@ -238,7 +239,7 @@ def limit_order_options(f):
         click.option("--tif", type=click.Choice(["gtc", "ioc", "fok", "post-only"], case_sensitive=False),
                      default="gtc", show_default=True, help="time in force: gtc rests the remainder on the book"),
         click.option("--reduce-only", is_flag=True, help="may only shrink the position"),
-        click.option("--good-til-block", type=click.IntRange(1, UINT64_MAX),
+        click.option("--good-til-block", type=WholeNumber(1, UINT64_MAX),
                      help="short-term expiry height [default: latest height + 20, at most + short_block_window]"),
         click.option("--good-til-time", metavar="DURATION",
                      help="long-term order living this long past the latest block time: 90s, 10m, 2h, 1d, 1.5s, 1h30m"),
@@ -300,7 +301,7 @@ class LimitOrder:
 @tx_clob.command("place-order")
 @order_options
 @limit_order_options
-@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), help="order id of your choice [default: random]")
+@click.option("--client-id", type=WholeNumber(0, UINT32_MAX), help="order id of your choice [default: random]")
 @tx_options
 def tx_place_order(market_name, subaccount_number, from_key, side, size, price, tif, reduce_only, good_til_block,
                    good_til_time, client_id, chain_id, nonce, memo, no_wait) -> None:
@@ -323,10 +324,10 @@ def tx_place_order(market_name, subaccount_number, from_key, side, size, price, 
 
 @tx_clob.command("replace-order")
 @order_options
-@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), required=True, help="the resting order to replace")
+@click.option("--client-id", type=WholeNumber(0, UINT32_MAX), required=True, help="the resting order to replace")
 @click.option("--long-term", is_flag=True, help="the resting order was placed with --good-til-time")
 @limit_order_options
-@click.option("--new-client-id", type=click.IntRange(0, UINT32_MAX),
+@click.option("--new-client-id", type=WholeNumber(0, UINT32_MAX),
               help="client id of the new order [default: --client-id]")
 @tx_options
 def tx_replace_order(market_name, subaccount_number, from_key, client_id, long_term, side, size, price, tif,
@@ -359,7 +360,7 @@ def tx_replace_order(market_name, subaccount_number, from_key, client_id, long_t
 @click.option("--slippage", help="worst accepted price as a fraction off the oracle price, e.g. 0.05 "
                                  "[default: the chain's default_market_slippage_ppm]")
 @click.option("--reduce-only", is_flag=True, help="may only shrink the position")
-@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), help="order id of your choice [default: random]")
+@click.option("--client-id", type=WholeNumber(0, UINT32_MAX), help="order id of your choice [default: random]")
 @tx_options
 def tx_market_order(market_name, subaccount_number, from_key, side, size, slippage, reduce_only, client_id,
                     chain_id, nonce, memo, no_wait) -> None:
@@ -395,7 +396,7 @@ def tx_market_order(market_name, subaccount_number, from_key, side, size, slippa
 
 @tx_clob.command("cancel-order")
 @order_options
-@click.option("--client-id", type=click.IntRange(0, UINT32_MAX), required=True)
+@click.option("--client-id", type=WholeNumber(0, UINT32_MAX), required=True)
 @click.option("--long-term", is_flag=True, help="the order was placed with --good-til-time")
 @tx_options
 def tx_cancel_order(market_name, subaccount_number, from_key, client_id, long_term, chain_id, nonce, memo,
@@ -495,7 +496,7 @@ def orderbook_text(res: dict, market: Market | None) -> str:
 
 @query_clob.command("orderbook")
 @click.argument("market_name", metavar="MARKET")
-@click.option("--depth", type=click.IntRange(1, 1000), default=20, show_default=True, help="price levels per side")
+@click.option("--depth", type=WholeNumber(1, 1000), default=20, show_default=True, help="price levels per side")
 @common
 def query_orderbook(market_name: str, depth: int) -> None:
     """The book of MARKET (ticker or clob pair id): price levels with total size and order count."""
@@ -581,7 +582,7 @@ def query_params() -> None:
 
 
 @query_clob.command("fills")
-@click.option("--height", type=click.IntRange(1, INT64_MAX), help="block height [default: the latest]")
+@click.option("--height", type=WholeNumber(1, INT64_MAX), help="block height [default: the latest]")
 @common
 def query_fills(height: int | None) -> None:
     """Every fill of block HEIGHT (the ``fill`` events of its tx results, from CometBFT's block_results)."""

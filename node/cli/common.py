@@ -35,6 +35,13 @@ INT64_MAX = (1 << 63) - 1  # CometBFT heights are int64
 TxReport = Callable[[dict], tuple[dict, list[str]]]
 
 
+class WholeNumber(click.IntRange):
+    """click.IntRange named for users: "'abc' is not a valid whole number." instead of Click's "... is not a valid
+    integer range."; out-of-range values keep Click's "-1 is not in the range 0<=x<=4294967295."."""
+
+    name = "whole number"
+
+
 class CliError(click.ClickException):
     """One clear line, exit code 1."""
 
@@ -117,7 +124,7 @@ def tx_options(f):
     f = common(f)
     f = click.option("--no-wait", is_flag=True, help="return once CheckTx accepted the tx")(f)
     f = click.option("--memo", default="")(f)
-    f = click.option("--nonce", type=click.IntRange(0, UINT64_MAX),
+    f = click.option("--nonce", type=WholeNumber(0, UINT64_MAX),
                      help="defaults to max(now in ms, highest used nonce + 1); highest + 1 for a small-counter account")(f)
     return click.option("--chain-id", help="defaults to the node's chain id")(f)
 
@@ -220,7 +227,7 @@ def owner_and_number(obj: dict, text: str, default_number: int | None = 0) -> tu
 
 def subaccount_number_option(f):
     """--number N: the subaccount (0..127) a command acts on."""
-    return click.option("--number", "subaccount_number", type=click.IntRange(0, MAX_SUBACCOUNT_NUMBER), default=0,
+    return click.option("--number", "subaccount_number", type=WholeNumber(0, MAX_SUBACCOUNT_NUMBER), default=0,
                         show_default=True, help="subaccount number of the signer")(f)
 
 

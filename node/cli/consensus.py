@@ -7,7 +7,16 @@ import base64
 import click
 
 from app.lib.math import UINT64_MAX
-from node.cli.common import CliError, common, emit, keyring, query_json, sign_and_broadcast, tx_options
+from node.cli.common import (
+    CliError,
+    WholeNumber,
+    common,
+    emit,
+    keyring,
+    query_json,
+    sign_and_broadcast,
+    tx_options,
+)
 from node.client.txbuilder import msg_set_validator_power
 
 
@@ -31,7 +40,7 @@ def tx_consensus() -> None:
 @tx_consensus.command("set-validator-power", context_settings={"ignore_unknown_options": True})
 @click.argument("from_key")
 @click.argument("pub_key")
-@click.argument("power", type=click.IntRange(0, UINT64_MAX))
+@click.argument("power", type=WholeNumber(0, UINT64_MAX))
 @tx_options
 def tx_consensus_set_validator_power(from_key, pub_key, power, chain_id, nonce, memo, no_wait) -> None:
     """Set the voting power of consensus key PUB_KEY to POWER (0 removes it); FROM_KEY must be the authority.

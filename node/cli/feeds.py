@@ -18,6 +18,7 @@ from typing import Any
 import click
 import httpx
 
+from node.cli.common import WholeNumber
 from node.feeds.simulator import (
     DEFAULT_MARKETS,
     DEFAULT_NOISE_PPM,
@@ -83,7 +84,7 @@ def feeds() -> None:
 
 @feeds.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=WholeNumber(0, 65535),
               help="0 picks a free port")
 @click.option("--seed", default=1, show_default=True, type=int, help="seed of the random walk and venue noise")
 @click.option("--csv", "csv_path", type=click.Path(exists=True, dir_okay=False),
@@ -92,9 +93,9 @@ def feeds() -> None:
               help="comma-separated venue names; unknown names get the generic shape")
 @click.option("--markets", default=",".join(f"{k}={v}" for k, v in DEFAULT_MARKETS.items()), show_default=True,
               help="comma-separated PAIR=START_PRICE")
-@click.option("--noise-ppm", default=DEFAULT_NOISE_PPM, show_default=True, type=click.IntRange(0, 999_999),
+@click.option("--noise-ppm", default=DEFAULT_NOISE_PPM, show_default=True, type=WholeNumber(0, 999_999),
               help="venue noise: each quote is true price x (1 + U[-n, n] / 1e6)")
-@click.option("--tick-ms", default=DEFAULT_TICK_MS, show_default=True, type=click.IntRange(1, 60_000),
+@click.option("--tick-ms", default=DEFAULT_TICK_MS, show_default=True, type=WholeNumber(1, 60_000),
               help="price grid: the true price and every quote change once per tick")
 def serve_cmd(host: str, port: int, seed: int, csv_path: str | None, venues: str, markets: str,
               noise_ppm: int, tick_ms: int) -> None:

@@ -7,7 +7,7 @@ import pathlib
 import click
 
 from node import localnet as ln
-from node.cli.common import DEFAULT_LOCALNET, CliError, emit
+from node.cli.common import DEFAULT_LOCALNET, CliError, WholeNumber, emit
 
 
 @click.group()
@@ -83,7 +83,7 @@ def localnet_down(dir_, output, reset) -> None:
 @localnet_options
 @click.option("--node", "node_index", default=0, show_default=True)
 @click.option("--cometbft", "which", flag_value="cometbft", help="show cometbft's log instead of perpd's")
-@click.option("-n", "--lines", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("-n", "--lines", type=WholeNumber(min=1), default=50, show_default=True)
 def localnet_logs(dir_, output, node_index, which, lines) -> None:
     manifest = ln.load_manifest(pathlib.Path(dir_).resolve())
     if not 0 <= node_index < len(manifest["nodes"]):

@@ -11,7 +11,16 @@ import click
 from google.protobuf import json_format
 from perpchain.v1 import exchange_pb2, tx_pb2
 
-from node.cli.common import INT64_MAX, CliError, keyring, load_markets, rpc, sign_and_broadcast_with, tx_options
+from node.cli.common import (
+    INT64_MAX,
+    CliError,
+    WholeNumber,
+    keyring,
+    load_markets,
+    rpc,
+    sign_and_broadcast_with,
+    tx_options,
+)
 from node.client.market import find_market, fraction_to_ppm, parse_decimal, parse_duration_ns
 from node.client.units import usdc_to_quote_quantums
 
@@ -56,7 +65,7 @@ def set_status(market_name, status, from_key, chain_id, nonce, memo, no_wait) ->
 
 @tx_markets.command("update-perpetual")
 @click.option("--market", "market_name", required=True, help="ticker (BTC-USD) or clob pair id")
-@click.option("--tier", type=click.IntRange(0, (1 << 32) - 1), help="move it to this liquidity tier id")
+@click.option("--tier", type=WholeNumber(0, (1 << 32) - 1), help="move it to this liquidity tier id")
 @click.option("--type", "market_type", type=click.Choice(sorted(TYPES)),
               help="cross or isolated (only while it has no open interest)")
 @click.option("--from", "from_key", required=True, help="the chain authority's key")
@@ -75,7 +84,7 @@ def update_perpetual(market_name, tier, market_type, from_key, chain_id, nonce, 
 
 
 @tx_markets.command("upsert-tier")
-@click.option("--id", "tier_id", type=click.IntRange(0, (1 << 32) - 1), required=True)
+@click.option("--id", "tier_id", type=WholeNumber(0, (1 << 32) - 1), required=True)
 @click.option("--name", required=True)
 @click.option("--initial-margin", required=True, help="fraction, e.g. 0.05 (5 %)")
 @click.option("--maintenance-fraction", required=True, help="fraction of the initial margin, e.g. 0.6")
@@ -161,17 +170,17 @@ def set_equity_tiers(tiers, from_key, chain_id, nonce, memo, no_wait) -> None:
 
 
 @tx_markets.command("set-clob-limits")
-@click.option("--short-block-window", type=click.IntRange(1, (1 << 32) - 1),
+@click.option("--short-block-window", type=WholeNumber(1, (1 << 32) - 1),
               help="blocks a short-term order may live: height <= good-til-block <= height + this")
 @click.option("--max-stateful-window",
               help="longest life of a long-term order past the block time: 30d, 95d, 12h, 1.5s")
-@click.option("--max-open-orders", type=click.IntRange(0, (1 << 32) - 1),
+@click.option("--max-open-orders", type=WholeNumber(0, (1 << 32) - 1),
               help="resting orders per subaccount and market (0 = no cap)")
 @click.option("--default-market-slippage", help="market orders' bound when none is given, fraction of the oracle "
                                                  "price: 0.05 = 5 %")
 @click.option("--max-market-slippage", help="the chain's bound on a market order's slippage, fraction of the oracle "
                                              "price (0 = no bound)")
-@click.option("--max-order-actions-per-block", type=click.IntRange(0, (1 << 32) - 1),
+@click.option("--max-order-actions-per-block", type=WholeNumber(0, (1 << 32) - 1),
               help="order-action units one block may carry: place, cancel, batch cancel 1, cancel-replace 2 "
                    "(0 = no cap, else at least 400)")
 @click.option("--from", "from_key", required=True, help="the chain authority's key")

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import click
 
-from node.cli.common import CliError, common
+from node.cli.common import CliError, WholeNumber, common
 from node.client.market import parse_decimal
 
 
@@ -18,15 +18,15 @@ def mm() -> None:
 @mm.command("run")
 @click.option("--key", "key_name", required=True, help="key that signs the quotes")
 @click.option("--markets", help="comma-separated tickers [default: every market whose pair is active or post-only]")
-@click.option("--levels", type=click.IntRange(1, 100), default=3, show_default=True, help="quotes per side")
-@click.option("--spread-bps", type=click.IntRange(1, 9_999), default=10, show_default=True,
+@click.option("--levels", type=WholeNumber(1, 100), default=3, show_default=True, help="quotes per side")
+@click.option("--spread-bps", type=WholeNumber(1, 9_999), default=10, show_default=True,
               help="distance of the first level from the oracle price, basis points")
-@click.option("--step-bps", type=click.IntRange(0, 10_000), default=5, show_default=True,
+@click.option("--step-bps", type=WholeNumber(0, 10_000), default=5, show_default=True,
               help="distance between levels, basis points")
 @click.option("--size-usd", default="2000", show_default=True, help="notional of each quote, USD")
 @click.option("--interval", "interval_s", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, help="seconds between polls of the node (at most one round per block)")
-@click.option("--number", "subaccount_number", type=click.IntRange(0, 127), default=0, show_default=True,
+@click.option("--number", "subaccount_number", type=WholeNumber(0, 127), default=0, show_default=True,
               help="subaccount that quotes")
 @common
 def mm_run(key_name, markets, levels, spread_bps, step_bps, size_usd, interval_s, subaccount_number) -> None:

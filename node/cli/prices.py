@@ -8,7 +8,7 @@ import click
 
 from app.prices.queries import format_scaled
 from app.prices.votes import decode_oracle_tx_or_none
-from node.cli.common import INT64_MAX, CliError, common, emit, query_json, rpc
+from node.cli.common import INT64_MAX, CliError, WholeNumber, common, emit, query_json, rpc
 
 
 @click.group("prices")
@@ -46,7 +46,7 @@ def query_oracle() -> None:
 
 
 @query_oracle.command("votes")
-@click.argument("height", type=click.IntRange(1, INT64_MAX))
+@click.argument("height", type=WholeNumber(1, INT64_MAX))
 @common
 def query_oracle_votes(height: int) -> None:
     """Per-validator prices behind block HEIGHT's oracle prices (votes of HEIGHT-1, from the block itself)."""
