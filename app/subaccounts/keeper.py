@@ -48,6 +48,7 @@ from app.subaccounts.state import (
     SubaccountState,
     decode_subaccount,
     encode_subaccount,
+    unpack_subaccount,
 )
 
 CROSS_POOL = module_address("subaccounts")
@@ -508,11 +509,11 @@ def check_block_invariants(block_store: BranchStore) -> None:
         for raw, sign in ((old_raw, -1), (value, 1)):
             if raw is None:
                 continue
-            sub = decode_subaccount(raw)
-            quote_delta += sign * sub.quote_balance_quote_quantums
-            for pid, p in sub.positions.items():
-                size_delta[pid] = size_delta.get(pid, 0) + sign * p.size_base_quantums
-                long_delta[pid] = long_delta.get(pid, 0) + sign * max(0, p.size_base_quantums)
+            quote, positions = unpack_subaccount(raw)
+            quote_delta += sign * quote
+            for pid, size, _, _ in positions:
+                size_delta[pid] = size_delta.get(pid, 0) + sign * size
+                long_delta[pid] = long_delta.get(pid, 0) + sign * max(0, size)
     # The pools of each side's own perpetuals: a market made isolated in this block opens its pool now, so what its
     # address held before was no pool's balance (the authority's switch moves such stray USDC out first).
     parent = block_store.parent_store()

@@ -68,13 +68,19 @@ _POSITION = struct.Struct(">IqqQ")
 _PID = struct.Struct(">I")
 
 
-def decode_subaccount(raw: bytes) -> SubaccountState:
+def unpack_subaccount(raw: bytes):
+    """(quote balance, an iterator of (perpetual id, size, funding index, entry notional) per position, by perpetual
+    id) of stored bytes, without building objects (the block invariants read every written subaccount twice)."""
     body = memoryview(raw)[_HEADER.size:]
     if len(body) % _POSITION.size:
         raise ValueError(f"corrupt subaccount: {len(raw)} bytes")
-    (quote,) = _HEADER.unpack_from(raw)
-    return SubaccountState(quote, {pid: Position(pid, size, index, entry)
-                                   for pid, size, index, entry in _POSITION.iter_unpack(body)}, raw=raw)
+    return _HEADER.unpack_from(raw)[0], _POSITION.iter_unpack(body)
+
+
+def decode_subaccount(raw: bytes) -> SubaccountState:
+    quote, positions = unpack_subaccount(raw)
+    return SubaccountState(quote, {pid: Position(pid, size, index, entry) for pid, size, index, entry in positions},
+                           raw=raw)
 
 
 def encode_subaccount(sub: SubaccountState) -> bytes:
