@@ -338,6 +338,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=0.0,
                     help="txs per second to send at (paced; latency at that load); 0 = as fast as possible")
     ap.add_argument("--batch", type=int, default=20, help="order actions per tx in the perpd-orders-batched row")
+    ap.add_argument("--block-cap", type=int, default=None,
+                    help="clob.params.max_order_actions_per_block of the order rows' genesis (default: localnet/"
+                         "genesis.json's)")
     ns = ap.parse_args()
     print(machine_facts())
     print(speed_line())
@@ -355,6 +358,8 @@ def main() -> None:
         {"name": f"bench{i}", "amount_quote_quantums": "1000000000000",
          "deposits": [{"number": n, "amount_quote_quantums": "100000000000"} for n in range(8)]}
         for i in range(ns.senders)])
+    if ns.block_cap is not None:
+        market_template["app_state"]["clob"]["params"]["max_order_actions_per_block"] = ns.block_cap
     (work / "markets.json").write_text(json.dumps(market_template))
     results = {}
     size = 219  # a perpd transfer; replaced by the measured size when perpd runs first
