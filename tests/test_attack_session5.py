@@ -144,7 +144,7 @@ def test_a_killed_fok_leaves_no_fee_no_volume_and_no_open_interest():
     res = r.block([orders_tx(1, 2, [place(2, BUY, TENTH, P64K, tif=IOC, height_hint=h)])])
     (fill,) = fills_of(res.tx_results[0])
     assert (fill["taker_fee_quote_quantums"], fill["maker_fee_quote_quantums"]) == ("3200000", "640000")
-    assert (fill["taker_fee_tier"], fill["maker_fee_tier"]) == ("0", "0")
+    assert (fill["taker_fee_tier"], fill["maker_fee_tier"]) == ("1", "1")  # the tier's name, as query clob params
     assert quote(r, 1) == 100_000 * USD - 6_400 * USD - 3_200_000
     assert quote(r, 2) == 100_000 * USD + 6_400 * USD - 640_000
     assert collector(r) - c0 == 3_840_000

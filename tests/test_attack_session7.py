@@ -596,7 +596,7 @@ def test_a_taker_stopped_by_its_collateral_mid_sweep_keeps_its_earlier_fills_of_
     assert a["status"] == "filled"
     assert b["status"] == "partially_filled" and b["filled_quantums"] == str(2000 * BTC_STEP)
     assert b["stopped"].startswith("collateral: newly_undercollateralized"), b
-    assert "1980160000 < initial margin 1984000000" in b["stopped"], b["stopped"]
+    assert "1980160000 quote quantums < initial margin 1984000000 quote quantums" in b["stopped"], b["stopped"]
     assert _state(twin, 1, 2) == (-17_209_600_000, {BTC: 3000 * BTC_STEP})
     assert _state(twin, 2) == (119_198_080_000, {BTC: -3000 * BTC_STEP})
     assert _state(twin, 3) == (100_000 * USD, {})

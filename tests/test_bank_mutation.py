@@ -203,7 +203,7 @@ def test_apply_transfer_refuses_more_than_the_balance_and_says_how_much():
     with pytest.raises(AppError) as exc:
         keeper.apply_transfer(store, RAW1, RAW2, 6)
     assert exc.value.error is errors.ERR_INSUFFICIENT_FUNDS
-    assert exc.value.message == f"{TEXT1} has 5 quote quantums, needs 6"
+    assert exc.value.message == f"{TEXT1} has 5 quote quantums, needs 6 quote quantums"
     assert store.write_set() == []
 
 

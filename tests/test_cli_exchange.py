@@ -1038,4 +1038,5 @@ def test_a_refused_withdrawal_reads_in_usdc(chain, capsys):
     line = one_error_line(capsys, home, "tx", "subaccounts", "withdraw", "bob", "99700")
     assert line == ("Error: rejected by CheckTx: code 602 (subaccounts): newly_undercollateralized: withdrawal of 99700 "
                     "USDC: net collateral 271.7875 USDC would be below initial margin 320 USDC (maintenance 192 USDC; "
-                    "before: net collateral 99971.7875 USDC, initial 320 USDC, maintenance 192 USDC)")
+                    "before: net collateral 99971.7875 USDC, initial 320 USDC, maintenance 192 USDC); at most "
+                    "99651.7875 USDC can leave now")  # the free collateral before: 99 971.7875 - 320

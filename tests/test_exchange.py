@@ -650,10 +650,10 @@ def test_fee_tiers_see_volume_up_to_the_previous_block(tmp_path):
     res = r.block([orders_tx(1, 1, [place(1, BUY, 500 * BTC_STEP, P64K, tif=IOC, height_hint=h),
                                     place(2, BUY, 500 * BTC_STEP, P64K, tif=IOC, height_hint=h)])])
     assert [(f["taker_fee_tier"], f["taker_fee_quote_quantums"]) for f in fills_of(res.tx_results[0])] == [
-        ("0", "1600000"), ("0", "1600000")]
+        ("1", "1600000"), ("1", "1600000")]  # tiers by name, as query clob params lists them
     res = r.block([orders_tx(1, 2, [place(3, BUY, 1000 * BTC_STEP, P64K, tif=IOC, height_hint=nxt(r))])])
     assert [(f["taker_fee_tier"], f["taker_fee_quote_quantums"]) for f in fills_of(res.tx_results[0])] == [
-        ("1", "640000")]
+        ("2", "640000")]
     r.close()
 
 

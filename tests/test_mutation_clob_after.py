@@ -294,7 +294,7 @@ def test_maker_and_taker_pay_by_their_own_volume_not_the_exchanges():
     r.block([orders_tx(2, 1, [place(1, SELL, 100 * 10**6, P64K, tif=POST_ONLY, height_hint=h)])])
     res = r.block([orders_tx(1, 1, [place(1, BUY, 100 * 10**6, P64K, tif=IOC, height_hint=h + 1)])])
     assert [(f["maker_fee_tier"], f["maker_fee_quote_quantums"], f["taker_fee_tier"], f["taker_fee_quote_quantums"])
-            for f in fills_of(res.tx_results[0])] == [("0", "64000", "0", "320000")]
+            for f in fills_of(res.tx_results[0])] == [("1", "64000", "1", "320000")]
 
 
 def test_open_interest_may_reach_exactly_uint64_max_but_not_beyond():

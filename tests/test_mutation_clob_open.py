@@ -187,15 +187,15 @@ def test_only_the_side_short_of_the_oi_scaled_margin_stops_the_fill(thin):
     (action,) = actions_of(res.tx_results[0])
     assert (action["status"], action["filled_quantums"]) == ("not_filled", "0")
     if thin == "taker":
-        assert action["stopped"] == ("collateral: newly_undercollateralized: net collateral 99625000000 < initial "
-                                     "margin 393750000000")
+        assert action["stopped"] == ("collateral: newly_undercollateralized: net collateral 99625000000 quote quantums "
+                                     "< initial margin 393750000000 quote quantums")
         assert removed_of(res.tx_results[0]) == []
         assert [(a["subticks"], a["quantums"]) for a in book(r, "SOL-USD")["asks"]] == [(str(SOL_PRICE), str(size))]
     else:
         assert "stopped" not in action
         assert removed_of(res.tx_results[0]) == [
-            ("1", str(size), "collateral: newly_undercollateralized: net collateral 99925000000 < initial margin "
-                             "393750000000")]
+            ("1", str(size), "collateral: newly_undercollateralized: net collateral 99925000000 quote quantums < "
+                             "initial margin 393750000000 quote quantums")]
         assert book(r, "SOL-USD")["asks"] == []
     assert (position(r, 1, SOL), position(r, 2, SOL)) == (0, 0)
 

@@ -354,7 +354,7 @@ def test_action_event_attributes(ex):
                     "taker_client_id": "8", "maker": ADDRS[2], "maker_number": "0", "maker_client_id": "7",
                     "maker_order_flags": "0", "taker_side": "buy", "subticks": str(P64K), "quantums": "2000000",
                     "quote_quantums": "12800000", "taker_fee_quote_quantums": "6400",
-                    "maker_fee_quote_quantums": "1280", "taker_fee_tier": "0", "maker_fee_tier": "0"}
+                    "maker_fee_quote_quantums": "1280", "taker_fee_tier": "1", "maker_fee_tier": "1"}
     assert list(fill) == ["clob_pair_id", "perpetual_id", "taker", "taker_number", "taker_client_id", "maker",
                           "maker_number", "maker_client_id", "maker_order_flags", "taker_side", "subticks", "quantums",
                           "quote_quantums", "taker_fee_quote_quantums", "maker_fee_quote_quantums", "taker_fee_tier",

@@ -94,22 +94,22 @@ def test_fee_tiers_on_the_bounds_are_accepted(tiers):
 
 def test_fee_ppm_follows_the_30_day_volume():
     s = store()
-    assert keeper.fee_ppm(s, A[1], DAY, maker=False) == (0, 0)  # no params stored: no fee
+    assert keeper.fee_ppm(s, A[1], DAY, maker=False) == (0, "")  # no params stored: no fee, no tier
     keeper.set_params(s, exchange_pb2.ClobParams(fee_tiers=[
-        tier(maker=100, taker=500), tier(absolute=1_000, maker=90, taker=450),
-        tier(absolute=1_000, total_share=500_000, maker=-10, taker=400)]))
-    assert keeper.fee_ppm(s, A[1], 10 * DAY, maker=False) == (500, 0)
+        tier("base", maker=100, taker=500), tier("silver", absolute=1_000, maker=90, taker=450),
+        tier("gold", absolute=1_000, total_share=500_000, maker=-10, taker=400)]))
+    assert keeper.fee_ppm(s, A[1], 10 * DAY, maker=False) == (500, "base")
     ledger = keeper.FillLedger()
     ledger.add_fill(A[1], A[2], 1_000)  # account 1 traded 1,000 as taker, account 2 as maker
     ledger.add_fill(A[3], A[2], 2_000)
     ledger.write(s, 10 * DAY)
     # account 1: 1,000 of 3,000 exchange volume: tier 1 (index 1) met, tier 2 needs 50 % = 1,500: missed.
-    assert keeper.fee_ppm(s, A[1], 10 * DAY, maker=False) == (450, 1)
-    assert keeper.fee_ppm(s, A[1], 10 * DAY, maker=True) == (90, 1)
+    assert keeper.fee_ppm(s, A[1], 10 * DAY, maker=False) == (450, "silver")
+    assert keeper.fee_ppm(s, A[1], 10 * DAY, maker=True) == (90, "silver")
     # account 2: 3,000 of 3,000: tier 2
-    assert keeper.fee_ppm(s, A[2], 10 * DAY, maker=True) == (-10, 2)
+    assert keeper.fee_ppm(s, A[2], 10 * DAY, maker=True) == (-10, "gold")
     # 30 days later the volume has left the window
-    assert keeper.fee_ppm(s, A[2], 40 * DAY, maker=True) == (100, 0)
+    assert keeper.fee_ppm(s, A[2], 40 * DAY, maker=True) == (100, "base")
 
 
 # --- orders, expiry, sequence ----------------------------------------------------------------------------------

@@ -299,6 +299,14 @@ BAD_MESSAGES = [
                  id="transfer from subaccount 128"),
     pytest.param(transfer(1, 2, USD, 0, 128), errors.ERR_INVALID_SUBACCOUNT,
                  "recipient_subaccount_number 128 is outside 0..127", id="transfer to subaccount 128"),
+    pytest.param(tx_pb2.Msg(transfer=tx_pb2.MsgTransfer(owner=ADDRS[1], recipient_owner=encode_address(
+        keeper.CROSS_POOL), amount_quote_quantums=1)), errors.ERR_MODULE_ACCOUNT,
+        f"module_account: {encode_address(keeper.CROSS_POOL)} is a module account: users cannot send to it",
+        id="transfer to a subaccount of the cross pool"),
+    pytest.param(tx_pb2.Msg(transfer=tx_pb2.MsgTransfer(owner=ADDRS[1], recipient_owner=encode_address(
+        bank_keeper.FEE_COLLECTOR_ADDRESS), recipient_subaccount_number=3, amount_quote_quantums=USD)),
+        errors.ERR_MODULE_ACCOUNT, "is a module account: users cannot send to it",
+        id="transfer to a subaccount of the fee collector"),
     pytest.param(transfer(1, 2, 100_000 * USD + 1), errors.ERR_INSUFFICIENT_FUNDS,
                  f"transfer of {100_000 * USD + 1} quote quantums exceeds", id="transfer of more than held"),
     pytest.param(tx_pb2.Msg(transfer=tx_pb2.MsgTransfer(owner=ADDRS[1], recipient_owner="perp1x",

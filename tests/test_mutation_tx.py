@@ -242,10 +242,11 @@ def test_pending_cancels_and_requests_are_counted_and_a_deficit_reads_as_zero_le
 
 
 @pytest.mark.parametrize("balance, pending_fee, words", [
-    pytest.param(15_000, 10_000, "has 15000 quote quantums (10000 promised to pending txs' fees), the tx's fee is "
-                 "20000 (2 non-trading message(s) x 10000)", id="pending fees are named"),
-    pytest.param(5_000, 0, "has 5000 quote quantums, the tx's fee is 20000 (2 non-trading message(s) x 10000)",
-                 id="no pending fees"),
+    pytest.param(15_000, 10_000, "has 15000 quote quantums (10000 quote quantums promised to pending txs' fees), the "
+                 "tx's fee is 20000 quote quantums (2 non-trading message(s) x 10000 quote quantums)",
+                 id="pending fees are named"),
+    pytest.param(5_000, 0, "has 5000 quote quantums, the tx's fee is 20000 quote quantums (2 non-trading message(s) x "
+                 "10000 quote quantums)", id="no pending fees"),
 ])
 def test_insufficient_fee_says_what_is_held_and_what_is_owed(balance, pending_fee, words):
     s = ante_store(balance)

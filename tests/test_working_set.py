@@ -124,9 +124,9 @@ def test_a_refused_action_after_a_successful_one_on_the_same_maker_keeps_the_fir
 def test_the_fill_event_names_each_side_from_its_own_order(tmp_path):
     """Every attribute of the fill event comes from the right side (app/clob/matching.fill_event): BTC-USD listed as
     clob pair 9 (perpetual 0), the maker is account 2's subaccount 5 with a long-term order (flags 64) and 2 M USDC
-    of 30-day volume (fee tier index 1: >= 1 M USDC), the taker account 1's subaccount 3 with a short-term IOC buy
-    and no volume (tier 0). 0.0002 BTC at 64,000 = 12.8 USDC: taker fee 500 ppm = 6,400, maker fee (tier 1: 100 ppm)
-    1,280 quote quantums."""
+    of 30-day volume (the default tier "2": >= 1 M USDC), the taker account 1's subaccount 3 with a short-term IOC
+    buy and no volume (tier "1"). 0.0002 BTC at 64,000 = 12.8 USDC: taker fee 500 ppm = 6,400, maker fee (tier "2":
+    100 ppm) 1,280 quote quantums."""
     import struct
 
     from app.clob.keeper import NS_PER_DAY
@@ -153,7 +153,7 @@ def test_the_fill_event_names_each_side_from_its_own_order(tmp_path):
                         "taker_client_id": "8", "maker": ADDRS[2], "maker_number": "5", "maker_client_id": "7",
                         "maker_order_flags": "64", "taker_side": "buy", "subticks": str(P64K), "quantums": "2000000",
                         "quote_quantums": "12800000", "taker_fee_quote_quantums": "6400",
-                        "maker_fee_quote_quantums": "1280", "taker_fee_tier": "0", "maker_fee_tier": "1"}
+                        "maker_fee_quote_quantums": "1280", "taker_fee_tier": "1", "maker_fee_tier": "2"}
     finally:
         r.close()
 
@@ -269,8 +269,8 @@ def test_a_refused_fills_failure_kind_sees_the_open_interest_of_the_phase(tmp_pa
         assert [actions_of(t)[0]["status"] for t in res.tx_results] == ["resting", "resting", "filled", "not_filled"]
         (removed,) = [dict(e.attributes) for e in res.tx_results[3].events if e.type == "order_removed"]
         assert removed["owner"] == ADDRS[3] and removed["client_id"] == "2"
-        assert removed["reason"] == ("collateral: still_undercollateralized: net collateral 121000000 < initial "
-                                     "margin 300000000")
+        assert removed["reason"] == ("collateral: still_undercollateralized: net collateral 121000000 quote quantums "
+                                     "< initial margin 300000000 quote quantums")
         sub = subaccount(r, 3)
         assert sub["quote_balance_quote_quantums"] == str(-30 * ONE_USDC)
         assert [p["size_base_quantums"] for p in sub["positions"]] == [str(one_sol)]

@@ -323,11 +323,12 @@ class FillLedger:
 
 
 def fee_ppm(store: CommittedReader, owner: bytes, block_time_ns: int, maker: bool,
-            memo: dict | None = None) -> tuple[int, int]:
-    """(fee ppm, tier index) of ``owner`` for a maker or taker fill. Mirrors dYdX GetPerpetualFeePpm (no per-market
-    discount, no staking discount).
+            memo: dict | None = None) -> tuple[int, str]:
+    """(fee ppm, tier name) of ``owner`` for a maker or taker fill. Mirrors dYdX GetPerpetualFeePpm (no per-market
+    discount, no staking discount). The name is the tier's ``name`` in ``clob.params.fee_tiers`` (what ``query clob
+    params`` lists; the default tiers are "1".."9"), so a fill names the tier a user can look up.
 
-    ``memo`` (owner -> (maker ppm, taker ppm, tier index)) may be kept for one order phase, one CheckTx or one query:
+    ``memo`` (owner -> (maker ppm, taker ppm, tier name)) may be kept for one order phase, one CheckTx or one query:
     fee tiers and the 30-day volume cannot change during it (the order phase writes volume once, at its end)."""
     hit = memo.get(owner) if memo is not None else None
     if hit is None:
@@ -337,14 +338,14 @@ def fee_ppm(store: CommittedReader, owner: bytes, block_time_ns: int, maker: boo
     return (hit[0] if maker else hit[1]), hit[2]
 
 
-def _fee_rates(store: CommittedReader, owner: bytes, block_time_ns: int) -> tuple[int, int, int]:
+def _fee_rates(store: CommittedReader, owner: bytes, block_time_ns: int) -> tuple[int, int, str]:
     raw = store.get(keys.PARAMS_KEY)
     tiers = _fee_tiers(raw) if raw is not None else []
     if not tiers:
-        return 0, 0, 0
+        return 0, 0, ""
     user = get_volume(store, owner, block_time_ns)
     total = get_volume(store, None, block_time_ns)
     index = select_fee_tier(tiers, user.total_notional_quote_quantums, user.maker_notional_quote_quantums,
                             total.total_notional_quote_quantums)
     tier = tiers[index]
-    return tier.maker_fee_ppm, tier.taker_fee_ppm, index
+    return tier.maker_fee_ppm, tier.taker_fee_ppm, tier.name

@@ -172,12 +172,12 @@ def _check_side(store: BranchStore, prep, oi_delta: tuple[int, int], view: Margi
         return err.log
     if result is CollateralCheck.SUCCESS:
         return ""
-    return (f"{result.value}: net collateral {new.net_collateral_quote_quantums} < initial margin "
-            f"{new.initial_margin_quote_quantums}")
+    return (f"{result.value}: net collateral {new.net_collateral_quote_quantums} quote quantums < initial margin "
+            f"{new.initial_margin_quote_quantums} quote quantums")
 
 
 def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPair, taker: exchange_pb2.Order,
-                 taker_sid: SubaccountId, taker_fee_ppm: int, taker_tier: int, maker: exchange_pb2.Order, fill: int,
+                 taker_sid: SubaccountId, taker_fee_ppm: int, taker_tier: str, maker: exchange_pb2.Order, fill: int,
                  events: list[Event], view: MarginView, volume: keeper.FillLedger) -> FillResult:
     """One fill of ``fill`` base quantums at the maker's price; writes only if both sides pass their checks."""
     pid = pair.perpetual_id
@@ -227,8 +227,8 @@ def process_fill(store: BranchStore, block: BlockInfo, pair: exchange_pb2.ClobPa
 
 
 def fill_event(clob_pair_id: int, perpetual_id: int, taker: exchange_pb2.Order, maker: exchange_pb2.Order,
-               subticks: int, quantums: int, quote: int, taker_fee: int, maker_fee: int, taker_tier: int,
-               maker_tier: int) -> Event:
+               subticks: int, quantums: int, quote: int, taker_fee: int, maker_fee: int, taker_tier: str,
+               maker_tier: str) -> Event:
     """The ``fill`` event (docs/exchange.md). Spelled out attribute by attribute rather than through Event.of: one
     is built per fill, and keyword packing plus a generic loop cost ~2x."""
     return Event("fill", (
@@ -240,7 +240,7 @@ def fill_event(clob_pair_id: int, perpetual_id: int, taker: exchange_pb2.Order, 
         ("taker_side", "buy" if taker.side == BUY else "sell"),
         ("subticks", str(subticks)), ("quantums", str(quantums)), ("quote_quantums", str(quote)),
         ("taker_fee_quote_quantums", str(taker_fee)), ("maker_fee_quote_quantums", str(maker_fee)),
-        ("taker_fee_tier", str(taker_tier)), ("maker_fee_tier", str(maker_tier))))
+        ("taker_fee_tier", taker_tier), ("maker_fee_tier", maker_tier)))
 
 
 def _pay_fee(store: BranchStore, prep, fee: int, view: MarginView, ledger: keeper.FillLedger) -> None:

@@ -187,9 +187,9 @@ class MarginView:
         # (owner, number, stored bytes) -> (settled state, funding delta, funding events)
         # (app/subaccounts/keeper.prepare)
         self.decoded_subaccounts: dict[tuple[bytes, int, bytes], tuple] = {}
-        # owner -> (maker fee ppm, taker fee ppm, fee tier index) (app/clob/keeper.fee_ppm): fee tiers and 30-day
+        # owner -> (maker fee ppm, taker fee ppm, fee tier name) (app/clob/keeper.fee_ppm): fee tiers and 30-day
         # volume are fixed for the view's life too (volume is written once, after the order phase)
-        self.fees: dict[bytes, tuple[int, int, int]] = {}
+        self.fees: dict[bytes, tuple[int, int, str]] = {}
         # The order phase's working set (:func:`start_order_phase`), written to the store once, at the end of the
         # phase; None outside it. Subaccounts (app/subaccounts/keeper.start_working_set): SubaccountId -> current
         # state. Open interest: perpetual id -> current OI, for the perpetuals a fill changed (``oi``), and the

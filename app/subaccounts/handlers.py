@@ -79,6 +79,9 @@ def handle_transfer(ctx: Ctx, msg: tx_pb2.MsgTransfer) -> None:
     sender = parse_subaccount(owner, msg.subaccount_number)
     to = parse_address(msg.recipient_owner, "recipient_owner")
     recipient = parse_subaccount(to, msg.recipient_subaccount_number, "recipient_subaccount_number")
+    # As for a bank send or a withdrawal: nobody holds a module account's key, so its subaccount could never move
+    # the USDC again (found by the session-15 probe: 1 quote quantum parked for good at the cross pool's subaccount 0).
+    bank_keeper.validate_user_recipient(ctx.store, to)
     for e in keeper.apply_transfer(ctx.store, sender, recipient, msg.amount_quote_quantums):
         ctx.emit(e)
     ctx.emit(Event.of("subaccount_transfer", owner=encode_address(owner), number=sender.number,

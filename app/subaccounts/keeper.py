@@ -263,7 +263,7 @@ def _uncapped_sums(view: MarginView, sub: SubaccountState) -> tuple:
     return cached
 
 
-def raise_for(result: CollateralCheck, who: str, old: Risk, new: Risk) -> None:
+def raise_for(result: CollateralCheck, who: str, old: Risk, new: Risk, hint: str = "") -> None:
     if result is CollateralCheck.SUCCESS:
         return
     err = ERR_NEWLY_UNDERCOLLATERALIZED if result is CollateralCheck.NEWLY_UNDERCOLLATERALIZED \
@@ -274,7 +274,7 @@ def raise_for(result: CollateralCheck, who: str, old: Risk, new: Risk) -> None:
                         f"{new.maintenance_margin_quote_quantums} quote quantums; before: net collateral "
                         f"{old.net_collateral_quote_quantums} quote quantums, initial "
                         f"{old.initial_margin_quote_quantums} quote quantums, maintenance "
-                        f"{old.maintenance_margin_quote_quantums} quote quantums)")
+                        f"{old.maintenance_margin_quote_quantums} quote quantums){hint}")
 
 
 def apply_position_delta(sub: SubaccountState, perpetual_id: int, funding_index: int, size_delta: int,
@@ -415,7 +415,7 @@ def persist(store: BranchStore, prep: Prepared, view: MarginView | None = None) 
     quote = prep.after.quote_balance_quote_quantums
     if abs(quote) > INT64_MAX:
         raise AppError(ERR_POSITION_OVERFLOW, f"subaccount {encode_address(prep.sid.owner)}/{prep.sid.number}: quote "
-                                              f"balance {quote} would leave int64")
+                                              f"balance {quote} quote quantums would leave int64")
     _add_unsettled_funding(store, -prep.funding_delta)
     view = _view(store, view)
     before_pool = pool_of(store, prep.before, view)
@@ -480,13 +480,17 @@ def _check_outflow(store: CommittedReader, prep: Prepared, amount: int, what: st
     unrealized profit cannot be pulled out to leave a position under-margined). No exemption."""
     if prep.after.quote_balance_quote_quantums < 0 and not prep.after.positions:
         raise AppError(ERR_INSUFFICIENT_FUNDS, f"{what} of {amount} quote quantums exceeds the subaccount's "
-                                               f"{prep.before.quote_balance_quote_quantums}")
+                                               f"{prep.before.quote_balance_quote_quantums} quote quantums")
     new = compute_risk(store, prep.after)
     if not check_withdrawal(new):
         old = compute_risk(store, prep.before)
         kind = (CollateralCheck.NEWLY_UNDERCOLLATERALIZED if old.is_initial_collateralized()
                 else CollateralCheck.STILL_UNDERCOLLATERALIZED)
-        raise_for(kind, f"{what} of {amount} quote quantums", old, new)
+        # An outflow lowers net collateral one for one and leaves the margin requirements as they are (they depend
+        # on the positions and open interest only), so exactly NC - IMR before it can leave (the free collateral).
+        room = max(0, old.net_collateral_quote_quantums - old.initial_margin_quote_quantums)
+        raise_for(kind, f"{what} of {amount} quote quantums", old, new,
+                  f"; at most {room} quote quantums can leave now")
 
 
 # --- block invariants ----------------------------------------------------------------------------------------------

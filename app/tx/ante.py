@@ -65,10 +65,10 @@ def apply_ante(store: BranchStore, height: int, signer: bytes, nonce: int, cost:
     fee = cost.fee_messages * params.fee_per_message_quote_quantums
     if fee > balance - pending.fee_quote_quantums:
         raise AppError(ERR_INSUFFICIENT_FEE, f"{encode_address(signer)} has {balance} quote quantums"
-                       + (f" ({pending.fee_quote_quantums} promised to pending txs' fees)"
+                       + (f" ({pending.fee_quote_quantums} quote quantums promised to pending txs' fees)"
                           if pending.fee_quote_quantums else "")
-                       + f", the tx's fee is {fee} ({cost.fee_messages} non-trading message(s) x "
-                         f"{params.fee_per_message_quote_quantums})")
+                       + f", the tx's fee is {fee} quote quantums ({cost.fee_messages} non-trading message(s) x "
+                         f"{params.fee_per_message_quote_quantums} quote quantums)")
     auth_keeper.record_nonce(acct, nonce)
     acct.requests = budget.requests - cost.requests
     acct.cancels = budget.cancels - cost.cancels
