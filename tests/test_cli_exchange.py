@@ -608,6 +608,31 @@ def test_replace_order_cancels_and_places_in_one_action(chain, capsys):
     assert [(o["client_id"], o["size"], o["price"]) for o in orders] == [(10, "0.2", "64400")]
 
 
+def test_replacing_a_long_term_order_keeps_its_kind_and_good_til_time(chain, capsys):
+    """Without an expiry option, the replacement of a long-term order is long-term until the same block time (the
+    session-15 probe saw it silently become a 20-block short-term order); an expiry option still wins; with no such
+    order resting, nothing is signed."""
+    node, home = chain
+    placed = ok_json(capsys, home, "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sell", "--size",
+                     "0.25", "--price", "64250", "--client-id", "9", "--good-til-time", "1h", "--from", "alice")
+    until = placed["order"]["good_til_block_time_ns"]
+    out = ok_json(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "9",
+                  "--long-term", "--side", "sell", "--size", "0.1", "--price", "64300", "--from", "alice")
+    assert (out["order"]["order_flags"], out["order"]["good_til_block_time_ns"]) == (64, until)
+    [o] = ok_json(capsys, home, "query", "clob", "orders", "alice")["orders"]
+    assert (o["client_id"], o["order_flags"], o["size"], o["good_til_block_time_ns"]) == (9, 64, "0.1", until)
+    out = ok_json(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "9",
+                  "--long-term", "--side", "sell", "--size", "0.1", "--price", "64300", "--good-til-time", "2h",
+                  "--from", "alice")
+    assert int(out["order"]["good_til_block_time_ns"]) > int(until)
+    sent = len(node.broadcasts)
+    line = one_error_line(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "8",
+                          "--long-term", "--side", "sell", "--size", "0.1", "--price", "64300", "--from", "alice")
+    assert line == ("Error: no long-term order with client id 8 rests on BTC-USD (subaccount 0): nothing to replace; "
+                    "`perpd query clob orders` lists the resting ones")
+    assert len(node.broadcasts) == sent
+
+
 def test_replace_order_of_no_resting_order_is_refused_and_places_nothing(chain, capsys):
     _, home = chain
     line = one_error_line(capsys, home, "tx", "clob", "replace-order", "--market", "BTC-USD", "--client-id", "77",

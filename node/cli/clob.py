@@ -273,13 +273,16 @@ class LimitOrder:
         return duration_ns
 
     def build(self, client: RpcClient, market: Market, duration_ns: int | None, client_id: int,
-              subaccount_number: int) -> tuple[tx_pb2.OrderAction, dict]:
+              subaccount_number: int, keep_until_ns: int = 0) -> tuple[tx_pb2.OrderAction, dict]:
         """The PlaceOrder action in chain units (step, tick and expiry window checked against the chain) and the
-        order as printed."""
+        order as printed. ``keep_until_ns``: without an expiry option, a long-term order good until this block time
+        (a replacement keeps the replaced order's)."""
         quantums = size_to_base_quantums(market, self.size)
         subticks = price_to_subticks(market, self.price)
         height, block_time_ns, params = _chain_view(client)
-        if duration_ns is None:
+        if keep_until_ns and duration_ns is None and self.good_til_block is None:
+            gtb, gtbt = 0, keep_until_ns
+        elif duration_ns is None:
             gtb, gtbt = _good_til_block(height, int(params["short_block_window"]), self.good_til_block), 0
         else:
             window_ns = int(params["max_stateful_window_ns"])
@@ -334,7 +337,9 @@ def tx_replace_order(market_name, subaccount_number, from_key, client_id, long_t
                      reduce_only, good_til_block, good_til_time, new_client_id, chain_id, nonce, memo,
                      no_wait) -> None:
     """Cancel a resting order and place a new one in one action (cancel-replace): the new order is placed only if
-    the old one was still resting, so a quote is never doubled, nor replaced after it filled."""
+    the old one was still resting, so a quote is never doubled, nor replaced after it filled. Without
+    --good-til-block or --good-til-time the new order keeps the old one's kind and, for a long-term order, its
+    good-til time."""
     obj = click.get_current_context().obj
     terms = LimitOrder(side, size, price, tif, reduce_only, good_til_block, good_til_time)
     duration_ns = terms.check()
@@ -343,7 +348,10 @@ def tx_replace_order(market_name, subaccount_number, from_key, client_id, long_t
     with rpc(obj) as client:
         markets = load_markets(client)
         market = find_market(markets, market_name)
-        place, order = terms.build(client, market, duration_ns, new_client_id, subaccount_number)
+        keep_until_ns = 0
+        if long_term and good_til_block is None and good_til_time is None:
+            keep_until_ns = _resting_good_til_time(client, key.address, subaccount_number, market, client_id)
+        place, order = terms.build(client, market, duration_ns, new_client_id, subaccount_number, keep_until_ns)
         old = cancel_order_action(market, client_id, subaccount_number, long_term).cancel.order_id
         action = tx_pb2.OrderAction(cancel_replace=tx_pb2.CancelReplace(order_id=old, place=place.place))
         hint = _cancel_hint(market, new_client_id, order, subaccount_number, from_key)
@@ -412,6 +420,16 @@ def tx_cancel_order(market_name, subaccount_number, from_key, client_id, long_te
         sign_and_broadcast_with(obj, client, key, [msg_orders(key.address, [action])], chain_id, nonce, memo,
                                 no_wait, report=order_report(markets),
                                 humanize=lambda log: humanize_reason(log, market))
+
+
+def _resting_good_til_time(client: RpcClient, owner: str, number: int, market: Market, client_id: int) -> int:
+    """The good-til block time (ns) of the resting long-term order a replacement keeps; refuses when none rests (the
+    chain would skip the placement: nothing to replace)."""
+    for o in client.query_json(f"/clob/orders/{owner}/{number}")["orders"]:
+        if o["market"] == market.ticker and o["client_id"] == client_id and o["order_flags"] == LONG_TERM:
+            return int(o["good_til_block_time_ns"])
+    raise CliError(f"no long-term order with client id {client_id} rests on {market.ticker} (subaccount {number}): "
+                   "nothing to replace; `perpd query clob orders` lists the resting ones")
 
 
 def _check_cancel_kind(client: RpcClient, owner: str, number: int, market: Market, client_id: int,
