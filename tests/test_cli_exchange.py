@@ -944,6 +944,39 @@ def test_json_output_gets_a_json_object_for_errors_before_the_broadcast_too(chai
     assert code == 1 and out == ""
 
 
+@pytest.mark.parametrize("args, message", [
+    pytest.param(["query", "clob", "orderbook", "BTC-USD", "--depth", "0", "-o", "json"],
+                 "Invalid value for '--depth': 0 is not in the range 1<=x<=1000.", id="out of range, -o last"),
+    pytest.param(["-o", "json", "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "sideways", "--size",
+                  "0.1", "--price", "64000", "--from", "alice"],
+                 "Invalid value for '--side': 'sideways' is not one of 'buy', 'sell'.", id="bad choice, -o first"),
+    pytest.param(["--output=json", "tx", "clob", "place-order", "--market", "BTC-USD", "--side", "buy", "--size",
+                  "0.1", "--price", "64000"], "Missing option '--from' / '--key'.", id="missing option, --output="),
+])
+def test_json_output_gets_a_json_object_for_usage_errors_too(chain, capsys, args, message):
+    """Errors Click raises while it parses the line (before any command runs) are a JSON object on stdout too under
+    -o json, wherever -o stands (the session-15 probe saw an empty stdout)."""
+    node, home = chain
+    code, out, err = run_cli(capsys, home, *args)
+    assert code == 2 and json.loads(out) == {"error": message, "stage": "client"}
+    assert err.strip() == f"Error: {message}"
+    assert node.broadcasts == []
+
+
+def test_global_options_may_come_before_the_command(chain, capsys):
+    """Cosmos-style: `perpd -o json --home H query ...` works as `perpd query ... -o json --home H`."""
+    from node.cli.main import hoist_global_options
+
+    assert hoist_global_options(["-o", "json", "--home=/h", "query", "bank", "supply"]) == [
+        "query", "bank", "supply", "-o", "json", "--home", "/h"]
+    assert hoist_global_options(["-ojson", "keys", "list", "--", "x"]) == ["keys", "list", "-o", "json", "--", "x"]
+    assert hoist_global_options(["query", "bank", "supply", "-o", "json"]) == ["query", "bank", "supply", "-o", "json"]
+    assert hoist_global_options(["--home"]) == ["--home"]  # no value: left for Click to refuse
+    _, home = chain
+    code, out, _ = run_cli(capsys, home, "-o", "json", "query", "perpetuals", "list")
+    assert code == 0 and [p["ticker"] for p in json.loads(out)["perpetuals"]][:1] == ["BTC-USD"]
+
+
 def test_a_cancel_of_the_wrong_kind_says_which_kind_rests(chain, capsys):
     """The chain keys orders by client id and kind: cancelling a long-term order without --long-term named flags 0
     and got order_not_found with no hint (probe session 12). Now the CLI says which kind rests, and signs nothing."""

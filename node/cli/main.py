@@ -60,10 +60,65 @@ EXPECTED = (RpcError, KeyError_, UnitError, ln.LocalnetError, FileNotFoundError,
             json.JSONDecodeError, PermissionError, GenesisError, ConfigError)
 
 
+_GLOBAL_OPTIONS = ("--home", "--node", "-o", "--output")
+
+
+def _split_option(token: str) -> tuple[str, str | None]:
+    """('--home', 'X') for '--home=X', ('-o', 'json') for '-ojson', (token, None) otherwise."""
+    if token.startswith("--") and "=" in token:
+        name, value = token.split("=", 1)
+        return name, value
+    if token.startswith("-o") and token != "-o" and not token.startswith("--"):
+        return "-o", token[2:]
+    return token, None
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Cosmos-style global flags before the command (`perpd -o json query bank supply`, `perpd --home H keys list`)
+    moved behind it, where every command that takes them reads them (docs/cli.md "Global conventions"). Only the
+    leading run of those flags moves; everything else keeps its place."""
+    moved: list[str] = []
+    i = 0
+    while i < len(argv):
+        name, value = _split_option(argv[i])
+        if name not in _GLOBAL_OPTIONS:
+            break
+        if value is None:
+            if i + 1 >= len(argv):
+                break  # a flag without its value: Click's own error names it
+            moved += [name, argv[i + 1]]
+            i += 2
+        else:
+            moved += [name, value]
+            i += 1
+    if not moved:
+        return argv
+    rest = argv[i:]
+    end = rest.index("--") if "--" in rest else len(rest)
+    return rest[:end] + moved + rest[end:]
+
+
+def wants_json(argv: list[str]) -> bool:
+    """The command line asks for -o json (read before Click parses it, so a usage error is JSON on stdout too)."""
+    for i, token in enumerate(argv):
+        if token == "--":
+            return False
+        name, value = _split_option(token)
+        if name in ("-o", "--output"):
+            if value is None:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+            if value == "json":
+                return True
+    return False
+
+
 def main() -> None:
-    OUTPUT["mode"] = "text"  # until a command's own -o is read (one process may run main more than once: tests)
+    argv = hoist_global_options(sys.argv[1:])
+    # until a command's own -o is read (one process may run main more than once: tests); a usage error raised while
+    # Click parses the line is answered in the mode the line asks for
+    OUTPUT["mode"] = "json" if wants_json(argv) else "text"
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
