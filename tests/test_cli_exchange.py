@@ -1098,3 +1098,17 @@ def test_a_refused_withdrawal_reads_in_usdc(chain, capsys):
                     "USDC: net collateral 271.7875 USDC would be below initial margin 320 USDC (maintenance 192 USDC; "
                     "before: net collateral 99971.7875 USDC, initial 320 USDC, maintenance 192 USDC); at most "
                     "99651.7875 USDC can leave now")  # the free collateral before: 99 971.7875 - 320
+
+
+def test_query_prices_names_units_and_lists_markets_on_a_typo(chain, capsys):
+    """Prices read in USD (the oracle and mark, and the basis EMA from price units at the market's exponent), the last
+    update as RFC 3339; a pair in any case is found; a typo lists the markets, as the clob commands do (probe of
+    session 15: no unit, a raw ns time, no list)."""
+    node, home = chain
+    res = node.query_json("/prices/market/BTC-USD")
+    text = ok(capsys, home, "query", "prices", "market", "btc-usd")
+    usd = res["oracle_price_usd"]
+    assert f"oracle {usd:>22s} USD  mark" in text and text.count(" USD") == 3, text
+    assert "basis EMA 0.00000 USD" in text and "(last update 20" in text and text.rstrip().endswith("Z)"), text
+    line = one_error_line(capsys, home, "query", "prices", "market", "BTC")
+    assert line == "Error: no market 'BTC'; markets: BTC-USD, ETH-USD, SOL-USD"

@@ -129,10 +129,12 @@ def test_oracle_on_localnet(net):
     assert abs(int(btc["mark_price"]) - int(btc["oracle_price"])) <= int(btc["oracle_price"]) * 5_000 // 1_000_000
     assert int(btc["last_update_height"]) >= h_chain and int(btc["last_update_time_ns"]) > 0
     assert btc["reporters"] >= 3 and 3 * int(btc["reported_power"]) > 2 * int(btc["total_power"])
-    assert chain_usd in perpd("query", "prices", "market", "BTC-USD", "--node", url0)
+    text = perpd("query", "prices", "market", "BTC-USD", "--node", url0)
+    assert f"{chain_usd} USD" in text and "basis EMA " in text and "Z)" in text, text  # every amount names its unit
     bad = subprocess.run([sys.executable, "-m", "node.cli.main", "query", "prices", "market", "DOGE-USD", "--node", url0],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0 and "DOGE-USD" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == f"Error: no market 'DOGE-USD'; markets: {', '.join(pairs)}", bad.stderr
 
     # 2. node3 reads a manipulated venue set (+50%): the chain price stays in the honest band.
     node3 = manifest["nodes"][3]

@@ -8,7 +8,8 @@ import click
 
 from app.prices.queries import format_scaled
 from app.prices.votes import decode_oracle_tx_or_none
-from node.cli.common import INT64_MAX, CliError, WholeNumber, common, emit, query_json, rpc
+from node.client.market import format_rfc3339_ns
+from node.cli.common import INT64_MAX, CliError, WholeNumber, common, current_obj, emit, query_json, rpc
 
 
 @click.group("prices")
@@ -17,7 +18,7 @@ def query_prices() -> None:
 
 
 def _market_line(m: dict) -> str:
-    return (f"{m['pair']:10s} oracle {m['oracle_price_usd']:>22s}  mark {m['mark_price_usd']:>22s}  "
+    return (f"{m['pair']:10s} oracle {m['oracle_price_usd']:>22s} USD  mark {m['mark_price_usd']:>22s} USD  "
             f"updated h{m['last_update_height']}  {'STALE' if m['stale'] else 'fresh'}  "
             f"{m['reporters']} validators, power {m['reported_power']}/{m['total_power']}")
 
@@ -35,9 +36,16 @@ def query_prices_list() -> None:
 @common
 def query_prices_market(pair: str) -> None:
     """One market: oracle, mark, last update height/time, stale flag, reporters and their stake."""
-    obj, res = query_json(f"/prices/market/{pair}")
-    emit(obj, res, _market_line(res) + f"  basis EMA {res['basis_ema']}  (last update time "
-                   f"{res['last_update_time_ns']} ns)")
+    obj = current_obj()
+    with rpc(obj) as client:
+        pairs = [m["pair"] for m in client.query_json("/prices/markets")["markets"]]
+        named = [p for p in pairs if p.upper() == pair.upper()]  # any case, as the clob commands
+        if not named:  # a typo lists the markets
+            raise CliError(f"no market {pair!r}; markets: {', '.join(pairs)}")
+        res = client.query_json(f"/prices/market/{named[0]}")
+    basis = format_scaled(int(res["basis_ema"]), int(res["exponent"]))  # price units: 10^exponent USD each
+    emit(obj, res, _market_line(res) + f"  basis EMA {basis} USD  (last update "
+                   f"{format_rfc3339_ns(int(res['last_update_time_ns']))})")
 
 
 @click.group("oracle")
