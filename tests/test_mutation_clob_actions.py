@@ -157,7 +157,7 @@ def test_rejections_while_placing_name_their_reason():
     (dup,) = actions_of(res.tx_results[0])
     assert (dup["status"], dup["code"], dup["reason"]) == (
         "rejected", str(errors.ERR_ORDER_EXISTS.code),
-        f"order_exists: order {ADDRS[2]}/0 pair 0 client id 1 flags 0 is already on the book (cancel it or use another client id)")
+        f"order_exists: order {ADDRS[2]}/0 pair 0 client id 1 short-term (flags 0) is already on the book (cancel it or use another client id)")
     got = sorted((a["client_id"], a["status"], a["code"], a["reason"]) for a in actions_of(res.tx_results[1]))
     assert got == [
         ("1", "rejected", str(errors.ERR_POST_ONLY_WOULD_CROSS.code),

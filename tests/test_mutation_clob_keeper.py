@@ -40,7 +40,7 @@ def test_fee_tier_validation_messages_and_the_one_percent_bounds():
 def test_describe_key_reads_a_pair_id_above_2_24():
     """Pair id 2^24 + 5 = 16 777 221 uses the key's first pair byte (bytes 21..24, big-endian)."""
     okey = keys.order_key(OWNER, 3, 2**24 + 5, 70_000, keys.LONG_TERM)
-    assert keeper.describe_key(okey) == f"{encode_address(OWNER)}/3 pair 16777221 client id 70000 flags 64"
+    assert keeper.describe_key(okey) == f"{encode_address(OWNER)}/3 pair 16777221 client id 70000 long-term (flags 64)"
 
 
 def test_a_maker_filled_twice_in_one_action_counts_both_fills():

@@ -133,13 +133,14 @@ def test_orders_are_stored_with_one_expiry_entry_and_deleted_with_it():
     assert keeper.get_order_or_none(s, short) is None and s.get(keys.expiry_block_key(7, short)) is None
     err = refused(keeper.get_order, s, short)
     assert err.code == errors.ERR_ORDER_NOT_FOUND.code
-    assert f"order {ADDRS[1]}/0 pair 0 client id 1 flags 0 is not on the book" in err.log
+    assert err.log == (f"order_not_found: order {ADDRS[1]}/0 pair 0 client id 1 short-term (flags 0) is not on the "
+                       "book (it filled, expired or was canceled, or never rested)")
     assert [k for k, _ in keeper.iter_orders(s)] == [long]
 
 
 def test_describe_key_names_owner_number_pair_client_and_flags():
     okey = keys.order_key(A[2], 3, 258, 0x01020304, 64)
-    assert keeper.describe_key(okey) == f"{ADDRS[2]}/3 pair 258 client id 16909060 flags 64"
+    assert keeper.describe_key(okey) == f"{ADDRS[2]}/3 pair 258 client id 16909060 long-term (flags 64)"
 
 
 def test_orders_expire_when_height_passes_their_block_or_time_reaches_theirs():

@@ -183,15 +183,17 @@ def get_order_or_none(store: CommittedReader, okey: bytes) -> exchange_pb2.Order
 def get_order(store: CommittedReader, okey: bytes) -> exchange_pb2.Order:
     order = get_order_or_none(store, okey)
     if order is None:
-        raise AppError(ERR_ORDER_NOT_FOUND, f"order {describe_key(okey)} is not on the book")
+        raise AppError(ERR_ORDER_NOT_FOUND, f"order {describe_key(okey)} is not on the book (it filled, expired or "
+                                            "was canceled, or never rested)")
     return order
 
 
 def describe_key(okey: bytes) -> str:
     from app.lib.address import encode_address
 
+    kind = {keys.SHORT_TERM: "short-term", keys.LONG_TERM: "long-term"}.get(okey[29], "unknown kind")
     return (f"{encode_address(okey[:20])}/{okey[20]} pair {int.from_bytes(okey[21:25], 'big')} client id "
-            f"{int.from_bytes(okey[25:29], 'big')} flags {okey[29]}")
+            f"{int.from_bytes(okey[25:29], 'big')} {kind} (flags {okey[29]})")
 
 
 def key_of(order: exchange_pb2.Order) -> bytes:
