@@ -1112,3 +1112,16 @@ def test_query_prices_names_units_and_lists_markets_on_a_typo(chain, capsys):
     assert "basis EMA 0.00000 USD" in text and "(last update 20" in text and text.rstrip().endswith("Z)"), text
     line = one_error_line(capsys, home, "query", "prices", "market", "BTC")
     assert line == "Error: no market 'BTC'; markets: BTC-USD, ETH-USD, SOL-USD"
+
+
+def test_non_trading_txs_print_what_they_did_and_their_fee(chain, capsys):
+    """A tx without its own report prints each event in a line, amounts in USDC, and the fee the ante took from the
+    bank balance (the session-15 probe saw only height, code and hash for a bank send, and no fee anywhere)."""
+    node, home = chain
+    fee = int(node.query_json("/auth/params")["fee_per_message_quote_quantums"])
+    text = ok(capsys, home, "tx", "bank", "send", "alice", "bob", "12.5")
+    first, *rest = text.strip().splitlines()
+    assert fee == 10_000 and first.endswith("  fee 0.01 USDC"), first  # 10 000 quote quantums = 0.01 USDC
+    assert rest == [f"transfer: sender {ADDRS[1]}  recipient {ADDRS[2]}  amount 12.5 USDC"]
+    out = ok_json(capsys, home, "tx", "subaccounts", "deposit", "alice", "0.000001")
+    assert out["fee_quote_quantums"] == "10000" and out["code"] == 0

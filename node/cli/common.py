@@ -163,13 +163,20 @@ def broadcast_and_wait(obj: dict, client: RpcClient, tx_bytes: bytes, wait: bool
     if code != 0:
         fail(obj, {**out, "stage": "finalize_block"}, f"included at height {result['height']} but failed: code {code} "
              f"({out['codespace']}): {show(out['log'])}  hash {h}")
-    lines = [f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else "")]
+    events = r.get("events") or []
+    fee = next((event_attrs(e).get("fee_quote_quantums") for e in events if e.get("type") == "tx"), None)
+    if fee is not None:  # the non-trading fee the ante took from the signer's bank balance
+        out["fee_quote_quantums"] = fee
+    lines = [f"height {result['height']}  code {code}  hash {h}" + (f"  log {r.get('log')}" if r.get("log") else "")
+             + (f"  fee {usdc_text(int(fee))} USDC" if fee is not None and fee.isdigit() and int(fee) else "")]
     failed = 0
     if report is not None:
         fields, more = report(r)
         out.update(fields)
         lines += more
         failed = fields.get("failed_actions", 0)
+    else:  # what the tx did, one line per event, amounts in USDC
+        lines += [event_line(e) for e in events if e.get("type") != "tx"]
     emit(obj, {**out, **extra}, "\n".join(lines))
     if failed:  # the tx landed, but an order action of it was refused in the block (its line says why)
         sys.exit(1)
@@ -253,6 +260,18 @@ def humanize_reason(text: str, market: Market | None) -> str:
 def event_attrs(event: dict) -> dict[str, str]:
     """CometBFT JSON event attributes ([{key, value, index}]) as a dict."""
     return {a.get("key"): a.get("value") for a in event.get("attributes", [])}
+
+
+def event_line(event: dict) -> str:
+    """'transfer: sender perp1.. recipient perp1.. amount 12.5 USDC': an event in one line, each ``*_quote_quantums``
+    attribute in USDC, exactly."""
+    parts = []
+    for k, v in event_attrs(event).items():
+        if k and k.endswith("_quote_quantums") and v and v.lstrip("-").isdigit():
+            parts.append(f"{k.removesuffix('_quote_quantums')} {usdc_text(int(v))} USDC")
+        else:
+            parts.append(f"{k} {v}")
+    return f"{event.get('type')}: " + "  ".join(parts)
 
 
 def price_text(price: str | None, quote: str) -> str:
