@@ -209,6 +209,12 @@ def test_bad_durations(text):
         parse_duration_ns(text)
 
 
+def test_a_negative_duration_says_it_must_be_positive():
+    with pytest.raises(MarketError, match=r"^duration '-5m' must be positive: it counts forward from the latest block "
+                                          r"time$"):
+        parse_duration_ns("-5m")
+
+
 @pytest.mark.parametrize(
     "text, ns",
     [

@@ -281,9 +281,14 @@ def test_reduce_only_direction_and_the_placed_order(ex):
     s = BranchStore(ex.store)
     err = refused(actions.validate_place, s, block(), A[1], p(side=BUY, reduce_only=True))
     assert err.code == errors.ERR_REDUCE_ONLY.code
-    assert "reduce-only buy would open or grow the position (3000000 base quantums)" in err.log
+    assert err.log == ("reduce_only_would_increase: reduce-only buy would open or grow the position: the subaccount "
+                       "holds a long position of 3000000 base quantums in perpetual 0")
     err = refused(actions.validate_place, s, block(), A[2], p(side=SELL, reduce_only=True))
-    assert "reduce-only sell would open or grow the position (-3000000 base quantums)" in err.log
+    assert err.log.endswith("reduce-only sell would open or grow the position: the subaccount holds a short position "
+                            "of 3000000 base quantums in perpetual 0")
+    err = refused(actions.validate_place, s, block(), A[3], p(side=SELL, reduce_only=True))
+    assert err.log.endswith("reduce-only sell would open or grow the position: the subaccount holds no position in "
+                            "perpetual 0")
     placed = actions.validate_place(s, block(), A[1], p(side=SELL, reduce_only=True, client_id=9, subaccount_number=0,
                                                         good_til_block=0, good_til_block_time_ns=T + 5,
                                                         time_in_force=POST_ONLY))

@@ -188,8 +188,10 @@ def validate_place(store: CommittedReader, block: BlockInfo, owner: bytes, p: tx
     if p.reduce_only:
         growing = position == 0 or (position > 0) == (p.side == BUY)
         if growing:
+            held = (f"a {'long' if position > 0 else 'short'} position of {abs(position)} base quantums" if position
+                    else "no position")
             raise AppError(ERR_REDUCE_ONLY, f"reduce-only {'buy' if p.side == BUY else 'sell'} would open or grow the "
-                                            f"position ({position} base quantums)")
+                                            f"position: the subaccount holds {held} in perpetual {pair.perpetual_id}")
     else:
         subaccounts_keeper.validate_isolated_update(store, prep.before, [pair.perpetual_id], view)
         _collateral_precheck(store, block, prep, pair, p.side, p.quantums, limit, view)

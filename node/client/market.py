@@ -224,6 +224,8 @@ def parse_duration_ns(text: str) -> int:
     back to the same nanoseconds); the smallest unit is a second, so the result is always whole nanoseconds.
     """
     t = text.strip().lower()
+    if t.startswith("-") and _DURATION_RE.match(t[1:]):
+        raise MarketError(f"duration {clip_text(text)} must be positive: it counts forward from the latest block time")
     if not _DURATION_RE.match(t):
         raise MarketError(f"duration {clip_text(text)} is not like 90s, 10m, 2h, 1d, 1.5s or 1h30m (units d, h, m, s, "
                           "each at most once, largest first; a fraction has at most 9 digits)")
