@@ -1131,3 +1131,22 @@ def test_non_trading_txs_print_what_they_did_and_their_fee(chain, capsys):
     assert rest == [f"transfer: sender {ADDRS[1]}  recipient {ADDRS[2]}  amount 12.5 USDC"]
     out = ok_json(capsys, home, "tx", "subaccounts", "deposit", "alice", "0.000001")
     assert out["fee_quote_quantums"] == "10000" and out["code"] == 0
+
+
+class _ShortNode(FakeNode):
+    """Answers a block_results beyond its height as CometBFT v0.38 does (rpc/core/env.go getHeight)."""
+
+    def call(self, method: str, **params) -> dict:
+        if method == "block_results" and int(params["height"]) > self.height():
+            raise RpcError(f"block_results: Internal error height {params['height']} must be less than or equal to "
+                           f"the current blockchain height {self.height()}")
+        return super().call(method, **params)
+
+
+def test_fills_of_a_future_block_say_the_latest_height(chain, capsys, monkeypatch):
+    node, home = chain
+    short = _ShortNode(node.replica)
+    short.blocks = node.blocks
+    monkeypatch.setattr(cli_common, "RpcClient", lambda url, *a, **k: short)
+    line = one_error_line(capsys, home, "query", "clob", "fills", "--height", "99999999")
+    assert line == f"Error: block 99999999 does not exist yet: the latest height is {short.height()}"

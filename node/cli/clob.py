@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 import secrets
 
 import click
@@ -611,6 +612,9 @@ def query_fills(height: int | None) -> None:
         try:
             results = client.call("block_results", height=str(height))
         except RpcError as e:
+            latest = re.search(r"must be less than or equal to the current blockchain height (\d+)", str(e))
+            if explicit and latest:
+                raise CliError(f"block {height} does not exist yet: the latest height is {latest.group(1)}") from None
             # CometBFT stores the latest block before it has executed it: its results may not be saved yet
             if explicit or "could not find results" not in str(e):
                 raise
