@@ -171,12 +171,14 @@ def test_withdrawal_must_leave_initial_margin_even_with_unrealized_profit(chain)
     _, res = price_block(chain, [msg_tx(1, 3, [withdraw_msg(1, 57_001 * USD)]),
                                  msg_tx(1, 4, [transfer_msg(1, 3, 57_001 * USD)])])
     assert [t.code for t in res] == [errors.ERR_NEWLY_UNDERCOLLATERALIZED.code] * 2
+    assert all(t.log.endswith(f"; at most {57_000 * USD} quote quantums can leave now") for t in res), res
     _, res = price_block(chain, [msg_tx(1, 5, [transfer_msg(1, 3, 57_000 * USD)])])
     assert res[0].code == 0
     # Below initial margin now (price back to $64,000): still-undercollateralized withdrawals are refused too.
     price_block(chain, prices={BTC: P64K})
     _, res = price_block(chain, [msg_tx(1, 6, [withdraw_msg(1, USD)])])
     assert res[0].code == errors.ERR_STILL_UNDERCOLLATERALIZED.code
+    assert res[0].log.endswith("; at most 0 quote quantums can leave now"), res[0].log  # TNC below IMR: nothing
 
 
 # --- order validation ----------------------------------------------------------------------------------------------

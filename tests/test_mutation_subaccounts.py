@@ -534,12 +534,14 @@ def test_a_bad_recipient_is_refused_with_exactly_that_message(ex, msg, log):
 
 def test_a_withdrawal_below_initial_margin_says_what_it_was_and_the_collateral_left():
     """Account 2: short 1 BTC at the $64,000 oracle with 70,000 USDC: taking 5,000 out leaves 70,000 - 5,000 -
-    64,000 = 1,000 USDC of net collateral, below the 5 % initial margin of 3,200 USDC."""
+    64,000 = 1,000 USDC of net collateral, below the 5 % initial margin of 3,200 USDC. What can leave: net collateral
+    6,000 - initial margin 3,200 = 2,800 USDC."""
     r = init(positions_genesis())
     res = r.block([msg_tx(2, 1, [withdraw(2, 5_000 * USD)])]).tx_results[0]
     assert res.code == errors.ERR_NEWLY_UNDERCOLLATERALIZED.code, res.log
     assert res.log.startswith(f"{errors.ERR_NEWLY_UNDERCOLLATERALIZED.name}: withdrawal of {5_000 * USD} quote "
                               f"quantums: net collateral {1_000 * USD} quote quantums would be below initial margin "), res.log
+    assert res.log.endswith(f"; at most {2_800 * USD} quote quantums can leave now"), res.log
 
 
 def test_one_update_touching_an_isolated_perpetual_and_another_is_refused_with_exactly_that_message(ex):
