@@ -44,7 +44,7 @@ def test_shipped_genesis_is_valid_and_funds_every_localnet_key(tmp_path):
     addr = {k.name: k.address for k in keyring.list()}
     assert set(addr) == {"authority", "faucet", "alice", "bob", "carol", "dave", "mm"}
     deposits = {(d["owner"], d["number"]): int(d["amount_quote_quantums"]) for d in state["subaccounts"]["deposits"]}
-    assert deposits == {**{(addr[n], 0): 100_000 * 10**6 for n in ("alice", "bob", "carol", "dave")},
+    assert deposits == {**{(addr[n], 0): 250_000 * 10**6 for n in ("alice", "bob", "carol", "dave")},
                         (addr["mm"], 0): 1_000_000 * 10**6}
     assert state["clob"]["params"] == DEFAULT_PARAMS
     pairs = {p["id"]: (p["step_base_quantums"], p["subticks_per_tick"], p["quantum_conversion_exponent"])

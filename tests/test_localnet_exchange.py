@@ -32,7 +32,7 @@ pytestmark = pytest.mark.localnet
 MARKETS = ["BTC-USD", "ETH-USD", "SOL-USD", "PEPE-USD"]
 BTC, ETH, SOL, PEPE = 0, 1, 2, 3  # clob pair ids of localnet/genesis.json
 LEVELS = ln.load_config(ln.DEFAULT_CONFIG).market_maker.levels
-DEPOSIT = 100_000 * 10**6  # each trader's subaccount 0 in the genesis template
+DEPOSIT = 250_000 * 10**6  # each trader's subaccount 0 in the genesis template
 TAKER_FEE_PPM = 500  # fee tier 1 (no volume yet)
 
 
