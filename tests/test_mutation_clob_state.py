@@ -95,6 +95,7 @@ def test_fee_tiers_on_the_bounds_are_accepted(tiers):
 def test_fee_ppm_follows_the_30_day_volume():
     s = store()
     assert keeper.fee_ppm(s, A[1], DAY, maker=False) == (0, "")  # no params stored: no fee, no tier
+    assert keeper.fee_ppm(s, A[1], DAY, maker=True) == (0, "")
     keeper.set_params(s, exchange_pb2.ClobParams(fee_tiers=[
         tier("base", maker=100, taker=500), tier("silver", absolute=1_000, maker=90, taker=450),
         tier("gold", absolute=1_000, total_share=500_000, maker=-10, taker=400)]))
