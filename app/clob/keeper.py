@@ -191,7 +191,7 @@ def get_order(store: CommittedReader, okey: bytes) -> exchange_pb2.Order:
 def describe_key(okey: bytes) -> str:
     from app.lib.address import encode_address
 
-    kind = {keys.SHORT_TERM: "short-term", keys.LONG_TERM: "long-term"}.get(okey[29], "unknown kind")
+    kind = "short-term" if okey[29] == keys.SHORT_TERM else "long-term"  # flags are 0 or 64 (actions.py checks)
     return (f"{encode_address(okey[:20])}/{okey[20]} pair {int.from_bytes(okey[21:25], 'big')} client id "
             f"{int.from_bytes(okey[25:29], 'big')} {kind} (flags {okey[29]})")
 
