@@ -70,9 +70,13 @@ BAD_TIERS = [
                  id="a maker share above 100 %"),
     pytest.param([tier(maker=-50, taker=40)], "the largest maker rebate (50 ppm) exceeds the lowest taker fee (40 ppm)",
                  id="a rebate above the taker fee"),
-    pytest.param([tier(maker=0, taker=39), tier(absolute=1, maker=-40, taker=100)],
+    pytest.param([tier(maker=0, taker=39), tier("u", absolute=1, maker=-40, taker=100)],
                  "the largest maker rebate (40 ppm) exceeds the lowest taker fee (39 ppm)",
                  id="the largest rebate and the lowest taker fee in different tiers"),
+    # a fill names its tiers by name (session-15 attack: unnamed or repeated names left a fill naming no tier)
+    pytest.param([tier(name="")], "tier '': every fee tier needs a name of its own", id="an unnamed tier"),
+    pytest.param([tier(), tier(name="u", absolute=1), tier(name="u", absolute=2)],
+                 "tier 'u': every fee tier needs a name of its own", id="two tiers of one name"),
 ]
 
 
@@ -85,7 +89,8 @@ def test_bad_fee_tiers_are_refused(tiers, words):
 @pytest.mark.parametrize("tiers", [
     pytest.param([tier(maker=-10_000, taker=10_000)], id="the largest rebate equals the taker fee"),
     pytest.param([tier(maker=10_000, taker=0)], id="a 1 % maker fee and no taker fee"),
-    pytest.param([tier(taker=40), tier(absolute=1, total_share=1_000_000, maker_share=1_000_000, maker=-40, taker=50)],
+    pytest.param([tier(taker=40), tier("u", absolute=1, total_share=1_000_000, maker_share=1_000_000, maker=-40,
+                                       taker=50)],
                  id="shares of exactly 100 %, rebate covered by another tier's taker fee"),
 ])
 def test_fee_tiers_on_the_bounds_are_accepted(tiers):

@@ -151,11 +151,18 @@ def _fee_tiers(raw_params: bytes) -> list[FeeTier]:
 
 
 def validate_fee_tiers(tiers: list[exchange_pb2.FeeTier]) -> None:
-    """At least one tier; the first has no requirements; fees within ±1 %; and the lowest taker fee covers the largest
-    maker rebate, so every fill's fees net to >= 0 and rebates never draw on the fee collector's other funds
-    (dYdX x/feetiers PerpetualFeeParams.Validate: "maker rebate must not exceed the lowest taker fee")."""
+    """At least one tier; each named, no two alike (a fill names its tiers by name); the first has no requirements;
+    fees within ±1 %; and the lowest taker fee covers the largest maker rebate, so every fill's fees net to >= 0 and
+    rebates never draw on the fee collector's other funds (dYdX x/feetiers PerpetualFeeParams.Validate: "maker rebate
+    must not exceed the lowest taker fee")."""
     if not tiers:
         raise AppError(ERR_INVALID_FEE_TIERS, "at least one fee tier is needed")
+    names: dict[str, None] = {}
+    for t in tiers:
+        if not t.name or t.name in names:
+            raise AppError(ERR_INVALID_FEE_TIERS, f"tier {t.name!r}: every fee tier needs a name of its own (fills "
+                                                  "name the tiers they used)")
+        names[t.name] = None
     first = tiers[0]
     if (first.absolute_volume_requirement_quote_quantums or first.total_volume_share_requirement_ppm
             or first.maker_volume_share_requirement_ppm):
