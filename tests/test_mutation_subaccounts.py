@@ -181,6 +181,9 @@ def put(s: BranchStore, owner: int, number: int, sub: SubaccountState) -> None:
     pytest.param(lambda s: (put(s, 1, 0, SubaccountState(100_000 * USD, {BTC: Position(BTC, 5, 0, 0)})),
                             put(s, 2, 0, SubaccountState(100_000 * USD, {BTC: Position(BTC, -5, 0, 0)}))),
                  "perpetual 0: open interest moved by 0, longs by 5", id="a long and a short without open interest"),
+    # session-15 attack F5: open interest written with no subaccount change was not checked
+    pytest.param(lambda s: perpetuals_keeper.apply_open_interest_delta(s, BTC, 12_345),
+                 "perpetual 0: open interest moved by 12345, longs by 0", id="open interest alone"),
 ])
 def test_block_invariants_catch_a_broken_change(ex, change, words):
     s = BranchStore(ex.store)
@@ -199,6 +202,13 @@ def test_block_invariants_catch_usdc_left_in_a_flat_isolated_markets_pool():
                                                         "1000000000"):
         keeper.check_block_invariants(s)  # ... but the 1,000 USDC were not swept back to the cross pool
     keeper.sweep_isolated_pool(s, SOL)
+    keeper.check_block_invariants(s)
+
+
+def test_block_invariants_accept_a_perpetual_written_without_a_position_move(ex):
+    """A funding-index write (or any perpetual write that leaves open interest as it was) passes."""
+    s = BranchStore(ex.store)
+    perpetuals_keeper.set_funding_index(s, BTC, 7)
     keeper.check_block_invariants(s)
 
 

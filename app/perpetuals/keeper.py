@@ -89,6 +89,14 @@ def set_perpetual(store: BranchStore, perp: exchange_pb2.Perpetual) -> None:
     store.set(keys.perpetual_key(perp.id), encode_proto(perp))
 
 
+def written_perpetual_ids(block_store: BranchStore) -> list[int]:
+    """The perpetuals this branch wrote (ascending): the block invariants check their open interest even when no
+    subaccount moved."""
+    n = len(keys.PERPETUAL_PREFIX)
+    return [int.from_bytes(key[n:], "big") for key, _ in block_store.write_set()
+            if key.startswith(keys.PERPETUAL_PREFIX) and len(key) == n + 4]
+
+
 def iter_perpetuals(store: CommittedReader):
     for _, raw in store.iterate(keys.PERPETUAL_PREFIX, prefix_end(keys.PERPETUAL_PREFIX)):
         yield _decode_perpetual(raw)

@@ -527,6 +527,9 @@ def check_block_invariants(block_store: BranchStore) -> None:
     if bank_delta != quote_delta + unsettled_delta:
         raise InvariantViolation(f"collateral pools changed by {bank_delta} quote quantums but subaccount balances by "
                                  f"{quote_delta} and unsettled funding by {unsettled_delta}")
+    for pid in perpetuals_keeper.written_perpetual_ids(block_store):  # open interest written without a position move
+        size_delta.setdefault(pid, 0)
+        long_delta.setdefault(pid, 0)
     for pid in sorted(size_delta):
         if size_delta[pid] != 0:
             raise InvariantViolation(f"perpetual {pid}: longs and shorts moved apart by {size_delta[pid]}")
