@@ -908,6 +908,40 @@ def test_usdc_sent_to_a_future_isolated_pool_goes_to_the_fee_collector_when_the_
     assert res.tx_results[0].code != 0
 
 
+def test_a_subaccount_of_a_future_isolated_pool_is_closed_to_the_fee_collector_when_the_market_becomes_isolated():
+    """Found by the session-15 attack (F1): a subaccount transfer to module_address('subaccounts:1')/0 and /127 while
+    ETH is still cross passes (not a module account yet); once ETH is isolated nobody could move that USDC. The switch
+    closes both subaccounts: 5 + 2 USDC leave the cross pool for the fee collector, one isolated_pool_cleared event
+    per subaccount; money checks hold; later transfers there are refused (104)."""
+    from perpchain.v1 import tx_pb2
+
+    def transfer(nonce: int, to: bytes, number: int, amount: int) -> bytes:
+        return msg_tx(3, nonce, [tx_pb2.Msg(transfer=tx_pb2.MsgTransfer(
+            owner=ADDRS[3], recipient_owner=encode_address(to), recipient_subaccount_number=number,
+            amount_quote_quantums=amount))])
+
+    r = mem_exchange(app_state())
+    pool = sk.isolated_pool(1)
+    res = r.block([transfer(1, pool, 0, 5 * USD), transfer(2, pool, 127, 2 * USD)])
+    assert [t.code for t in res.tx_results] == [0, 0], [t.log for t in res.tx_results]
+    assert quote(r, 3) == 100_000 * USD - 7 * USD
+    authority0, collector0 = r.balance_of_address(ADDRS[0]), collector(r)
+    res = r.block([_make_eth_isolated(1)])
+    assert res.tx_results[0].code == 0, res.tx_results[0].log
+    fee = authority0 - r.balance_of_address(ADDRS[0])
+    assert collector(r) - collector0 == fee + 7 * USD
+    assert list(sk.iter_subaccounts(BranchStore(r.store), pool)) == []
+    to = encode_address(FEE_COLLECTOR_ADDRESS)
+    assert _cleared(res.tx_results[0]) == [
+        {"perpetual_id": "1", "subaccount_number": "0", "amount_quote_quantums": str(5 * USD), "recipient": to},
+        {"perpetual_id": "1", "subaccount_number": "127", "amount_quote_quantums": str(2 * USD), "recipient": to}]
+    check_global_money(r)
+    exact_pools(r)
+    _restarts_from_export(r)
+    res = r.block([transfer(3, pool, 0, 1)])
+    assert res.tx_results[0].code == 104, res.tx_results[0].log
+
+
 def test_usdc_sent_to_the_pool_of_a_perpetual_not_yet_created_goes_to_the_fee_collector_at_creation():
     """Found by this attack (fixed), the MsgCreatePerpetual path: account 3 sends 2 USDC to
     module_address('subaccounts:20'); the authority then creates isolated perpetual 20 (pair 20) on the BTC oracle

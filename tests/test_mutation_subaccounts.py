@@ -388,6 +388,11 @@ BAD_GENESIS = [
                  errors.ERR_INVALID_GENESIS,
                  "collateral pools hold 0 quote quantums, subaccounts 5 + unsettled funding 0",
                  id="a balance the pool does not hold"),
+    # session-15 attack F2: a module account's subaccount could never move its USDC
+    pytest.param({"subaccounts": [{"owner": encode_address(keeper.CROSS_POOL), "number": 3,
+                                   "quote_balance_quote_quantums": "5"}]}, errors.ERR_INVALID_GENESIS,
+                 f"subaccount {encode_address(keeper.CROSS_POOL)}/3 belongs to a module account: nobody could ever "
+                 "move its USDC", id="a subaccount of the cross pool"),
 ]
 
 

@@ -181,13 +181,20 @@ def _clear_stray_pool_balance(ctx: Ctx, perpetual_id: int) -> None:
     """A pool that opens for a market without positions must be empty (Σ pools = Σ claims; a flat isolated market
     has an empty pool). Its address is known before it is a module account, so USDC sent there earlier (MsgSend or a
     withdrawal to it) belongs to nobody: it goes to the fee collector, like any other unowned USDC, with an event.
+    So does the quote balance of any subaccount of that address (a subaccount transfer to it before it became a
+    module account), which nobody could move either: the subaccount is closed.
     Only the authority's create / switch to isolated gets here; genesis keeps a pool's balance (its positions own it)."""
     pool = subaccounts_keeper.isolated_pool(perpetual_id)
+    collector = encode_address(bank_keeper.FEE_COLLECTOR_ADDRESS)
     stray = bank_keeper.get_balance(ctx.store, pool)
     if stray:
         bank_keeper.apply_transfer(ctx.store, pool, bank_keeper.FEE_COLLECTOR_ADDRESS, stray)
         ctx.emit(Event.of("isolated_pool_cleared", perpetual_id=perpetual_id, amount_quote_quantums=stray,
-                          recipient=encode_address(bank_keeper.FEE_COLLECTOR_ADDRESS)))
+                          recipient=collector))
+    for number, amount in subaccounts_keeper.clear_unowned_subaccounts(ctx.store, pool,
+                                                                       bank_keeper.FEE_COLLECTOR_ADDRESS):
+        ctx.emit(Event.of("isolated_pool_cleared", perpetual_id=perpetual_id, subaccount_number=number,
+                          amount_quote_quantums=amount, recipient=collector))
 
 
 def create_perpetual(store, perp: exchange_pb2.Perpetual, pair: exchange_pb2.ClobPair) -> None:

@@ -64,12 +64,15 @@ def init_genesis(store: BranchStore, state: dict) -> None:
 
 
 def check_genesis(store: BranchStore) -> None:
-    """Full-state invariants (genesis and export), which the per-block checks (on changes only) then keep: pools
-    hold Σ quote balances + unsettled funding; per perpetual Σ long = Σ short = open interest; an isolated position
+    """Full-state invariants (genesis and export), which the per-block checks (on changes only) then keep: no
+    subaccount of a module account; pools hold Σ quote balances + unsettled funding; per perpetual Σ long = Σ short = open interest; an isolated position
     is alone in its subaccount; an isolated market without positions has an empty pool."""
     longs: dict[int, int] = {}
     shorts: dict[int, int] = {}
     for sid, sub in keeper.iter_subaccounts(store):
+        if bank_keeper.is_module_account(store, sid.owner):  # as a transfer to one (104): nobody holds its key
+            raise AppError(ERR_INVALID_GENESIS, f"subaccount {encode_address(sid.owner)}/{sid.number} belongs to a "
+                                                "module account: nobody could ever move its USDC")
         for pid, p in sub.positions.items():
             if p.size_base_quantums > 0:
                 longs[pid] = longs.get(pid, 0) + p.size_base_quantums

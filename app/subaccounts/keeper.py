@@ -391,6 +391,22 @@ def pay_from_pool(store: BranchStore, pool: bytes, recipient: bytes, amount: int
         bank_keeper.apply_transfer(store, CROSS_POOL, recipient, amount - own)
 
 
+def clear_unowned_subaccounts(store: BranchStore, owner: bytes, recipient: bytes) -> list[tuple[int, int]]:
+    """Close every subaccount of ``owner``, an address that has just become a module account (nobody holds its key,
+    so nothing could ever move that USDC again), paying each quote balance to ``recipient``; returns (number, amount)
+    per subaccount. Such a subaccount can only have been funded by transfers (no key signs its orders), so it holds a
+    quote balance and no position, in the cross pool."""
+    cleared = []
+    for sid, sub in list(iter_subaccounts(store, owner)):
+        if sub.positions or sub.quote_balance_quote_quantums <= 0:
+            raise InvariantViolation(f"subaccount {encode_address(owner)}/{sid.number} of a new module account holds "
+                                     "positions or owes USDC")
+        set_subaccount(store, sid, SubaccountState())
+        bank_keeper.apply_transfer(store, CROSS_POOL, recipient, sub.quote_balance_quote_quantums)
+        cleared.append((sid.number, sub.quote_balance_quote_quantums))
+    return cleared
+
+
 def sweep_isolated_pool(store: BranchStore, perpetual_id: int) -> None:
     """With no position left in an isolated perpetual its pool has no member: whatever it still holds belongs to the
     cross side (see :func:`pay_from_pool`) and moves back, so every isolated pool is exact when its market is flat."""
