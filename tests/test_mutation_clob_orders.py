@@ -289,6 +289,14 @@ def test_reduce_only_direction_and_the_placed_order(ex):
     err = refused(actions.validate_place, s, block(), A[3], p(side=SELL, reduce_only=True))
     assert err.log.endswith("reduce-only sell would open or grow the position: the subaccount holds no position in "
                             "perpetual 0")
+    # the smallest long there is: one base quantum (set directly; fills move whole steps)
+    from app.subaccounts import keeper as subaccounts_keeper
+    from app.subaccounts.state import Position, SubaccountId, SubaccountState
+
+    tiny = BranchStore(s)
+    subaccounts_keeper.set_subaccount(tiny, SubaccountId(A[4], 0), SubaccountState(10**9, {0: Position(0, 1, 0, 0)}))
+    err = refused(actions.validate_place, tiny, block(), A[4], p(side=BUY, reduce_only=True))
+    assert err.log.endswith("the subaccount holds a long position of 1 base quantums in perpetual 0"), err.log
     placed = actions.validate_place(s, block(), A[1], p(side=SELL, reduce_only=True, client_id=9, subaccount_number=0,
                                                         good_til_block=0, good_til_block_time_ns=T + 5,
                                                         time_in_force=POST_ONLY))
