@@ -1150,3 +1150,11 @@ def test_fills_of_a_future_block_say_the_latest_height(chain, capsys, monkeypatc
     monkeypatch.setattr(cli_common, "RpcClient", lambda url, *a, **k: short)
     line = one_error_line(capsys, home, "query", "clob", "fills", "--height", "99999999")
     assert line == f"Error: block 99999999 does not exist yet: the latest height is {short.height()}"
+
+
+def test_auth_params_show_quote_quantums_in_usdc_too(chain, capsys):
+    node, home = chain
+    res = node.query_json("/auth/params")
+    text = ok(capsys, home, "query", "auth", "params")
+    assert f"fee_per_message_quote_quantums: {res['fee_per_message_quote_quantums']} (0.01 USDC)" in text, text
+    assert res["fee_per_message_quote_quantums"] == "10000"  # 0.01 USDC = 10 000 quote quantums

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from node.cli.common import common, emit, query_json, resolve_address
+from node.cli.common import common, emit, query_json, resolve_address, usdc_text
 from node.client.units import quote_quantums_to_usdc
 
 
@@ -39,7 +39,13 @@ def query_auth_account(who: str) -> None:
 def query_auth_params() -> None:
     """Admission parameters: fee per non-trading message, budget capacity and refill, fee collector."""
     obj, res = query_json("/auth/params")
-    emit(obj, res, "\n".join(f"{k}: {v}" for k, v in sorted(res.items())))
+
+    def line(k: str, v) -> str:  # quote quantums also in USDC, exactly
+        if k.endswith("_quote_quantums") and str(v).isdigit():
+            return f"{k}: {v} ({usdc_text(v)} USDC)"
+        return f"{k}: {v}"
+
+    emit(obj, res, "\n".join(line(k, v) for k, v in sorted(res.items())))
 
 
 @click.command("account", hidden=True)
