@@ -79,7 +79,8 @@ def apply_transfer(store: BranchStore, sender: bytes, recipient: bytes, amount_q
     if sender_balance < amount_quote_quantums:
         raise AppError(
             ERR_INSUFFICIENT_FUNDS,
-            f"{encode_address(sender)} has {sender_balance} quote quantums, needs {amount_quote_quantums} quote quantums",
+            f"{encode_address(sender)} has {sender_balance} quote quantums, needs {amount_quote_quantums} quote "
+            "quantums",
         )
     if sender == recipient:
         return

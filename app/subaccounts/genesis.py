@@ -65,8 +65,9 @@ def init_genesis(store: BranchStore, state: dict) -> None:
 
 def check_genesis(store: BranchStore) -> None:
     """Full-state invariants (genesis and export), which the per-block checks (on changes only) then keep: no
-    subaccount of a module account; pools hold Σ quote balances + unsettled funding; per perpetual Σ long = Σ short = open interest; an isolated position
-    is alone in its subaccount; an isolated market without positions has an empty pool."""
+    subaccount of a module account; pools hold Σ quote balances + unsettled funding; per perpetual Σ long = Σ short =
+    open interest; an isolated position is alone in its subaccount; an isolated market without positions has an
+    empty pool."""
     longs: dict[int, int] = {}
     shorts: dict[int, int] = {}
     for sid, sub in keeper.iter_subaccounts(store):
