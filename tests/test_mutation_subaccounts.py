@@ -205,6 +205,36 @@ def test_block_invariants_catch_usdc_left_in_a_flat_isolated_markets_pool():
     keeper.check_block_invariants(s)
 
 
+@pytest.mark.parametrize("sub", [
+    pytest.param(SubaccountState(5, {BTC: Position(BTC, 1, 0, 0)}), id="a position"),
+    pytest.param(SubaccountState(-5), id="a debt"),
+])
+def test_closing_a_new_module_accounts_subaccount_refuses_what_only_a_bug_could_leave_there(ex, sub):
+    """Only transfers reach such a subaccount (no key signs its orders, genesis refuses it): a position or a
+    negative balance there is a bug, and halts the node rather than being paid out."""
+    s = BranchStore(ex.store)
+    owner = keeper.isolated_pool(7)
+    keeper.set_subaccount(s, SubaccountId(owner, 2), sub)
+    with pytest.raises(errors.InvariantViolation, match=f"subaccount {encode_address(owner)}/2 of a new module "
+                                                         "account holds positions or owes USDC"):
+        keeper.clear_unowned_subaccounts(s, owner, bank_keeper.FEE_COLLECTOR_ADDRESS)
+
+
+def test_closing_a_new_module_accounts_subaccounts_pays_each_balance_out(ex):
+    """Two subaccounts of the address (3 and 1 quote quantums, in the cross pool) are closed, in number order, and
+    the cross pool pays their 4 quote quantums to the recipient."""
+    s = BranchStore(ex.store)
+    owner = keeper.isolated_pool(7)
+    bank_keeper.apply_transfer(s, A[1], keeper.CROSS_POOL, 4)  # the pool holds what the two balances claim
+    keeper.set_subaccount(s, SubaccountId(owner, 9), SubaccountState(1))
+    keeper.set_subaccount(s, SubaccountId(owner, 0), SubaccountState(3))
+    pool0, a2 = bank_keeper.get_balance(s, keeper.CROSS_POOL), bank_keeper.get_balance(s, A[2])
+    assert keeper.clear_unowned_subaccounts(s, owner, A[2]) == [(0, 3), (9, 1)]
+    assert list(keeper.iter_subaccounts(s, owner)) == []
+    assert (bank_keeper.get_balance(s, keeper.CROSS_POOL), bank_keeper.get_balance(s, A[2])) == (pool0 - 4, a2 + 4)
+    assert keeper.clear_unowned_subaccounts(s, owner, A[2]) == []
+
+
 def test_block_invariants_accept_a_perpetual_written_without_a_position_move(ex):
     """A funding-index write (or any perpetual write that leaves open interest as it was) passes."""
     s = BranchStore(ex.store)
