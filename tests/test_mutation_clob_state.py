@@ -74,7 +74,8 @@ BAD_TIERS = [
                  "the largest maker rebate (40 ppm) exceeds the lowest taker fee (39 ppm)",
                  id="the largest rebate and the lowest taker fee in different tiers"),
     # a fill names its tiers by name (session-15 attack: unnamed or repeated names left a fill naming no tier)
-    pytest.param([tier(name="")], "tier '': every fee tier needs a name of its own", id="an unnamed tier"),
+    pytest.param([tier(name="")], "invalid_fee_tiers: tier '': every fee tier needs a name of its own (fills name the "
+                 "tiers they used)", id="an unnamed tier"),
     pytest.param([tier(), tier(name="u", absolute=1), tier(name="u", absolute=2)],
                  "tier 'u': every fee tier needs a name of its own", id="two tiers of one name"),
 ]
